@@ -1,0 +1,37 @@
+# omha: `make demo` shows a three-node failover, `make test` runs everything CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLUGINS := $(sort $(wildcard plugins/*))
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv system-packages lint pytest bench clean
+
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt -e . $(foreach p,$(PLUGINS),-e '$(p)[test]')
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-packages:
+	sh scripts/install-system-packages
+
+demo: venv
+	$(BIN)/omha demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy omha_core $(foreach p,$(PLUGINS),$(p)/omha_$(notdir $(p)))
+
+pytest: venv system-packages
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test: system-packages venv lint pytest
+
+bench: venv
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info plugins/*/build

@@ -1,0 +1,141 @@
+"""The store and membership contracts: where cluster state lives and who is in the cluster.
+
+A *store* holds what every node must see: each node's published status, the cluster's ``cltab`` and
+``hactl`` (versioned; only valid versions are adopted), group claims (the atomic part of the plan phase) and
+fencing records. A *membership* backend says which nodes the underlying layer considers up. The core adds its
+own heartbeat judgement on top: a node is alive only while its published ``seq`` keeps changing, measured on
+the observer's monotonic clock (see :mod:`omha_core.liveness`).
+
+Backends are registered by name through ``omha_store_backends`` / ``omha_membership_backends`` and chosen by
+``[cluster] store`` / ``membership`` in ``omha.toml``. Built in: ``sharedfs`` (a directory every node mounts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from omha_core.config import Config
+
+#: the documents a store versions
+DOCUMENTS: tuple[str, ...] = ("cltab", "hactl")
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """One version of a cluster document.
+
+    :param text: the document's text.
+    :param version: an opaque token that changes whenever the text changes (used for compare-and-swap).
+    :param order: orders versions newest-last where a backend keeps several copies (0 where it does not).
+    :param origin: where this copy came from (a node name, a path), for messages.
+    """
+
+    text: str
+    version: str
+    order: int = 0
+    origin: str = ""
+
+
+class Store:
+    """Base class of status stores. Methods raise :class:`omha_core.errors.StoreError` on I/O failure."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def open(self) -> None:
+        """Connect / create what is needed. Called once before any other method."""
+
+    def close(self) -> None:
+        """Release connections and leases. Called once at shutdown."""
+
+    # -- node status ------------------------------------------------------------------------------------
+    def publish(self, node: str, status: Mapping[str, Any]) -> None:
+        """Publish ``node``'s status document atomically (readers never see a partial write)."""
+        raise NotImplementedError
+
+    def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
+        """Every node's last published status; a document that cannot be decoded maps to the exception."""
+        raise NotImplementedError
+
+    def forget(self, node: str) -> None:
+        """Remove ``node``'s published status (operator clean-up of a decommissioned node)."""
+
+    # -- cluster documents ------------------------------------------------------------------------------
+    def documents(self, name: str) -> list[Versioned]:
+        """Candidate versions of ``cltab`` or ``hactl``, newest first. The core adopts the first valid one."""
+        raise NotImplementedError
+
+    def adopt(self, name: str, doc: Versioned) -> None:
+        """Called after the core adopted ``doc`` (backends that replicate copies, like openMosix MFS)."""
+
+    def put_document(self, name: str, text: str, expect_version: str | None) -> str:
+        """Write a new version; with ``expect_version``, only if the current version is still that one
+        (else raise :class:`omha_core.errors.ConflictError`). Returns the new version token."""
+        raise NotImplementedError
+
+    # -- claims -----------------------------------------------------------------------------------------
+    def claim(self, group: str, node: str, incarnation: str) -> bool:
+        """Atomically claim ``group`` for ``node`` if nobody holds it (create-if-absent). True if held now
+        by this node (also when it already held it)."""
+        raise NotImplementedError
+
+    def claims(self) -> dict[str, Mapping[str, Any]]:
+        """Current claims: group -> ``{"node": ..., "incarnation": ...}``."""
+        raise NotImplementedError
+
+    def release_claim(self, group: str, node: str) -> None:
+        """Drop ``node``'s claim on ``group``; no-op when another node holds it."""
+        raise NotImplementedError
+
+    def break_claim(self, group: str, holder: str) -> None:
+        """Remove a claim held by ``holder`` (a lost node, after it was fenced). No-op if held by another."""
+        raise NotImplementedError
+
+    # -- fencing ----------------------------------------------------------------------------------------
+    def fence_lock(self, node: str, incarnation: str, fencer: str) -> bool:
+        """Atomically become the one survivor that fences ``node``'s ``incarnation`` (create-if-absent).
+        True when ``fencer`` holds the lock."""
+        raise NotImplementedError
+
+    def put_fence_record(self, node: str, record: Mapping[str, Any]) -> None:
+        """Publish the outcome of fencing ``node`` (who, when, device, result, incarnation)."""
+        raise NotImplementedError
+
+    def fence_records(self) -> dict[str, Mapping[str, Any]]:
+        """The last fence record of each node."""
+        raise NotImplementedError
+
+    # -- events -----------------------------------------------------------------------------------------
+    def wait_for_change(self, timeout: float) -> None:
+        """Block until something in the store changed or ``timeout`` seconds passed (polling stores sleep)."""
+        time.sleep(timeout)
+
+
+class Membership:
+    """Base class of membership backends."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+
+    def open(self) -> None:
+        """Join the cluster (start a lease, ...). Called after the store is open."""
+
+    def close(self) -> None:
+        """Leave the cluster."""
+
+    def heartbeat(self) -> None:
+        """Called every cycle before publishing status (keep a lease alive, ...)."""
+
+    def is_member(self) -> bool:
+        """False when this node can no longer prove it belongs to the cluster (lost lease): it must stop
+        its groups."""
+        return True
+
+    def up_nodes(self) -> set[str] | None:
+        """Nodes the membership layer sees up, or None when it has no view of its own (heartbeats decide)."""
+        return None

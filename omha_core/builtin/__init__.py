@@ -1,0 +1,1 @@
+"""omha's builtin plugins, registered through the same path as installed ones (see ``plugins.py``)."""

@@ -1,0 +1,214 @@
+"""The ``sharedfs`` store and membership: a directory every node mounts (the original's MFS model).
+
+Layout under ``[sharedfs] path``::
+
+    cltab, hactl              the cluster's documents, edited in place by operators or written by omha
+    nodes/<node>/status.json  each node's status, written only by that node (atomic rename)
+    claims/<group>.json       group claims, created with link(2): exactly one node wins
+    fence/<node>.<inc>.lock   who fences one incarnation of a lost node (link(2) again)
+    fence/<node>.json         the last fence record of a node
+    .doclock                  flock(2) taken around compare-and-swap writes of cltab/hactl
+
+The filesystem must make a rename visible atomically and promptly to every node: on NFS mount with
+``actimeo=0`` (or ``noac``) and ``lookupcache=none`` so that heartbeats and claims are not hidden by
+attribute caching; CephFS and GlusterFS are coherent by default.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+
+from omha_core import hookimpl
+from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
+from omha_core.errors import ConfigError, ConflictError, StoreError
+from omha_core.fsutil import atomic_write, atomic_write_json, create_exclusive
+
+if TYPE_CHECKING:
+    from omha_core.config import Config
+
+
+def _version(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+class SharedDirStore(Store):
+    """A status store in a shared directory."""
+
+    def __init__(self, config: Config, path: str | None = None) -> None:
+        super().__init__(config)
+        base = path or config.section("sharedfs").get("path")
+        if not base:
+            raise ConfigError(f"{config.path}: [sharedfs] path: required when store or membership is 'sharedfs'")
+        self.base = str(base)
+
+    def _p(self, *parts: str) -> str:
+        return os.path.join(self.base, *parts)
+
+    def open(self) -> None:
+        try:
+            for sub in ("nodes", "claims", "fence"):
+                os.makedirs(self._p(sub), exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.base}: cannot create the shared directory layout: {exc.strerror}") from None
+
+    # -- status
+    def publish(self, node: str, status: Mapping[str, Any]) -> None:
+        os.makedirs(self._p("nodes", node), exist_ok=True)
+        atomic_write_json(self._p("nodes", node, "status.json"), status)
+
+    def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
+        out: dict[str, Mapping[str, Any] | Exception] = {}
+        try:
+            names = sorted(os.listdir(self._p("nodes")))
+        except OSError as exc:
+            raise StoreError(f"{self._p('nodes')}: {exc.strerror}") from None
+        for node in names:
+            path = self._p("nodes", node, "status.json")
+            try:
+                doc = _read_json(path)
+                if not isinstance(doc, dict):
+                    raise ValueError("not a JSON object")
+                out[node] = doc
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:
+                out[node] = StoreError(f"{path}: unreadable status: {exc}")
+        return out
+
+    def forget(self, node: str) -> None:
+        try:
+            os.unlink(self._p("nodes", node, "status.json"))
+        except FileNotFoundError:
+            pass
+
+    # -- documents
+    def documents(self, name: str) -> list[Versioned]:
+        assert name in DOCUMENTS
+        path = self._p(name)
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"{path}: {exc.strerror}") from None
+        return [Versioned(text=text, version=_version(text), origin=path)]
+
+    def put_document(self, name: str, text: str, expect_version: str | None) -> str:
+        assert name in DOCUMENTS
+        with open(self._p(".doclock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.documents(name)
+            cur_version = current[0].version if current else None
+            if expect_version is not None and cur_version != expect_version:
+                raise ConflictError(
+                    f"{self._p(name)} changed since it was read (someone else wrote it); read it again and retry"
+                )
+            atomic_write(self._p(name), text)
+        return _version(text)
+
+    # -- claims
+    def claim(self, group: str, node: str, incarnation: str) -> bool:
+        path = self._p("claims", f"{group}.json")
+        doc = json.dumps({"node": node, "incarnation": incarnation, "time": time.time()})
+        if create_exclusive(path, doc):
+            return True
+        held = self._claim(group)
+        return bool(held and held.get("node") == node)
+
+    def _claim(self, group: str) -> Mapping[str, Any] | None:
+        try:
+            doc = _read_json(self._p("claims", f"{group}.json"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"node": "?", "incarnation": "?"}
+        return doc if isinstance(doc, dict) else {"node": "?", "incarnation": "?"}
+
+    def claims(self) -> dict[str, Mapping[str, Any]]:
+        out = {}
+        for fname in os.listdir(self._p("claims")):
+            if fname.endswith(".json") and not fname.startswith("."):
+                held = self._claim(fname[:-5])
+                if held is not None:
+                    out[fname[:-5]] = held
+        return out
+
+    def _drop_claim(self, group: str, holder: str) -> None:
+        held = self._claim(group)
+        if held is None or held.get("node") != holder:
+            return
+        path = self._p("claims", f"{group}.json")
+        grave = self._p("claims", f".dropped.{group}.{holder}.{os.getpid()}.{time.monotonic_ns()}")
+        try:
+            os.rename(path, grave)
+        except FileNotFoundError:
+            return
+        doc = self._claim_from(grave)
+        if doc is not None and doc.get("node") != holder:  # raced with a new claimer: put theirs back
+            create_exclusive(path, json.dumps(doc))
+        os.unlink(grave)
+
+    def _claim_from(self, path: str) -> Mapping[str, Any] | None:
+        try:
+            doc = _read_json(path)
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def release_claim(self, group: str, node: str) -> None:
+        self._drop_claim(group, node)
+
+    def break_claim(self, group: str, holder: str) -> None:
+        self._drop_claim(group, holder)
+
+    # -- fencing
+    def fence_lock(self, node: str, incarnation: str, fencer: str) -> bool:
+        path = self._p("fence", f"{node}.{incarnation}.lock")
+        if create_exclusive(path, json.dumps({"fencer": fencer, "time": time.time()})):
+            return True
+        doc = self._claim_from(path)
+        return bool(doc and doc.get("fencer") == fencer)
+
+    def put_fence_record(self, node: str, record: Mapping[str, Any]) -> None:
+        atomic_write_json(self._p("fence", f"{node}.json"), dict(record))
+
+    def fence_records(self) -> dict[str, Mapping[str, Any]]:
+        out = {}
+        for fname in os.listdir(self._p("fence")):
+            if fname.endswith(".json") and not fname.startswith("."):
+                doc = self._claim_from(self._p("fence", fname))
+                if doc is not None:
+                    out[fname[:-5]] = doc
+        return out
+
+
+class SharedDirMembership(Membership):
+    """Membership by heartbeat alone: every node that has a status directory is a candidate member, and
+    the core's liveness tracker decides who is alive from changing sequence numbers."""
+
+
+SCHEMA = {vol.Optional("path"): str}
+
+
+@hookimpl
+def omha_store_backends() -> dict[str, Any]:
+    return {"sharedfs": SharedDirStore}
+
+
+@hookimpl
+def omha_membership_backends() -> dict[str, Any]:
+    return {"sharedfs": SharedDirMembership}

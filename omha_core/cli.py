@@ -1,0 +1,128 @@
+"""The ``omha`` command line. Each command imports what it needs when it runs, so ``omha --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from omha_core._version import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from omha_core.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    infos = sorted(pm.infos.values(), key=lambda i: (not i.builtin, i.name))
+    if args.json:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return 0
+    for info in infos:
+        dist = f"{info.distribution} {info.version}" if info.distribution else "-"
+        if info.error:
+            print(f"{info.name:<24} {dist:<32} FAILED TO LOAD: {info.error}")
+        else:
+            print(f"{info.name:<24} {dist:<32} {', '.join(info.hooks)}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from omha_core.cltab import Cltab
+    from omha_core.config import DEFAULT_PATH, load_config
+    from omha_core.errors import ConfigError, ParseError
+    from omha_core.hactl import check_hactl_against_cltab, parse_hactl
+    from omha_core.plugins import get_plugin_manager
+    from omha_core.validate import load_cltab
+
+    pm = get_plugin_manager()
+    failed = False
+    config = None
+    if args.config or os.environ.get("OMHA_CONFIG") or os.path.exists(DEFAULT_PATH):
+        try:
+            config = load_config(args.config, pm)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+    cltab: Cltab | None = None
+    if args.cltab:
+        try:
+            with open(args.cltab, "rb") as fh:
+                cltab = load_cltab(fh.read(), args.cltab, pm, config)
+            for w in cltab.warnings:
+                print(f"warning: {w}", file=sys.stderr)
+        except OSError as exc:
+            print(f"{args.cltab}: cannot read: {exc.strerror}", file=sys.stderr)
+            failed = True
+        except ParseError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+    if args.hactl:
+        try:
+            with open(args.hactl, "rb") as fh:
+                wanted = parse_hactl(fh.read(), args.hactl)
+            if cltab is not None:
+                for msg in check_hactl_against_cltab(wanted, cltab, args.hactl):
+                    print(f"warning: {msg}", file=sys.stderr)
+        except OSError as exc:
+            print(f"{args.hactl}: cannot read: {exc.strerror}", file=sys.stderr)
+            failed = True
+        except ParseError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+    if not failed:
+        checked = [p for p in (config and config.path, args.cltab, args.hactl) if p]
+        print(f"ok: {', '.join(checked) if checked else 'nothing to check'}")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="omha",
+        description="omha: a cluster-wide init. Keeps each resource group of cltab running on exactly one "
+        "fit node, at the level hactl asks for.",
+    )
+    parser.add_argument("--version", action="version", version=f"omha {__version__}")
+    parser.add_argument("-c", "--config", help="omha.toml (default: $OMHA_CONFIG or /etc/omha/omha.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins, their hooks and load errors")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("check", help="validate omha.toml, a cltab and an hactl (exit 1 when invalid)")
+    p.add_argument("--cltab", help="cltab file to check")
+    p.add_argument("--hactl", help="hactl file to check")
+    p.set_defaults(func=_cmd_check)
+
+    from omha_core.cli_cluster import add_cluster_commands
+
+    add_cluster_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``omha`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # subcommands may take -c after their name too
+    if getattr(args, "sub_config", None):
+        args.config = args.sub_config
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

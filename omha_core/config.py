@@ -1,0 +1,216 @@
+"""``omha.toml``: loading, validation against the core's and the plugins' schemas, and typed access.
+
+The path is ``-c/--config``, else ``$OMHA_CONFIG``, else ``/etc/omha/omha.toml``. Every section is validated:
+the core's own here, a plugin's through ``omha_config_schema``, each fence device against its kind's
+schema. All problems are reported at once, each naming the key and what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+
+from omha_core import config_validation as cv
+from omha_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pluggy
+
+DEFAULT_PATH = "/etc/omha/omha.toml"
+#: option names whose values are secrets: never logged, printed or put in status
+SECRET_SUFFIXES: tuple[str, ...] = ("password", "community", "secret", "passwd", "token", "key")
+
+CORE_SCHEMA: dict[Any, Any] = {
+    vol.Optional("node"): cv.identifier,
+    vol.Optional("cluster", default={}): {
+        vol.Optional("name", default="omha"): cv.identifier,
+        vol.Optional("membership", default="sharedfs"): cv.identifier,
+        vol.Optional("store", default="sharedfs"): cv.identifier,
+    },
+    vol.Optional("quorum", default={}): {
+        vol.Optional("policy", default="majority"): cv.one_of("majority", "ratio", "ignore"),
+        vol.Optional("expected"): cv.positive_int,
+        vol.Optional("ratio", default=0.6): vol.All(vol.Coerce(float), vol.Range(min=0.0, max=1.0)),
+    },
+    vol.Optional("sharedfs", default={}): {
+        vol.Optional("path"): cv.path,
+    },
+    vol.Optional("timing", default={}): {
+        vol.Optional("heartbeat", default=0.5): cv.positive_float,
+        vol.Optional("dead_after", default=2.0): cv.positive_float,
+        vol.Optional("backoff_max", default=2.0): cv.non_negative_float,
+    },
+    vol.Optional("daemon", default={}): {
+        vol.Optional("socket"): cv.path,
+        vol.Optional("state_dir"): cv.path,
+        vol.Optional("log"): cv.path,
+        vol.Optional("log_level", default="info"): cv.one_of("debug", "info", "warning", "error"),
+    },
+    vol.Optional("init", default={}): {
+        vol.Optional("stop_grace", default=[0.0, 5.0, 10.0]): cv.grace_list,
+        vol.Optional("respawn_limit", default=5): cv.positive_int,
+        vol.Optional("respawn_window", default=1.0): cv.positive_float,
+        vol.Optional("respawn_pause", default=60.0): cv.non_negative_float,
+        vol.Optional("agent_timeout", default=60.0): cv.positive_float,
+    },
+    vol.Optional("fencing", default={}): {
+        vol.Optional("action", default="reboot"): cv.one_of("off", "reboot"),
+        vol.Optional("on_fence_failure", default="wait"): cv.one_of("wait", "takeover"),
+        vol.Optional("unfenced_grace", default=0.0): cv.non_negative_float,
+        vol.Optional("retry_max", default=30.0): cv.positive_float,
+        vol.Optional("devices", default=[]): [dict],
+    },
+    vol.Optional("agents", default={}): {cv.identifier: dict},
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated ``omha.toml``. ``data`` holds every section with defaults filled in."""
+
+    data: Mapping[str, Any]
+    path: str = "<defaults>"
+
+    @property
+    def node(self) -> str:
+        """This node's name (``node``, else the host name)."""
+        return str(self.data.get("node") or socket.gethostname().split(".")[0])
+
+    @property
+    def cluster_name(self) -> str:
+        return str(self.data["cluster"]["name"])
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """A top-level section, empty when absent."""
+        value = self.data.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def timing(self) -> Mapping[str, Any]:
+        return self.section("timing")
+
+    @property
+    def state_dir(self) -> str:
+        """Local state (control socket, quorum memory); per node, so several nodes share one machine."""
+        return str(self.section("daemon").get("state_dir") or f"/var/lib/omha/{self.node}")
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.section("daemon").get("socket") or os.path.join(self.state_dir, "omha.sock"))
+
+    @property
+    def log_path(self) -> str | None:
+        value = self.section("daemon").get("log")
+        return str(value) if value else None
+
+    def agent_options(self, name: str) -> Mapping[str, Any]:
+        """``[agents.<name>]``: options for one resource agent."""
+        agents = self.section("agents")
+        value = agents.get(name, {})
+        return value if isinstance(value, Mapping) else {}
+
+
+def is_secret(key: str) -> bool:
+    """True when an option name holds a credential."""
+    low = key.lower()
+    return any(low.endswith(s) for s in SECRET_SUFFIXES) and not low.endswith("_file")
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with every secret option replaced by ``"***"``."""
+    if isinstance(value, Mapping):
+        return {k: ("***" if is_secret(str(k)) else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def config_path(explicit: str | None = None) -> str:
+    """The config path: explicit, else ``$OMHA_CONFIG``, else the default."""
+    return explicit or os.environ.get("OMHA_CONFIG") or DEFAULT_PATH
+
+
+def load_config(path: str | None = None, pm: pluggy.PluginManager | None = None) -> Config:
+    """Read and validate ``omha.toml``; raise :class:`ConfigError` listing every problem."""
+    path = config_path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (give -c/--config or set OMHA_CONFIG)") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return validate_config(raw, path, pm)
+
+
+def validate_config(raw: Mapping[str, Any], path: str = "omha.toml", pm: pluggy.PluginManager | None = None) -> Config:
+    """Validate an already-parsed configuration mapping."""
+    from omha_core.plugins import get_plugin_manager, registry
+
+    pm = pm or get_plugin_manager()
+    schema = dict(CORE_SCHEMA)
+    for name, (section, _plugin) in registry_sections(pm).items():
+        schema[vol.Optional(name, default={})] = section
+    try:
+        data = vol.Schema(schema)(dict(raw))
+    except vol.Invalid as exc:
+        raise ConfigError("\n".join(cv.humanize(exc, path))) from None
+    problems: list[str] = []
+    devices = registry(pm, "omha_fence_devices")
+    checked = []
+    names: set[str] = set()
+    from omha_core.fence_devices import device_schema
+
+    for i, dev in enumerate(data["fencing"]["devices"]):
+        label = dev.get("name", f"#{i + 1}")
+        kind = dev.get("kind")
+        if kind not in devices:
+            known = ", ".join(sorted(devices)) or "none"
+            problems.append(f"{path}: [fencing.devices] {label}: kind {kind!r} is not installed (known: {known})")
+            continue
+        try:
+            checked.append(device_schema(devices[kind][0].schema)(dev))
+        except vol.Invalid as exc:
+            problems += [
+                m.replace(f"{path}: ", f"{path}: [fencing.devices] {label}: ", 1) for m in cv.humanize(exc, path)
+            ]
+            continue
+        if label in names:
+            problems.append(f"{path}: [fencing.devices] {label}: device name used twice")
+        names.add(label)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    data["fencing"]["devices"] = checked
+    return Config(data, path)
+
+
+def registry_sections(pm: pluggy.PluginManager) -> dict[str, tuple[Any, str]]:
+    """Plugin config sections: section name -> (schema, plugin name)."""
+    from omha_core.plugins import registry
+
+    return registry(pm, "omha_config_schema")
+
+
+def read_secret(options: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
+    """A secret given as ``key`` directly, ``key_file`` (path to a file) or ``key_env`` (env variable)."""
+    if options.get(f"{key}_file"):
+        try:
+            with open(str(options[f"{key}_file"]), encoding="utf-8") as fh:
+                return fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}_file {options[f'{key}_file']}: cannot read: {exc.strerror}") from None
+    if options.get(f"{key}_env"):
+        name = str(options[f"{key}_env"])
+        if name not in os.environ:
+            raise ConfigError(f"{key}_env: environment variable {name} is not set")
+        return os.environ[name]
+    value = options.get(key)
+    return str(value) if value is not None else default

@@ -1,0 +1,74 @@
+"""The ``hactl`` file: which resource groups the cluster should run, and at which runlevel.
+
+One ``group level`` pair per line; ``#`` starts a comment. A group absent from hactl, or set to ``stop``, is
+stopped wherever it runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from omha_core.cltab import LEVEL_RE, NAME_RE, decode_text
+from omha_core.errors import ParseError, Problem
+
+if TYPE_CHECKING:
+    from omha_core.cltab import Cltab
+
+#: the level that means "run nowhere"
+STOP_LEVEL = "stop"
+
+
+def parse_hactl(data: str | bytes, filename: str = "hactl") -> dict[str, str]:
+    """Parse an hactl: ``group level`` per line, ``#`` comments. Returns group -> level in file order."""
+    text = decode_text(data, filename)
+    problems: list[Problem] = []
+    wanted: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        if len(words) != 2:
+            problems.append(Problem(filename, lineno, f"expected 'group level', found {len(words)} words"))
+            continue
+        group, level = words
+        if not NAME_RE.match(group):
+            problems.append(Problem(filename, lineno, f"group {group!r} must be letters, digits, '_', '.' or '-'"))
+            continue
+        if not LEVEL_RE.match(level):
+            problems.append(Problem(filename, lineno, f"level {level!r} must be letters, digits or '_'"))
+            continue
+        if group in wanted:
+            problems.append(Problem(filename, lineno, f"group {group!r} already set on line {lines[group]}"))
+            continue
+        wanted[group] = level
+        lines[group] = lineno
+    if problems:
+        raise ParseError(problems)
+    return wanted
+
+
+def set_hactl_level(text: str, group: str, level: str | None) -> str:
+    """Return ``text`` with ``group`` set to ``level`` (None removes the line), keeping comments and order."""
+    out: list[str] = []
+    done = False
+    for raw in text.splitlines():
+        words = raw.split("#", 1)[0].split()
+        if len(words) == 2 and words[0] == group:
+            if level is not None and not done:
+                out.append(f"{group} {level}")
+            done = True
+            continue
+        out.append(raw)
+    if not done and level is not None:
+        out.append(f"{group} {level}")
+    return "\n".join(out) + "\n"
+
+
+def check_hactl_against_cltab(wanted: dict[str, str], cltab: Cltab, filename: str = "hactl") -> list[str]:
+    """Warnings for hactl groups that the cltab does not define (they cannot run anywhere)."""
+    known = set(cltab.groups)
+    return [
+        f"{filename}: group {g!r} is not defined in {cltab.filename}; it will not run" for g in wanted if g not in known
+    ]

@@ -1,0 +1,151 @@
+"""Building the plugin manager: hook specifications, then builtin plugins, then installed entry points.
+
+Nothing is loaded at import time: :func:`get_plugin_manager` does the work when called, and caches nothing
+globally, so tests get a fresh manager each time. A plugin that fails to import is recorded in
+:attr:`PluginInfo.error` and skipped; only a plugin the configuration actually needs is fatal, later, with a
+message naming it. ``OMHA_BLOCK_PLUGINS=name1,name2`` keeps named plugins (entry-point names) from loading;
+``OMHA_AUTOLOAD_PLUGINS=0`` loads builtins only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from omha_core import hookspecs
+from omha_core.errors import ConfigError
+
+ENTRY_POINT_GROUP = "omha"
+
+#: the core's own behaviour, registered exactly like external plugins
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "omha_core.builtin.sharedfs",
+    "omha_core.builtin.file_agent",
+)
+
+
+@dataclass
+class PluginInfo:
+    """What ``omha plugins`` reports about one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "hooks": self.hooks,
+            "error": self.error,
+        }
+
+
+class OmhaPluginManager(pluggy.PluginManager):
+    """A pluggy manager that also remembers what it tried to load, including failures."""
+
+    def __init__(self) -> None:
+        super().__init__("omha")
+        self.infos: dict[str, PluginInfo] = {}
+
+    def register_module(self, info: PluginInfo, module: object) -> None:
+        """Register ``module`` under ``info.name`` and record which hooks it implements."""
+        try:
+            self.register(module, name=info.name)
+        except Exception as exc:  # a plugin with a bad hook signature must not take the host down
+            info.error = f"{type(exc).__name__}: {exc}"
+        else:
+            info.hooks = sorted(h.name for h in (self.get_hookcallers(module) or []))
+        self.infos[info.name] = info
+
+
+def _blocked() -> set[str]:
+    return {n.strip() for n in os.environ.get("OMHA_BLOCK_PLUGINS", "").split(",") if n.strip()}
+
+
+def get_plugin_manager(extra: Iterable[object] = ()) -> OmhaPluginManager:
+    """Return a new plugin manager with builtins, installed entry points and ``extra`` plugin objects."""
+    pm = OmhaPluginManager()
+    pm.add_hookspecs(hookspecs)
+    from omha_core import __version__
+
+    for modname in BUILTIN_PLUGINS:
+        short = modname.rsplit(".", 1)[1]
+        info = PluginInfo(
+            name=f"builtin.{short}", module=modname, distribution="omha-core", version=__version__, builtin=True
+        )
+        pm.register_module(info, importlib.import_module(modname))
+    blocked = _blocked()
+    if os.environ.get("OMHA_AUTOLOAD_PLUGINS", "1") != "0":
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in blocked or ep.name in pm.infos:
+                continue
+            dist = ep.dist
+            info = PluginInfo(
+                name=ep.name,
+                module=ep.value,
+                distribution=dist.metadata["Name"] if dist else None,
+                version=dist.version if dist else None,
+            )
+            try:
+                module = ep.load()
+            except Exception as exc:  # ImportError and anything a broken plugin raises at import
+                info.error = f"{type(exc).__name__}: {exc}"
+                pm.infos[info.name] = info
+                continue
+            pm.register_module(info, module)
+    for obj in extra:
+        name = getattr(obj, "__name__", None) or type(obj).__name__
+        pm.register_module(PluginInfo(name=name, module=name), obj)
+    return pm
+
+
+def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
+    """Merge a registration hook's dicts: name -> (object, plugin name). Duplicate names are an error."""
+    merged: dict[str, tuple[Any, str]] = {}
+    caller = getattr(pm.hook, hook)
+    for impl in reversed(caller.get_hookimpls()):  # registration order
+        result = impl.function()
+        for key, value in (result or {}).items():
+            if key in merged and merged[key][1] != impl.plugin_name:
+                raise ConfigError(
+                    f"{hook}: {key!r} is registered by both plugin {merged[key][1]!r} and {impl.plugin_name!r}"
+                )
+            merged[key] = (value, impl.plugin_name)
+    return merged
+
+
+def lookup(pm: pluggy.PluginManager, hook: str, name: str, what: str) -> Any:
+    """Find ``name`` in a registration hook or raise a :class:`ConfigError` listing what is available."""
+    reg = registry(pm, hook)
+    if name not in reg:
+        known = ", ".join(sorted(reg)) or "none"
+        broken = [i.name for i in getattr(pm, "infos", {}).values() if i.error]
+        hint = f"; plugins that failed to load: {', '.join(broken)} (see 'omha plugins')" if broken else ""
+        raise ConfigError(f"unknown {what} {name!r}: installed are {known}{hint}")
+    return reg[name][0]
+
+
+def call_tagged(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call every implementation of ``hook``; return (plugin name, result) for each non-None result."""
+    out: list[tuple[str, Any]] = []
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
+        result = impl.function(**args)
+        if result is not None:
+            out.append((impl.plugin_name, result))
+    return out

@@ -1,0 +1,67 @@
+"""The resource-agent contract: what a plugin implements to provide an ``@name`` cltab command.
+
+A cltab entry such as ``web:ip:start:respawn:@vip 192.0.2.10/24 dev=eth0`` names the agent ``vip`` with the
+argument string ``192.0.2.10/24 dev=eth0``. The local init runs every agent call in a child process
+(``python -m omha_core.agent``) so that a slow or crashing plugin can be timed out and killed like any other
+command, and so that agents are supervised exactly like shell commands. How the entry's mode maps to calls:
+
+- ``wait`` / ``once``: :meth:`ResourceAgent.acquire`; leaving the level calls :meth:`ResourceAgent.release`.
+- ``respawn``: ``acquire``, then :meth:`ResourceAgent.monitor` every ``monitor_interval`` seconds; a failed
+  monitor exits the child so that the init restarts it (re-acquiring) under the rapid-respawn throttle.
+  Stopping the entry (or the daemon dying) makes the child call ``release`` before it exits.
+- ``test``: :meth:`ResourceAgent.check`; success passes the group's fitness test on this node.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from omha_core.errors import ResourceError
+
+
+class ResourceAgent:
+    """Base class of resource agents. Subclass it and return the class from ``omha_resource_agents``.
+
+    :param args: the positional words of the cltab command after ``@name`` (``key=value`` words removed).
+    :param params: the ``key=value`` words of the cltab command.
+    :param options: this agent's section of ``omha.toml`` (``[agents.<name>]``), already validated.
+    """
+
+    #: seconds between two monitor calls under ``respawn``
+    monitor_interval: ClassVar[float] = 2.0
+
+    def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
+        self.args = args
+        self.params = params
+        self.options = options
+
+    @classmethod
+    def from_command(cls, argstring: str, options: Mapping[str, Any] | None = None) -> ResourceAgent:
+        """Build an agent from the text that follows ``@name`` in a cltab command."""
+        try:
+            words = shlex.split(argstring)
+        except ValueError as exc:
+            raise ResourceError(f"cannot split arguments {argstring!r}: {exc}") from exc
+        args = [w for w in words if "=" not in w]
+        params = dict(w.split("=", 1) for w in words if "=" in w)
+        return cls(args, params, options or {})
+
+    def validate(self) -> None:
+        """Raise :class:`ResourceError` when the arguments are malformed (called by ``omha check``)."""
+
+    def acquire(self) -> None:
+        """Bring the resource up on this node; idempotent. Raise :class:`ResourceError` on failure."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Take down exactly what :meth:`acquire` brought up; idempotent. Raise on failure."""
+        raise NotImplementedError
+
+    def monitor(self) -> bool:
+        """Return True while the resource is healthy on this node."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Fitness test: raise :class:`ResourceError` with a reason when this node cannot host the resource."""

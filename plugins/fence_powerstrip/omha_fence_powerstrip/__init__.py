@@ -1,0 +1,1 @@
+"""omha plugin fence_powerstrip (work in progress: see its issue)."""

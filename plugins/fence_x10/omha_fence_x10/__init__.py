@@ -1,0 +1,1 @@
+"""omha plugin fence_x10 (work in progress: see its issue)."""

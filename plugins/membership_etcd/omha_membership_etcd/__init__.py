@@ -1,0 +1,1 @@
+"""omha plugin membership_etcd (work in progress: see its issue)."""

@@ -1,0 +1,1 @@
+"""omha plugin membership_openmosix (work in progress: see its issue)."""

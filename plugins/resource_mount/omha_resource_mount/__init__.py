@@ -1,0 +1,1 @@
+"""omha plugin resource_mount (work in progress: see its issue)."""

@@ -1,0 +1,1 @@
+"""omha plugin resource_vip (work in progress: see its issue)."""

@@ -136,6 +136,11 @@ class Membership:
         its groups."""
         return True
 
+    def local_node(self) -> str | None:
+        """This node's name as the membership layer knows it (openMosix: the node number), used when
+        ``omha.toml`` sets no ``node``; None to fall back to the host name."""
+        return None
+
     def up_nodes(self) -> set[str] | None:
         """Nodes the membership layer sees up, or None when it has no view of its own (heartbeats decide)."""
         return None

@@ -140,6 +140,7 @@ def omha_node_lost(node: str, observer: str, groups: list[str]) -> None:
 def omha_node_fenced(node: str, device: str, action: str, result: FenceResult) -> None:
     """A node was fenced successfully. Called once, on the node that fenced it.
 
+    :param node: the fenced node.
     :param device: the name of the device that succeeded.
     :param action: ``off`` or ``reboot``.
     :param result: the device's result (``verified`` tells whether the state was read back).
@@ -151,6 +152,7 @@ def omha_fence_failed(node: str, errors: list[str]) -> None:
     """Every configured device failed to fence ``node``; its groups stay down. Called on the fencing node,
     once per attempt.
 
+    :param node: the node that could not be fenced.
     :param errors: one message per device tried, in order, without credentials.
     """
 
@@ -159,5 +161,8 @@ def omha_fence_failed(node: str, errors: list[str]) -> None:
 def omha_group_moved(group: str, from_node: str | None, to_node: str, level: str) -> None:
     """A group reached its wanted level on ``to_node``. Called on ``to_node``.
 
+    :param group: the resource group.
     :param from_node: where it ran before, when known (None for a first start).
+    :param to_node: this node.
+    :param level: the level it reached.
     """

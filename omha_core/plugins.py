@@ -118,7 +118,7 @@ def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
     """Merge a registration hook's dicts: name -> (object, plugin name). Duplicate names are an error."""
     merged: dict[str, tuple[Any, str]] = {}
     caller = getattr(pm.hook, hook)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order
         result = impl.function()
         for key, value in (result or {}).items():
             if key in merged and merged[key][1] != impl.plugin_name:
@@ -143,7 +143,7 @@ def lookup(pm: pluggy.PluginManager, hook: str, name: str, what: str) -> Any:
 def call_tagged(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
     """Call every implementation of ``hook``; return (plugin name, result) for each non-None result."""
     out: list[tuple[str, Any]] = []
-    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+    for impl in getattr(pm.hook, hook).get_hookimpls():
         args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
         result = impl.function(**args)
         if result is not None:

@@ -31,7 +31,8 @@ def check_agents(cltab: Cltab, pm: pluggy.PluginManager, config: Config | None =
         try:
             agents[name][0].from_command(entry.agent_args, options).validate()
         except OmhaError as exc:
-            problems.append(Problem(cltab.filename, entry.line, f"@{name}: {exc}"))
+            msg = str(exc) if str(exc).startswith(f"@{name}") else f"@{name}: {exc}"
+            problems.append(Problem(cltab.filename, entry.line, msg))
     return problems
 
 

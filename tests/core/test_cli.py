@@ -1,0 +1,65 @@
+"""The CLI skeleton: --help, --version, plugins, check — run as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omha_core import __version__
+
+DATA = Path(__file__).parent / "data"
+OMHA = [sys.executable, "-m", "omha_core.cli"]
+
+
+def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OMHA_CONFIG"}
+    return subprocess.run([*OMHA, *args], capture_output=True, text=True, env=env, check=False, **kw)  # type: ignore[call-overload]
+
+
+def test_help_and_version() -> None:
+    out = run("--help")
+    assert out.returncode == 0 and "check" in out.stdout and "plugins" in out.stdout
+    assert run("--version").stdout.strip() == f"omha {__version__}"
+
+
+def test_plugins_json_lists_builtins_and_installed() -> None:
+    out = run("plugins", "--json")
+    assert out.returncode == 0
+    infos = {p["name"]: p for p in json.loads(out.stdout)}
+    assert infos["builtin.sharedfs"]["distribution"] == "omha-core"
+    assert "omha_store_backends" in infos["builtin.sharedfs"]["hooks"]
+    assert all(p["error"] is None for p in infos.values()), infos
+
+
+def test_check_broken_cltab_lists_every_error(tmp_path: Path) -> None:
+    out = run("check", "--cltab", str(DATA / "cltab.broken"))
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith(str(DATA / "cltab.broken"))]
+    assert [int(line.split(":")[1]) for line in errors] == [3, 4, 5, 6, 7, 8, 9]
+
+
+def test_check_valid_files_and_unknown_agent(tmp_path: Path) -> None:
+    hactl = tmp_path / "hactl"
+    hactl.write_text("foo run\nweb start\nghost run\n")
+    out = run("check", "--cltab", str(DATA / "cltab.orig"), "--hactl", str(hactl))
+    assert out.returncode == 0, out.stderr
+    assert "group 'ghost' is not defined" in out.stderr
+    assert "setting 'log': ignored" in out.stderr
+    cltab = tmp_path / "cltab"
+    cltab.write_text("web:ip:start:wait:@nosuchagent 1.2.3.4\nweb:f:start:wait:@file relative/path\n")
+    out = run("check", "--cltab", str(cltab))
+    assert out.returncode == 1
+    assert f"{cltab}:1: unknown resource agent @nosuchagent" in out.stderr
+    assert f"{cltab}:2: @file: 'relative/path' is not an absolute path" in out.stderr
+
+
+def test_check_invalid_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "omha.toml"
+    cfg.write_text('node = "n 1"\n[timing]\nheartbeat = "fast"\n')
+    out = run("-c", str(cfg), "check")
+    assert out.returncode == 1
+    assert f"{cfg}: node: expected a name of letters, digits" in out.stderr
+    assert f"{cfg}: [timing] heartbeat: expected a positive number of seconds, got 'fast'" in out.stderr

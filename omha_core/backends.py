@@ -101,6 +101,11 @@ class Store:
         True when ``fencer`` holds the lock."""
         raise NotImplementedError
 
+    def fence_lock_holder(self, node: str, key: str) -> str | None:
+        """Who holds the fence lock ``(node, key)`` taken with :meth:`fence_lock`, or None if nobody / unknown.
+        Lets a survivor take over fencing when the first fencer died before publishing a result."""
+        return None
+
     def put_fence_record(self, node: str, record: Mapping[str, Any]) -> None:
         """Publish the outcome of fencing ``node`` (who, when, device, result, incarnation)."""
         raise NotImplementedError

@@ -89,19 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"omha {__version__}")
     parser.add_argument("-c", "--config", help="omha.toml (default: $OMHA_CONFIG or /etc/omha/omha.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", dest="sub_config", help="omha.toml (default: $OMHA_CONFIG or /etc/omha/omha.toml)"
+    )
 
-    p = sub.add_parser("plugins", help="list installed plugins, their hooks and load errors")
+    p = sub.add_parser("plugins", parents=[common], help="list installed plugins, their hooks and load errors")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_plugins)
 
-    p = sub.add_parser("check", help="validate omha.toml, a cltab and an hactl (exit 1 when invalid)")
+    p = sub.add_parser("check", parents=[common], help="validate omha.toml, a cltab and an hactl (exit 1 when invalid)")
     p.add_argument("--cltab", help="cltab file to check")
     p.add_argument("--hactl", help="hactl file to check")
     p.set_defaults(func=_cmd_check)
 
     from omha_core.cli_cluster import add_cluster_commands
 
-    add_cluster_commands(sub)
+    add_cluster_commands(sub, common)
     return parser
 
 

@@ -1,14 +1,284 @@
-"""The cluster commands of the ``omha`` CLI (daemon, status, tell, load, show, shutdown, fence, demo).
+"""The cluster commands of the ``omha`` CLI: daemon, status, tell, load, show, shutdown, fence, demo.
 
-Filled in by the daemon and fencing work; kept apart from ``cli.py`` so that the parser stays readable.
+They work on any machine that has the configuration: they go through the configured store, whether or not a
+daemon runs locally (``shutdown`` is the exception: it talks to this machine's daemon).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from omha_core.backends import Store
+    from omha_core.config import Config
 
 
-def add_cluster_commands(sub: Any) -> None:
-    """Register the cluster subcommands on ``sub`` (an argparse subparsers action)."""
-    _ = (sub, argparse)
+def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
+    from omha_core.config import load_config
+    from omha_core.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    return load_config(args.config, pm), pm
+
+
+def _store(config: Config, pm: Any) -> Store:
+    from omha_core.plugins import lookup
+
+    store: Store = lookup(pm, "omha_store_backends", config.section("cluster")["store"], "store backend")(config)
+    store.open()
+    return store
+
+
+def _guard(func: Any) -> Any:
+    """Turn omha errors into a message on stderr and exit status 1."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from omha_core.errors import OmhaError
+
+        try:
+            return int(func(args))
+        except OmhaError as exc:
+            print(f"omha {args.command}: {exc}", file=sys.stderr)
+            return 1
+
+    return wrapper
+
+
+@_guard
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from omha_core.daemon import run_daemon
+
+    config, pm = _setup(args)
+    return run_daemon(config, pm)
+
+
+@_guard
+def cmd_status(args: argparse.Namespace) -> int:
+    from omha_core.report import cluster_report, format_report
+
+    config, pm = _setup(args)
+    store = _store(config, pm)
+    while True:
+        rep = cluster_report(store, config.cluster_name)
+        if args.json:
+            print(json.dumps(rep, indent=2, sort_keys=True))
+        else:
+            if args.watch:
+                print("\x1b[H\x1b[2J", end="")
+            print(format_report(rep))
+        if not args.watch:
+            return 0
+        sys.stdout.flush()
+        time.sleep(args.interval)
+
+
+def tell(store: Store, group: str, level: str, attempts: int = 10) -> str:
+    """Set ``group``'s wanted level in hactl (``stop`` stops it everywhere); returns the new version.
+
+    Read-modify-write with compare-and-swap: a concurrent change by another operator is re-read and merged
+    rather than overwritten.
+    """
+    from omha_core.cltab import LEVEL_RE, NAME_RE
+    from omha_core.errors import ConflictError, OmhaError
+    from omha_core.hactl import set_hactl_level
+    from omha_core.report import newest_valid_hactl
+
+    if not NAME_RE.match(group):
+        raise OmhaError(f"group {group!r} must be letters, digits, '_', '.' or '-'")
+    if not LEVEL_RE.match(level):
+        raise OmhaError(f"level {level!r} must be letters, digits or '_'")
+    for _ in range(attempts):
+        docs = store.documents("hactl")
+        _, version, errors = newest_valid_hactl(store)
+        current = next((d for d in docs if d.version == version), None)
+        if errors and current is not docs[0]:
+            raise OmhaError("the newest hactl is invalid; fix it first (omha check):\n  " + "\n  ".join(errors))
+        text = set_hactl_level(current.text if current else "", group, level)
+        try:
+            return store.put_document("hactl", text, docs[0].version if docs else None)
+        except ConflictError:
+            time.sleep(0.05)
+    raise OmhaError(f"hactl kept changing under us; {group} was not set to {level}; try again")
+
+
+@_guard
+def cmd_tell(args: argparse.Namespace) -> int:
+    config, pm = _setup(args)
+    version = tell(_store(config, pm), args.group, args.level)
+    print(f"{args.group}: wanted level {args.level} (hactl version {version})")
+    return 0
+
+
+@_guard
+def cmd_load(args: argparse.Namespace) -> int:
+    from omha_core.errors import ParseError
+    from omha_core.hactl import parse_hactl
+    from omha_core.validate import load_cltab
+
+    config, pm = _setup(args)
+    store = _store(config, pm)
+    if not args.cltab and not args.hactl:
+        print("omha load: give --cltab and/or --hactl", file=sys.stderr)
+        return 2
+    texts = {}
+    try:
+        for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
+            if path:
+                with open(path, encoding="utf-8") as fh:
+                    texts[name] = fh.read()
+                if name == "cltab":
+                    load_cltab(texts[name], path, pm, config)
+                else:
+                    parse_hactl(texts[name], path)
+    except ParseError as exc:
+        print(exc, file=sys.stderr)
+        print("omha load: nothing published", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"omha load: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for name, text in texts.items():
+        current = store.documents(name)
+        version = store.put_document(name, text, current[0].version if current else None)
+        print(f"{name}: published version {version}")
+    return 0
+
+
+@_guard
+def cmd_show(args: argparse.Namespace) -> int:
+    from omha_core.errors import ParseError
+    from omha_core.hactl import parse_hactl
+    from omha_core.validate import load_cltab
+
+    config, pm = _setup(args)
+    for doc in _store(config, pm).documents(args.what):
+        try:
+            if args.what == "cltab":
+                load_cltab(doc.text, doc.origin or "cltab", pm, config)
+            else:
+                parse_hactl(doc.text, doc.origin or "hactl")
+        except ParseError as exc:
+            print(f"# skipped invalid version {doc.version} ({doc.origin}):", file=sys.stderr)
+            print(exc, file=sys.stderr)
+            continue
+        print(f"# {args.what} version {doc.version} ({doc.origin})", file=sys.stderr)
+        print(doc.text, end="" if doc.text.endswith("\n") else "\n")
+        return 0
+    print(f"omha show: no valid {args.what} in the store", file=sys.stderr)
+    return 1
+
+
+def control(path: str, cmd: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Send one command to a daemon's control socket and return its reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    reply: dict[str, Any] = json.loads(data or b"{}")
+    return reply
+
+
+@_guard
+def cmd_shutdown(args: argparse.Namespace) -> int:
+    config, _ = _setup(args)
+    try:
+        control(config.socket_path, "shutdown")
+    except OSError as exc:
+        print(f"omha shutdown: no daemon answers on {config.socket_path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if args.wait:
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            try:
+                control(config.socket_path, "status", 1.0)
+            except OSError:
+                print(f"{config.node}: stopped")
+                return 0
+            time.sleep(0.1)
+        print(f"omha shutdown: {config.node} still running after {args.timeout:g} s", file=sys.stderr)
+        return 1
+    print(f"{config.node}: shutdown requested")
+    return 0
+
+
+@_guard
+def cmd_fence(args: argparse.Namespace) -> int:
+    from omha_core.fencing import build_devices, fence_node, secret_values
+
+    config, pm = _setup(args)
+    devices = build_devices(config, pm)
+    if not any(args.node in d.nodes for d in devices):
+        print(f"omha fence: no fence device covers node {args.node!r} (see [[fencing.devices]] nodes)", file=sys.stderr)
+        return 1
+    result, device, errors = fence_node(devices, args.node, args.action, secret_values(config))
+    for err in errors:
+        print(f"failed: {err}", file=sys.stderr)
+    if result is None:
+        print(f"{args.node}: {args.action} FAILED on every device", file=sys.stderr)
+        return 1
+    state = f", state {result.state}" if result.state else ""
+    verified = "verified" if result.verified else "not verified (the device cannot read the state back)"
+    print(f"{args.node}: {args.action} done by {device}{state}; {verified}. {result.message}".rstrip())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from omha_core.demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+def add_cluster_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register the cluster subcommands on ``sub`` (an argparse subparsers action); ``common`` holds the
+    options every subcommand takes (``-c``)."""
+    p = sub.add_parser("daemon", parents=[common], help="run this node's daemon in the foreground")
+    p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("status", parents=[common], help="nodes, quorum and groups at a glance (like crm_mon)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema: omha_core/report.py)")
+    p.add_argument("--watch", action="store_true", help="redraw until interrupted")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws with --watch")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "tell", parents=[common], help="set a group's wanted level cluster-wide (LEVEL 'stop' stops it everywhere)"
+    )
+    p.add_argument("group")
+    p.add_argument("level")
+    p.set_defaults(func=cmd_tell)
+
+    p = sub.add_parser("load", parents=[common], help="validate and publish a new cltab and/or hactl")
+    p.add_argument("--cltab")
+    p.add_argument("--hactl")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("show", parents=[common], help="print the cltab or hactl in force")
+    p.add_argument("what", choices=["cltab", "hactl"])
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("shutdown", parents=[common], help="stop this node's groups and its daemon")
+    p.add_argument("--wait", action="store_true", help="wait until the daemon has exited")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_shutdown)
+
+    p = sub.add_parser("fence", parents=[common], help="fence a node by hand through the configured devices")
+    p.add_argument("node")
+    p.add_argument("--action", choices=["off", "on", "reboot", "status"], default="reboot")
+    p.set_defaults(func=cmd_fence)
+
+    p = sub.add_parser(
+        "demo", parents=[common], help="three nodes on this machine: start, fail one, watch the group move"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.set_defaults(func=cmd_demo)

@@ -183,6 +183,10 @@ class SharedDirStore(Store):
         doc = self._claim_from(path)
         return bool(doc and doc.get("fencer") == fencer)
 
+    def fence_lock_holder(self, node: str, key: str) -> str | None:
+        doc = self._claim_from(self._p("fence", f"{node}.{key}.lock"))
+        return str(doc["fencer"]) if doc and "fencer" in doc else None
+
     def put_fence_record(self, node: str, record: Mapping[str, Any]) -> None:
         atomic_write_json(self._p("fence", f"{node}.json"), dict(record))
 

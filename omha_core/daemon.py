@@ -1,0 +1,505 @@
+"""The node daemon: membership -> quorum -> status -> fence -> decide -> act, every heartbeat.
+
+One asyncio loop runs everything: the local init (processes of this node's groups), the control socket, and
+the cycle below. Store I/O runs in worker threads so a slow store never blocks process supervision.
+
+Each cycle:
+
+1. heartbeat the membership layer and read the cluster: every status, claims, fence records, documents;
+2. judge liveness (changing ``seq`` on our monotonic clock) and quorum;
+3. adopt the newest *valid* ``cltab`` / ``hactl`` (an invalid one is refused; the last good one keeps running);
+4. fence lost nodes that held groups, and break their claims once fenced;
+5. :func:`omha_core.decide.decide` on the assembled :class:`~omha_core.decide.View`, then carry out its actions;
+6. publish this node's status (``seq`` + 1).
+
+The cycle runs every ``[timing] heartbeat`` seconds and also at once when a local group changes state, so a
+plan -> test -> run sequence does not wait for heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pluggy
+
+from omha_core import __version__
+from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
+from omha_core.cltab import Cltab
+from omha_core.config import Config
+from omha_core.decide import Action, Instance, NodeView, View, decide
+from omha_core.errors import OmhaError, ParseError, StoreError
+from omha_core.fencing import Fencer
+from omha_core.hactl import STOP_LEVEL, parse_hactl
+from omha_core.liveness import Liveness
+from omha_core.plugins import call_tagged, lookup
+from omha_core.quorum import Quorum
+from omha_core.status import NodeStatus, StatusProblem, parse_status
+from omha_core.validate import load_cltab
+
+log = logging.getLogger("omha.daemon")
+
+#: how long a failed test keeps a node out of the running for a group (unless cltab/hactl change)
+FAILED_RETRY = 30.0
+#: shortest time between two cycles when local state changes quickly (a respawn storm)
+MIN_CYCLE = 0.02
+
+
+def open_backends(config: Config, pm: pluggy.PluginManager) -> tuple[Store, Membership]:
+    """Instantiate and open the configured store and membership backends."""
+    cluster = config.section("cluster")
+    store_factory = lookup(pm, "omha_store_backends", cluster["store"], "store backend")
+    store: Store = store_factory(config)
+    store.open()
+    mem_factory = lookup(pm, "omha_membership_backends", cluster["membership"], "membership backend")
+    membership: Membership = mem_factory(config, store)
+    membership.open()
+    return store, membership
+
+
+class Daemon:
+    """One node of the cluster."""
+
+    def __init__(self, config: Config, pm: pluggy.PluginManager) -> None:
+        self.config = config
+        self.pm = pm
+        timing = config.timing
+        self.heartbeat = float(timing.get("heartbeat", 0.5))
+        self.dead_after = float(timing.get("dead_after", 2.0))
+        self.incarnation = uuid.uuid4().hex[:12]
+        self.seq = 0
+        self.liveness = Liveness(self.dead_after)
+        os.makedirs(config.state_dir, exist_ok=True)
+        self.quorum = Quorum(config.section("quorum"), os.path.join(config.state_dir, "quorum.json"))
+        self.store, self.membership = open_backends(config, pm)
+        self.node = config.data.get("node") or self.membership.local_node() or config.node
+        self.fencer = Fencer(config, pm, self.store, self.node)
+        self.cltab = Cltab(filename="cltab")
+        self.hactl: dict[str, str] = {}
+        self.versions: dict[str, str | None] = dict.fromkeys(DOCUMENTS)
+        self.doc_errors: dict[str, list[str]] = {}
+        self.init: Any = None
+        self.failed: dict[str, tuple[float, str]] = {}
+        self.waiting: dict[str, float] = {}
+        self.seen_holder: dict[str, str] = {}
+        self.reported_lost: set[tuple[str, str]] = set()
+        self.at_level: set[str] = set()
+        self.statuses: dict[str, NodeStatus] = {}
+        self.problems: dict[str, str] = {}
+        self.last_view: dict[str, Any] = {}
+        self.store_error: str | None = None
+        self.started = time.monotonic()
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self._watch: asyncio.Future[None] | None = None
+
+    # -- life cycle -------------------------------------------------------------------------------------
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT or ``omha shutdown``; stop every local group before returning."""
+        from omha_core.init import LocalInit
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await asyncio.to_thread(self._adopt_documents)
+        self.init = LocalInit(
+            self.cltab,
+            options=self.config.section("init"),
+            logger=logging.getLogger("omha.init"),
+            env={"OMHA_NODE": self.node, "OMHA_CLUSTER": self.config.cluster_name},
+            config_path=self.config.path if os.path.exists(self.config.path) else None,
+            on_change=self.wake.set,
+        )
+        await self.init.start()
+        server = await self._start_control()
+        log.info("node %s up (incarnation %s, store %s)", self.node, self.incarnation, type(self.store).__name__)
+        try:
+            while not self.stopping.is_set():
+                begun = time.monotonic()
+                try:
+                    await self.cycle()
+                except StoreError as exc:
+                    self._store_failed(str(exc))
+                except Exception:
+                    log.exception("cycle failed; retrying next heartbeat")
+                await self._sleep(begun)
+        finally:
+            await self._shutdown(server)
+        return 0
+
+    async def _sleep(self, begun: float) -> None:
+        self.wake.clear()
+        await asyncio.sleep(max(0.0, MIN_CYCLE - (time.monotonic() - begun)))
+        waits: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(self.stopping.wait()),
+        ]
+        if type(self.store).wait_for_change is not Store.wait_for_change:
+            if self._watch is None or self._watch.done():
+                self._watch = asyncio.ensure_future(asyncio.to_thread(self.store.wait_for_change, self.heartbeat))
+            waits.append(self._watch)
+        _done, pending = await asyncio.wait(waits, timeout=self.heartbeat, return_when=asyncio.FIRST_COMPLETED)
+        for fut in pending:
+            if fut is not self._watch:
+                fut.cancel()
+
+    async def _shutdown(self, server: asyncio.AbstractServer | None) -> None:
+        log.info("shutting down: stopping every local group")
+        self.shutting_down = True
+        with contextlib.suppress(Exception):
+            await self._publish()
+        if self.init is not None:
+            await self.init.shutdown()
+        await self.fencer.close()
+        with contextlib.suppress(Exception):
+            claims = await asyncio.to_thread(self.store.claims)
+            for group, held in claims.items():
+                if held.get("node") == self.node:
+                    await asyncio.to_thread(self.store.release_claim, group, self.node)
+        with contextlib.suppress(Exception):
+            await self._publish()
+        if server is not None:
+            server.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.socket_path)
+        with contextlib.suppress(Exception):
+            self.membership.close()
+            self.store.close()
+        log.info("node %s stopped", self.node)
+
+    shutting_down = False
+
+    def _store_failed(self, message: str) -> None:
+        if self.store_error != message:
+            log.error("store: %s", message)
+        self.store_error = message
+
+    # -- one cycle ----------------------------------------------------------------------------------------
+    async def cycle(self) -> None:
+        """One pass of the decision loop (see the module docstring)."""
+        await asyncio.to_thread(self.membership.heartbeat)
+        raw, claims, records = await asyncio.to_thread(self._read_cluster)
+        self.store_error = None
+        now = time.monotonic()
+        self._observe(raw)
+        up = self.membership.up_nodes()
+        alive = {self.node} | {
+            n for n in self.statuses if n != self.node and self.liveness.alive(n) and (up is None or n in up)
+        }
+        member = self.membership.is_member()
+        have_quorum = self.quorum.update(len(alive)) and member
+        await asyncio.to_thread(self._adopt_documents)
+        holders = {g: c.get("node", "?") for g, c in claims.items()}
+
+        lost = self._lost_holding_groups(alive, holders)
+        fenced = self.fencer.step(lost, alive, records, have_quorum)
+        for node in fenced:
+            for group, holder in list(holders.items()):
+                if holder == node:
+                    log.warning("%s: breaking %s's claim (fenced)", group, node)
+                    await asyncio.to_thread(self.store.break_claim, group, node)
+                    del holders[group]
+
+        view = self._view(alive, fenced, holders, have_quorum and not self.shutting_down, now)
+        decision = decide(view)
+        await self._act(decision.actions, holders)
+        self._bookkeeping(view, decision.why, now)
+        self.last_view = {
+            "nodes": self._node_states(alive, fenced),
+            "quorum": {"have": have_quorum, "member": member, "detail": self.quorum.reason},
+            "why": decision.why,
+            "claims": holders,
+        }
+        await self._publish()
+
+    def _read_cluster(self) -> tuple[dict[str, Any], dict[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+        return self.store.statuses(), self.store.claims(), self.store.fence_records()
+
+    def _observe(self, raw: Mapping[str, Any]) -> None:
+        for node, doc in raw.items():
+            if node == self.node:
+                continue
+            parsed = parse_status(node, doc)
+            if isinstance(parsed, StatusProblem):
+                if self.problems.get(node) != parsed.message:
+                    log.warning("ignoring status of %s: %s", node, parsed.message)
+                self.problems[node] = parsed.message
+                continue
+            self.problems.pop(node, None)
+            self.statuses[node] = parsed
+            self.liveness.observe(node, parsed.incarnation, parsed.seq)
+
+    def _lost_holding_groups(self, alive: set[str], holders: Mapping[str, str]) -> dict[str, str]:
+        lost: dict[str, str] = {}
+        for node, st in self.statuses.items():
+            if node in alive:
+                continue
+            active = [g for g, inst in st.groups.items() if inst.active]
+            held = [g for g, h in holders.items() if h == node]
+            if active or held:
+                lost[node] = st.incarnation
+                key = (node, st.incarnation)
+                if key not in self.reported_lost:
+                    self.reported_lost.add(key)
+                    log.warning("node %s lost while holding %s", node, ", ".join(sorted({*active, *held})))
+                    self._notify("omha_node_lost", node=node, observer=self.node, groups=sorted({*active, *held}))
+        return lost
+
+    def _view(self, alive: set[str], fenced: set[str], holders: dict[str, str], quorum: bool, now: float) -> View:
+        local = {g: Instance(s.get("level"), str(s.get("state", "CONFIGURED"))) for g, s in self.init.status().items()}
+        unfit = self._fitness()
+        failed = self._failed(now)
+        nodes = {self.node: NodeView(self.node, groups=local, unfit=unfit, failed=failed, quorum=quorum)}
+        for name, st in self.statuses.items():
+            if name == self.node:
+                continue
+            nodes[name] = NodeView(
+                name,
+                alive=name in alive,
+                fenced=name in fenced,
+                groups=st.groups,
+                unfit=st.unfit,
+                failed=st.failed,
+                quorum=st.quorum and not st.shutting_down,
+            )
+        return View(
+            me=self.node,
+            nodes=nodes,
+            wanted=self.hactl,
+            cltab=self.cltab,
+            claims=holders,
+            quorum=quorum,
+            waiting={g: now - t for g, t in self.waiting.items()},
+            spread_delay=max(2 * self.heartbeat, 0.5),
+            settling=now - self.started < min(self.dead_after, 2 * self.heartbeat + 0.5),
+        )
+
+    def _fitness(self) -> dict[str, str]:
+        unfit = {}
+        for group in self.hactl:
+            vetoes = call_tagged(self.pm, "omha_node_fitness", group=group, node=self.node, config=self.config)
+            for plugin, reason in vetoes:
+                unfit[group] = f"{reason} ({plugin})"
+        return unfit
+
+    def _failed(self, now: float) -> dict[str, str]:
+        for group, (since, _) in list(self.failed.items()):
+            if now - since > FAILED_RETRY:
+                del self.failed[group]
+        return {g: reason for g, (_, reason) in self.failed.items()}
+
+    async def _act(self, actions: list[Action], holders: dict[str, str]) -> None:
+        refused: set[str] = set()
+        for action in actions:
+            group = action.group
+            if action.kind == "claim":
+                if await asyncio.to_thread(self.store.claim, group, self.node, self.incarnation):
+                    holders[group] = self.node
+                else:
+                    refused.add(group)
+                    log.info("%s: claim lost to another node", group)
+            elif action.kind == "release":
+                await asyncio.to_thread(self.store.release_claim, group, self.node)
+                holders.pop(group, None)
+            elif action.kind == "failed":
+                log.warning("%s: %s on this node; letting another node try", group, action.reason)
+                self.failed[group] = (time.monotonic(), action.reason)
+            elif action.kind == "tell" and action.level is not None:
+                if group in refused:
+                    continue
+                if action.level == STOP_LEVEL and holders.get(group) not in (None, self.node):
+                    log.warning("%s: stopping here: %s", group, action.reason)
+                log.info("%s: -> %s (%s)", group, action.level, action.reason)
+                self.init.tell(group, action.level)
+
+    def _bookkeeping(self, view: View, why: Mapping[str, str], now: float) -> None:
+        # how long each wanted group has been running nowhere (drives the next-best fallback)
+        for group in view.wanted:
+            running = any(n.alive and group in n.groups and n.groups[group].active for n in view.nodes.values())
+            if running or group in view.claims:
+                self.waiting.pop(group, None)
+            else:
+                self.waiting.setdefault(group, now)
+        for group in list(self.waiting):
+            if group not in view.wanted:
+                del self.waiting[group]
+        # who ran what, for group-moved notifications
+        me = view.nodes[self.node]
+        for group, want in view.wanted.items():
+            inst = me.groups.get(group)
+            at_level = bool(inst and inst.level == want and inst.state in ("DONE", "PASSED"))
+            if at_level and group not in self.at_level:
+                self.at_level.add(group)
+                previous = self.seen_holder.get(group)
+                log.info("%s: at level %s here%s", group, want, f" (moved from {previous})" if previous else "")
+                self._notify("omha_group_moved", group=group, from_node=previous, to_node=self.node, level=want)
+            elif not at_level:
+                self.at_level.discard(group)
+            for name, node in view.nodes.items():
+                g = node.groups.get(group)
+                if g is not None and g.active and g.level == want:
+                    self.seen_holder[group] = name
+
+    def _node_states(self, alive: set[str], fenced: set[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in sorted({self.node, *self.statuses, *self.problems}):
+            silent = 0.0 if name == self.node else self.liveness.silent_for(name)
+            state = "up" if name in alive else "lost"
+            fencing = self.fencer.state.get(name)
+            if name not in alive and fencing:
+                state = str(fencing.get("state", state))
+            elif name not in alive and self.statuses.get(name) and self.statuses[name].shutting_down:
+                state = "stopped"
+            out[name] = {"state": state, "silent": None if silent is None else round(silent, 1)}
+            if fencing and name not in alive:
+                out[name]["fencing"] = fencing
+            if name in self.problems:
+                out[name]["problem"] = self.problems[name]
+        return out
+
+    # -- documents ----------------------------------------------------------------------------------------
+    def _adopt_documents(self) -> None:
+        """Adopt the newest valid cltab and hactl; refuse invalid versions, keeping the last good one."""
+        for name in DOCUMENTS:
+            try:
+                candidates = self.store.documents(name)
+            except StoreError as exc:
+                self.doc_errors[name] = [str(exc)]
+                continue
+            errors: list[str] = []
+            for doc in candidates:
+                if doc.version == self.versions[name]:
+                    break
+                try:
+                    self._apply(name, doc)
+                except ParseError as exc:
+                    errors.extend(str(p) for p in exc.problems)
+                    continue
+                except OmhaError as exc:
+                    errors.append(f"{doc.origin or name}: {exc}")
+                    continue
+                self.versions[name] = doc.version
+                with contextlib.suppress(StoreError):
+                    self.store.adopt(name, doc)
+                log.info("adopted %s version %s from %s", name, doc.version, doc.origin or "store")
+                break
+            if errors:
+                if self.doc_errors.get(name) != errors:
+                    kept = "the last good version keeps running" if self.versions[name] else "nothing adopted yet"
+                    log.error("refused invalid %s (%s):\n  %s", name, kept, "\n  ".join(errors))
+                self.doc_errors[name] = errors
+            elif candidates and candidates[0].version == self.versions[name]:
+                self.doc_errors.pop(name, None)
+
+    def _apply(self, name: str, doc: Versioned) -> None:
+        label = doc.origin or name
+        if name == "cltab":
+            cltab = load_cltab(doc.text, label, self.pm, self.config)
+            self.cltab = cltab
+            self.failed.clear()
+            if self.init is not None:
+                self.init.reload(cltab)
+        else:
+            self.hactl = parse_hactl(doc.text, label)
+            self.failed.clear()
+
+    # -- status -------------------------------------------------------------------------------------------
+    def status_document(self) -> dict[str, Any]:
+        """This node's status as published."""
+        return {
+            "node": self.node,
+            "incarnation": self.incarnation,
+            "seq": self.seq,
+            "time": time.time(),
+            "pid": os.getpid(),
+            "version": __version__,
+            "quorum": bool(self.last_view.get("quorum", {}).get("have", False)),
+            "shutting_down": self.shutting_down,
+            "groups": self.init.status() if self.init is not None else {},
+            "unfit": self._fitness() if self.hactl else {},
+            "failed": {g: r for g, (_, r) in self.failed.items()},
+            "config": {
+                "cltab": self.versions["cltab"],
+                "hactl": self.versions["hactl"],
+                "errors": [e for errs in self.doc_errors.values() for e in errs],
+            },
+            "view": self.last_view,
+            "store_error": self.store_error,
+        }
+
+    async def _publish(self) -> None:
+        self.seq += 1
+        doc = self.status_document()
+        await asyncio.to_thread(self.store.publish, self.node, doc)
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        try:
+            getattr(self.pm.hook, hook)(**kwargs)
+        except Exception:
+            log.exception("a %s hook implementation failed", hook)
+
+    # -- control socket -----------------------------------------------------------------------------------
+    async def _start_control(self) -> asyncio.AbstractServer | None:
+        path = self.config.socket_path
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        try:
+            return await asyncio.start_unix_server(self._control, path=path)
+        except OSError as exc:
+            log.error("control socket %s: %s (omha shutdown will not reach this daemon)", path, exc.strerror)
+            return None
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            request = json.loads(line or b"{}")
+            cmd = request.get("cmd")
+            if cmd == "status":
+                reply: dict[str, Any] = {"ok": True, "status": self.status_document()}
+            elif cmd == "shutdown":
+                reply = {"ok": True}
+                self.stopping.set()
+            else:
+                reply = {"ok": False, "error": f"unknown command {cmd!r}"}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, OSError, ValueError) as exc:
+            log.debug("control connection: %s", exc)
+        finally:
+            writer.close()
+
+
+def setup_logging(config: Config, node: str) -> None:
+    """Log to ``[daemon] log`` (or stderr), each line naming the node."""
+    level = str(config.section("daemon").get("log_level", "info")).upper()
+    handler: logging.Handler
+    if config.log_path:
+        os.makedirs(os.path.dirname(config.log_path) or ".", exist_ok=True)
+        handler = logging.FileHandler(config.log_path)
+    else:
+        handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {node} %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("omha")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def run_daemon(config: Config, pm: pluggy.PluginManager) -> int:
+    """Entry point of ``omha daemon``."""
+    setup_logging(config, config.data.get("node") or config.node)
+    try:
+        daemon = Daemon(config, pm)
+    except OmhaError as exc:
+        log.error("%s", exc)
+        return 1
+    return asyncio.run(daemon.run())

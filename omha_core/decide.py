@@ -1,0 +1,275 @@
+"""The HA policy as a pure function: a cluster view in, actions out.
+
+:func:`decide` is what every node runs every cycle (OpenMosix::HA's ``scangroups``). It does no I/O and reads
+no clock: the daemon builds a :class:`View` and carries out the :class:`Action` list. Per group, first match
+wins, after the original:
+
+1. running here but gone from hactl (or set to ``stop``) -> stop here;
+2. running here and on another live node, or claimed by another node -> stop here (the claim holder keeps it);
+3. here at ``test`` and PASSED, or DONE without test entries -> go to the hactl level;
+4. here at ``test`` (or at the hactl level) and FAILED -> stop here, remember the failure;
+5. here at ``plan`` and DONE -> go to ``test``;
+6. wanted and running nowhere -> claim it and go to ``plan`` if this node is the best fit candidate (fewest
+   groups, then a per-group hash, so starts spread over the nodes), or the next best after waiting;
+7. in transition -> wait;
+8. running here at a level other than hactl's -> go to it.
+
+Safety rests on the claim: a node only plans a group whose claim it holds (create-if-absent in the store),
+and a lost node's claims are only broken once it is fenced, so no group runs at its level on two nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from omha_core.cltab import Cltab
+from omha_core.hactl import STOP_LEVEL
+
+PLAN, TEST = "plan", "test"
+#: group states of the local init (Cluster::Init's names)
+CONFIGURED, STARTING, STOPPING, DONE, PASSED, FAILED = "CONFIGURED", "STARTING", "STOPPING", "DONE", "PASSED", "FAILED"
+TRANSITIONS = (STARTING, STOPPING)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A group as one node reports it: its current level and state."""
+
+    level: str | None
+    state: str
+
+    @property
+    def active(self) -> bool:
+        """True while the group holds (or is taking, or releasing) resources on that node."""
+        if self.level is None:
+            return False
+        if self.level == STOP_LEVEL:
+            return self.state == STOPPING
+        return True
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What this node knows of one node.
+
+    :param alive: heartbeating (always True for this node).
+    :param fenced: lost, and fenced (or past the unfenced grace): its groups and claims may be taken over.
+    :param groups: the groups it reported, active or not.
+    :param unfit: groups it vetoed for itself (fitness hook), with reasons.
+    :param failed: groups whose test failed there recently (not retried there until others were tried).
+    :param quorum: it reported having quorum (a node without quorum starts nothing).
+    """
+
+    name: str
+    alive: bool = True
+    fenced: bool = False
+    groups: Mapping[str, Instance] = field(default_factory=dict)
+    unfit: Mapping[str, str] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
+    quorum: bool = True
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything :func:`decide` looks at.
+
+    :param me: this node's name; ``nodes[me]`` holds this node's fresh local state.
+    :param wanted: hactl: group -> level.
+    :param claims: group -> node holding its claim.
+    :param waiting: group -> seconds this node has seen it wanted and running nowhere (for the fallback).
+    :param spread_delay: how long a node that is not the best candidate waits per rank before claiming.
+    :param settling: True in the first moments after start-up, before this node has heard from the others:
+        it starts nothing yet, so that starts spread instead of piling on the first node up.
+    """
+
+    me: str
+    nodes: Mapping[str, NodeView]
+    wanted: Mapping[str, str]
+    cltab: Cltab
+    claims: Mapping[str, str] = field(default_factory=dict)
+    quorum: bool = True
+    waiting: Mapping[str, float] = field(default_factory=dict)
+    spread_delay: float = 2.0
+    settling: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing the daemon must do.
+
+    ``kind``: ``tell`` (move the local group to ``level``), ``claim`` (take the claim, then tell ``plan``),
+    ``release`` (drop this node's claim), ``failed`` (remember that the group's test failed here).
+    """
+
+    kind: str
+    group: str
+    level: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class Decision:
+    """The actions for this cycle and, per group not running anywhere, the reason why."""
+
+    actions: list[Action] = field(default_factory=list)
+    why: dict[str, str] = field(default_factory=dict)
+
+
+def _rank_key(group: str, node: str, load: int) -> tuple[int, str]:
+    return (load, hashlib.sha256(f"{group}\0{node}".encode()).hexdigest())
+
+
+def _holder(view: View, group: str) -> list[str]:
+    """Live nodes (other than me) where ``group`` is active, and lost nodes not yet fenced that held it."""
+    out = []
+    for name, node in view.nodes.items():
+        if name == view.me:
+            continue
+        inst = node.groups.get(group)
+        if inst is not None and inst.active and (node.alive or not node.fenced):
+            out.append(name)
+    return out
+
+
+def decide(view: View) -> Decision:
+    """Decide this cycle's actions for every group known to hactl, the cltab or this node."""
+    me = view.nodes[view.me]
+    result = Decision()
+    defined = set(view.cltab.groups)
+    groups = list(dict.fromkeys([*view.wanted, *me.groups, *(g for g, n in view.claims.items() if n == view.me)]))
+    load = {name: 0 for name, node in view.nodes.items() if node.alive}
+    for holder in view.claims.values():
+        if holder in load:
+            load[holder] += 1
+
+    for group in groups:
+        want = view.wanted.get(group)
+        if want is not None and group not in defined:
+            result.why[group] = "not defined in cltab"
+            want = None
+        if want == STOP_LEVEL:
+            want = None
+        inst = me.groups.get(group, Instance(None, CONFIGURED))
+        claimant = view.claims.get(group)
+        act = _decide_group(view, group, want, inst, claimant, load, result)
+        if act:
+            result.actions.extend(act)
+    return result
+
+
+def _decide_group(
+    view: View,
+    group: str,
+    want: str | None,
+    inst: Instance,
+    claimant: str | None,
+    load: dict[str, int],
+    result: Decision,
+) -> list[Action]:
+    here = inst.active
+    stop = Action("tell", group, STOP_LEVEL)
+    # Without quorum, or without being a member, a node stops everything and starts nothing.
+    if not view.quorum:
+        result.why.setdefault(group, "no quorum")
+        if here and inst.level != STOP_LEVEL:
+            return [Action("tell", group, STOP_LEVEL, "quorum lost")]
+        return [Action("release", group, reason="quorum lost")] if not here and claimant == view.me else []
+
+    if not here:
+        if claimant == view.me and inst.state not in TRANSITIONS:
+            if want is None or (inst.level == STOP_LEVEL and inst.state == DONE):
+                return [Action("release", group, reason="not running here")]
+            if inst.level is None:
+                # a claim left from an earlier incarnation of this daemon: start from plan again
+                return [Action("tell", group, PLAN, "claim held, resuming")]
+        if want is None:
+            return []
+        return _maybe_start(view, group, want, claimant, load, result)
+
+    # (1) running here but no longer wanted
+    if want is None:
+        if inst.level == STOP_LEVEL:
+            return []
+        return [Action("tell", group, STOP_LEVEL, "removed from hactl or set to stop")]
+    # (2) conflict: someone else holds the claim, or it runs on another live node too
+    if claimant not in (None, view.me):
+        return [Action("tell", group, STOP_LEVEL, f"claimed by {claimant}")]
+    others = [n for n in _holder(view, group) if view.nodes[n].alive]
+    if others and claimant != view.me and min([*others, view.me]) != view.me:
+        return [Action("tell", group, STOP_LEVEL, f"also running on {', '.join(sorted(others))}")]
+    acts: list[Action] = []
+    if claimant is None:
+        acts.append(Action("claim", group, None, "running without a claim"))
+    if inst.state in TRANSITIONS:  # (7)
+        return acts
+    has_tests = view.cltab.has_tests(group, TEST)
+    if inst.level == TEST:
+        if inst.state == PASSED or (inst.state == DONE and not has_tests):  # (3)
+            return [*acts, Action("tell", group, want, "test passed")]
+        if inst.state == FAILED:  # (4)
+            return [*acts, Action("failed", group, reason="test FAILED"), stop]
+        return acts
+    if inst.level == PLAN:
+        if inst.state in (DONE, PASSED):  # (5)
+            return [*acts, Action("tell", group, TEST, "planned")]
+        if inst.state == FAILED:
+            return [*acts, Action("failed", group, reason="plan FAILED"), stop]
+        return acts
+    if inst.state == FAILED:  # a wait entry failed at the run level: this node is unfit, let another try
+        return [*acts, Action("failed", group, reason=f"FAILED at level {inst.level}"), stop]
+    if inst.level != want:  # (8)
+        return [*acts, Action("tell", group, want, "hactl level changed")]
+    return acts
+
+
+def _maybe_start(
+    view: View, group: str, want: str, claimant: str | None, load: dict[str, int], result: Decision
+) -> list[Action]:
+    """(6): the group is wanted and not active here; claim it if this node should run it."""
+    if claimant is not None:
+        holder = view.nodes.get(claimant)
+        if holder is None or not holder.alive:
+            if holder is not None and holder.fenced:
+                result.why[group] = f"taking over from fenced {claimant}"
+            else:
+                result.why[group] = f"fencing {claimant} pending (it held the group when it was lost)"
+        elif claimant != view.me:
+            inst = holder.groups.get(group)
+            if inst is None or not inst.active:
+                result.why[group] = f"claimed by {claimant}, starting there"
+        return []
+    holders = _holder(view, group)
+    if holders:
+        lost = [n for n in holders if not view.nodes[n].alive]
+        if lost:
+            result.why[group] = f"fencing {', '.join(lost)} pending (it held the group when it was lost)"
+        return []
+    if view.settling:
+        result.why[group] = "starting up: waiting to hear from the other nodes"
+        return []
+    candidates = []
+    excluded = []
+    for name, node in view.nodes.items():
+        if not node.alive or not node.quorum:
+            continue
+        if group in node.unfit:
+            excluded.append(f"{name} unfit: {node.unfit[group]}")
+        elif group in node.failed:
+            excluded.append(f"test FAILED on {name}")
+        else:
+            candidates.append(name)
+    if not candidates:
+        result.why[group] = "no fit node" + (f" ({'; '.join(sorted(excluded))})" if excluded else "")
+        return []
+    ranked = sorted(candidates, key=lambda n: _rank_key(group, n, load.get(n, 0)))
+    best = ranked[0]
+    load[best] = load.get(best, 0) + 1  # later groups in this cycle see the assignment
+    if view.me not in ranked:
+        return []
+    rank = ranked.index(view.me)
+    if rank == 0 or view.waiting.get(group, 0.0) >= rank * view.spread_delay:
+        return [Action("claim", group, None, "wanted and running nowhere"), Action("tell", group, PLAN, "claimed")]
+    result.why[group] = f"waiting for {best} to start it"
+    return []

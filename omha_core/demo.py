@@ -1,0 +1,84 @@
+"""``omha demo``: three nodes on this machine, a real failover, then clean-up.
+
+It writes a cltab with a web group (a fitness test, then a respawning HTTP server on 127.0.0.1) and a second
+group, starts three ``omha daemon`` processes on a temporary shared directory, shows the status, kills the node
+running the web group with SIGKILL, and shows the group move and the page served again by another node.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from omha_core.localcluster import LocalCluster
+from omha_core.report import format_report
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fetch(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+            return str(resp.read().decode().strip())
+    except OSError as exc:
+        return f"(no answer: {exc})"
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def run_demo(keep: bool = False) -> int:
+    """Run the demo; return 0 when the web group failed over, 1 otherwise."""
+    tmp = Path(tempfile.mkdtemp(prefix="omha-demo-"))
+    port = _free_port()
+    www = tmp / "www"
+    cltab = f"""# omha demo cltab: group:tag:runlevels:mode:command
+# web: a fitness test, then an HTTP server that says which node serves it
+web:fit:test:test:test -d {tmp}
+web:page:run:wait:mkdir -p {www}/$OMHA_NODE && echo "hello from $OMHA_NODE" > {www}/$OMHA_NODE/index.html
+web:http:run:respawn:exec {sys.executable} -m http.server {port} --bind 127.0.0.1 -d {www}/$OMHA_NODE
+# db: a second group, spread to another node
+db:daemon:run:respawn:exec sleep 100000
+"""
+    cluster = LocalCluster(tmp, 3, cltab=cltab, hactl="web run\ndb run\n")
+    ok = False
+    try:
+        _say(f"omha demo: three nodes (n1, n2, n3) sharing {cluster.shared}")
+        _say(f"cltab:\n{cltab}hactl:\n  web run\n  db run\n")
+        cluster.start()
+        web = cluster.wait_for("web to start", lambda: cluster.running("web"), 60)[0]
+        cluster.wait_for("db to start", lambda: cluster.running("db"), 60)
+        _say(format_report(cluster.report()))
+        _say(f"\nGET http://127.0.0.1:{port}/ -> {_fetch(port)}")
+        _say(f"\nKilling the daemon of {web} with SIGKILL (its processes die with it)...")
+        t0 = time.monotonic()
+        cluster.kill(web, signal.SIGKILL)
+        new = cluster.wait_for("web to move", lambda: [n for n in cluster.running("web") if n != web], 60)[0]
+        took = time.monotonic() - t0
+        cluster.wait_for("the page", lambda: "hello from" in _fetch(port), 20)
+        _say(f"web moved from {web} to {new} in {took:.1f} s\n")
+        _say(format_report(cluster.report()))
+        _say(f"\nGET http://127.0.0.1:{port}/ -> {_fetch(port)}")
+        ok = new != web
+    except AssertionError as exc:
+        _say(f"demo failed: {exc}")
+    finally:
+        _say("\nStopping the cluster...")
+        cluster.stop()
+        if keep:
+            _say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    _say("demo OK: the web group failed over" if ok else "demo FAILED")
+    return 0 if ok else 1

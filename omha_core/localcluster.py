@@ -1,0 +1,204 @@
+"""Several omha nodes on one machine: separate ``omha daemon`` processes sharing one directory.
+
+Used by ``omha demo`` and by the multi-node tests; also handy to try a cltab before deploying it. Each node has
+its own ``omha.toml``, state directory and log under one temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omha_core.builtin.sharedfs import SharedDirStore
+from omha_core.config import validate_config
+from omha_core.report import cluster_report
+
+FAST_TIMING = {"heartbeat": 0.2, "dead_after": 1.0}
+
+
+def toml_value(value: Any) -> str:
+    return (
+        json.dumps(value)
+        if not isinstance(value, dict)
+        else "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    )
+
+
+class LocalCluster:
+    """N daemons (``n1``..``nN``) sharing ``<tmp>/shared``; each has its own config, state dir and log."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        nodes: int | list[str] = 3,
+        cltab: str = "",
+        hactl: str = "",
+        config: dict[str, dict[str, Any]] | None = None,
+        top: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.tmp = tmp
+        self.shared = tmp / "shared"
+        (tmp / "safety").mkdir(parents=True, exist_ok=True)
+        self.shared.mkdir(exist_ok=True)
+        self.names = [f"n{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) else list(nodes)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.sections: dict[str, dict[str, Any]] = {
+            "sharedfs": {"path": str(self.shared)},
+            "timing": dict(FAST_TIMING),
+            "init": {"stop_grace": [0, 1, 2], "respawn_pause": 2},
+        }
+        for name, values in (config or {}).items():
+            self.sections.setdefault(name, {}).update(values)
+        self.top = top or {}
+        self.env = env or {}
+        if cltab:
+            (self.shared / "cltab").write_text(cltab)
+        if hactl:
+            (self.shared / "hactl").write_text(hactl)
+        for name in self.names:
+            self.write_config(name)
+
+    def config_path(self, node: str) -> Path:
+        return self.tmp / node / "omha.toml"
+
+    def write_config(self, node: str) -> None:
+        """(Re)write ``node``'s omha.toml from the cluster's sections."""
+        d = self.tmp / node
+        d.mkdir(exist_ok=True)
+        sections = {k: dict(v) for k, v in self.sections.items()}
+        sections.setdefault("daemon", {}).update({"state_dir": str(d / "state"), "log": str(d / "omha.log")})
+        lines = [f'node = "{node}"'] + [f"{k} = {toml_value(v)}" for k, v in self.top.items() if k != "fencing"]
+        for name, values in sections.items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+        for dev in self.top.get("fencing_devices", []):
+            lines.append("[[fencing.devices]]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in dev.items()]
+        self.config_path(node).write_text("\n".join(lines) + "\n")
+
+    def start(self, *nodes: str) -> None:
+        for node in nodes or self.names:
+            log = open(self.tmp / node / "stderr.log", "ab")  # noqa: SIM115 - owned by the process
+            env = {**os.environ, **self.env}
+            env.pop("OMHA_CONFIG", None)
+            self.procs[node] = subprocess.Popen(
+                [sys.executable, "-m", "omha_core.cli", "daemon", "-c", str(self.config_path(node))],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+            )
+            log.close()
+
+    def kill(self, node: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[node]
+        proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            proc.wait(timeout=60)
+
+    def omha(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the ``omha`` CLI with ``node``'s configuration."""
+        env = {k: v for k, v in os.environ.items() if k != "OMHA_CONFIG"}
+        out = subprocess.run(
+            [sys.executable, "-m", "omha_core.cli", *args[:1], "-c", str(self.config_path(node)), *args[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"omha {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        return out
+
+    def report(self) -> dict[str, Any]:
+        config = validate_config({"sharedfs": {"path": str(self.shared)}})
+        store = SharedDirStore(config)
+        return cluster_report(store)
+
+    def running(self, group: str) -> list[str]:
+        """Nodes where ``group`` is at its wanted level and settled (DONE or PASSED), as published."""
+        rep = self.report()
+        g = rep["groups"].get(group)
+        if not g:
+            return []
+        return sorted(
+            n for n, i in g["instances"].items() if i["level"] == g["want"] and i["state"] in ("DONE", "PASSED")
+        )
+
+    def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{self.diagnostics()}")
+
+    def wait_running(self, group: str, timeout: float = 30.0, exclude: tuple[str, ...] = ()) -> str:
+        nodes = self.wait_for(f"{group} running", lambda: [n for n in self.running(group) if n not in exclude], timeout)
+        assert len(nodes) == 1, f"{group} running on {nodes}"
+        return str(nodes[0])
+
+    def log(self, node: str) -> str:
+        path = self.tmp / node / "omha.log"
+        return path.read_text() if path.exists() else ""
+
+    def diagnostics(self) -> str:
+        out = [json.dumps(self.report(), indent=1, default=str)[:6000]]
+        for node in self.names:
+            out.append(f"--- {node} log (tail)")
+            out.append("\n".join(self.log(node).splitlines()[-25:]))
+            err = self.tmp / node / "stderr.log"
+            if err.exists() and err.read_text().strip():
+                out.append(f"--- {node} stderr (tail)\n" + "\n".join(err.read_text().splitlines()[-15:]))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        """SIGTERM every daemon (they stop their groups), then SIGKILL stragglers and their sessions."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        kill_strays(str(self.tmp))
+
+
+def kill_strays(marker: str) -> list[int]:
+    """SIGKILL every process whose command line mentions ``marker`` (a safety net for clean-up)."""
+    killed = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+            except OSError:
+                pass
+    return killed

@@ -1,0 +1,132 @@
+"""The cluster status report behind ``omha status`` and ``HA.status()``: read from the store, no daemon needed.
+
+Liveness cannot be judged from one look at the store, so node states come from the *view* that live daemons
+publish in their status (each judges liveness on its own monotonic clock); the report takes the view of the
+node whose status is freshest. The JSON schema (``omha status --json``)::
+
+    {"cluster": "omha", "observer": "n1", "quorum": {"have": true, "detail": "3 of 3 expected nodes"},
+     "nodes": {"n1": {"state": "up", "silent": 0.0, "problem": null, "fencing": null}},
+     "groups": {"web": {"want": "run", "running_on": ["n2"], "why": null,
+                        "instances": {"n2": {"level": "run", "state": "DONE", "since": 1764097000.1}}}},
+     "config": {"cltab": "<version>", "hactl": "<version>", "errors": []}}
+
+Node states: ``up``, ``lost``, ``fencing``, ``fenced``, ``fence-failed``, ``unfenced``, ``grace``,
+``waiting`` (lost, but this partition has no quorum to fence it), ``stopped`` (shut down cleanly).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from omha_core.backends import Store
+from omha_core.errors import ParseError
+from omha_core.hactl import STOP_LEVEL, parse_hactl
+
+
+def newest_valid_hactl(store: Store) -> tuple[dict[str, str], str | None, list[str]]:
+    """The newest valid hactl in the store: (wanted, version, errors of newer invalid versions)."""
+    errors: list[str] = []
+    for doc in store.documents("hactl"):
+        try:
+            return parse_hactl(doc.text, doc.origin or "hactl"), doc.version, errors
+        except ParseError as exc:
+            errors.extend(str(p) for p in exc.problems)
+    return {}, None, errors
+
+
+def cluster_report(store: Store, cluster: str = "omha") -> dict[str, Any]:
+    """Assemble the report from what the store holds now."""
+    raw = store.statuses()
+    docs = {n: d for n, d in raw.items() if isinstance(d, Mapping)}
+    observer = max(docs, key=lambda n: float(docs[n].get("time") or 0), default=None)
+    view: Mapping[str, Any] = (docs[observer].get("view") or {}) if observer else {}
+    view_nodes: Mapping[str, Any] = view.get("nodes") or {}
+    wanted, hactl_version, hactl_errors = newest_valid_hactl(store)
+
+    nodes: dict[str, Any] = {}
+    for name in sorted({*raw, *view_nodes}):
+        v = view_nodes.get(name) or {}
+        doc = docs.get(name, {})
+        entry = {
+            "state": v.get("state", "unknown"),
+            "silent": v.get("silent"),
+            "age": round(time.time() - float(doc["time"]), 1) if isinstance(doc.get("time"), int | float) else None,
+            "problem": v.get("problem") or (str(raw[name]) if isinstance(raw.get(name), Exception) else None),
+            "fencing": v.get("fencing"),
+            "config_errors": (doc.get("config") or {}).get("errors") or [],
+        }
+        if doc.get("shutting_down") and entry["state"] == "up":
+            entry["state"] = "stopping"
+        nodes[name] = entry
+
+    groups: dict[str, Any] = {}
+    names = list(dict.fromkeys([*wanted, *(g for d in docs.values() for g in (d.get("groups") or {}))]))
+    why = view.get("why") or {}
+    for group in names:
+        instances = {}
+        for node, doc in docs.items():
+            g = (doc.get("groups") or {}).get(group)
+            if not isinstance(g, Mapping) or (g.get("level") in (None, STOP_LEVEL) and g.get("state") != "STOPPING"):
+                continue
+            instances[node] = {"level": g.get("level"), "state": g.get("state"), "since": g.get("since")}
+        want = wanted.get(group)
+        running = sorted(n for n, i in instances.items() if i["level"] == want and nodes[n]["state"] == "up")
+        groups[group] = {
+            "want": want,
+            "running_on": running,
+            "instances": instances,
+            "why": None if running else why.get(group),
+        }
+    config_errors = sorted({e for n in nodes.values() for e in n["config_errors"]} | set(hactl_errors))
+    return {
+        "cluster": cluster,
+        "observer": observer,
+        "quorum": view.get("quorum") or {"have": None, "detail": "no daemon has published a view yet"},
+        "nodes": nodes,
+        "groups": groups,
+        "config": {"hactl": hactl_version, "errors": config_errors},
+    }
+
+
+def format_report(rep: Mapping[str, Any]) -> str:
+    """Human-readable report, after crm_mon: nodes, quorum, then each group."""
+    q = rep["quorum"]
+    lines = [
+        f"cluster {rep['cluster']}: quorum {'yes' if q.get('have') else 'NO'} ({q.get('detail', '')})"
+        + (f", as seen by {rep['observer']}" if rep["observer"] else ""),
+        "",
+        "Nodes:",
+    ]
+    for name, n in rep["nodes"].items():
+        extra = []
+        if n["silent"] is not None and n["state"] != "up":
+            extra.append(f"silent {n['silent']}s")
+        elif n["age"] is not None:
+            extra.append(f"seen {n['age']}s ago")
+        if n["fencing"]:
+            f = n["fencing"]
+            detail = f.get("warning") or f.get("message") or f.get("reason") or "; ".join(f.get("errors") or [])
+            extra.append(
+                f"fencing: {f.get('state')}"
+                + (f" by {f['by']}" if f.get("by") else "")
+                + (f" ({detail})" if detail else "")
+            )
+        if n["problem"]:
+            extra.append(f"status unreadable: {n['problem']}")
+        lines.append(f"  {name:<12} {n['state'].upper():<12} {'; '.join(extra)}")
+    lines += ["", "Groups:"]
+    if not rep["groups"]:
+        lines.append("  (none wanted in hactl)")
+    for name, g in rep["groups"].items():
+        want = g["want"] or "stop"
+        where = ", ".join(f"{n} {i['level']}/{i['state']}" for n, i in sorted(g["instances"].items())) or "nowhere"
+        line = f"  {name:<12} want {want:<8} {where}"
+        if g["why"]:
+            line += f"  -- {g['why']}"
+        lines.append(line)
+    if rep["config"]["errors"]:
+        lines += ["", "Configuration refused (the last good version keeps running):"]
+        lines += [f"  {e}" for e in rep["config"]["errors"]]
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Node status documents: what a node publishes each heartbeat, and the tolerant reading of others' documents.
+
+A status is a JSON object written only by its node::
+
+    {"node": "n1", "incarnation": "...", "seq": 42, "time": 1764097000.1, "pid": 1234, "version": "0.1.0",
+     "quorum": true, "member": true, "shutting_down": false,
+     "groups": {<LocalInit.status()>},
+     "unfit": {"db": "maintenance (site_plugin)"}, "failed": {"web": "test FAILED"},
+     "config": {"cltab": "<version>", "hactl": "<version>", "errors": ["cltab:3: ..."]},
+     "view": {"nodes": {"n2": {"state": "up", "silent": 0.4}}, "quorum": "...", "why": {"web": "..."}},
+     "fencing": {"n3": {"state": "pending", ...}}}
+
+``time`` is informational (shown by ``omha status``); liveness never compares it with a local clock.
+Another node's document is untrusted input: :func:`parse_status` turns anything, however broken, into either a
+:class:`NodeStatus` or a :class:`StatusProblem`, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omha_core.decide import Instance
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """The parts of a node's status the decision loop uses."""
+
+    node: str
+    incarnation: str
+    seq: int
+    groups: Mapping[str, Instance] = field(default_factory=dict)
+    unfit: Mapping[str, str] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
+    quorum: bool = True
+    shutting_down: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusProblem:
+    """Why a node's status could not be used."""
+
+    node: str
+    message: str
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def parse_status(node: str, doc: Any) -> NodeStatus | StatusProblem:
+    """Validate ``doc`` as ``node``'s status; garbage gives a :class:`StatusProblem`."""
+    if isinstance(doc, Exception):
+        return StatusProblem(node, str(doc))
+    if not isinstance(doc, Mapping):
+        return StatusProblem(node, "status is not a JSON object")
+    inc, seq = doc.get("incarnation"), doc.get("seq")
+    if not isinstance(inc, str) or isinstance(seq, bool) or not isinstance(seq, int):
+        return StatusProblem(node, "status lacks a string 'incarnation' and an integer 'seq'")
+    if doc.get("node") not in (None, node):
+        return StatusProblem(node, f"status names another node ({doc.get('node')!r})")
+    groups: dict[str, Instance] = {}
+    raw_groups = doc.get("groups")
+    if isinstance(raw_groups, Mapping):
+        for name, g in raw_groups.items():
+            if isinstance(g, Mapping) and isinstance(g.get("state"), str):
+                level = g.get("level")
+                groups[str(name)] = Instance(level if isinstance(level, str) else None, g["state"])
+    return NodeStatus(
+        node=node,
+        incarnation=inc,
+        seq=seq,
+        groups=groups,
+        unfit=_str_map(doc.get("unfit")),
+        failed=_str_map(doc.get("failed")),
+        quorum=bool(doc.get("quorum", True)),
+        shutting_down=bool(doc.get("shutting_down", False)),
+        raw=doc,
+    )

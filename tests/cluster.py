@@ -1,0 +1,38 @@
+"""Multi-node test support: the local cluster plus the safety checker.
+
+:func:`guarded` wraps a group's run-level command so that it holds an exclusive ``flock`` on a per-group lock
+file while it runs, logging ``start``/``OVERLAP`` lines; :meth:`Cluster.assert_no_overlap` fails the test if two
+nodes ever ran the group at once.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from omha_core.localcluster import LocalCluster
+
+
+def guarded(cluster_dir: Path, group: str, command: str = "sleep 100000") -> str:
+    """A cltab command that runs ``command`` holding the group's safety lock, recording who ran it."""
+    lock = cluster_dir / "safety" / f"{group}.lock"
+    log = cluster_dir / "safety" / f"{group}.log"
+    inner = (
+        f'exec 9>>{lock}; if flock -n 9; then echo "start $OMHA_NODE $$" >> {log}; exec {command}; '
+        f'else echo "OVERLAP $OMHA_NODE $$" >> {log}; exit 1; fi'
+    )
+    return f"sh -c {shlex.quote(inner)}"
+
+
+class Cluster(LocalCluster):
+    """A local cluster with the safety checker's helpers."""
+
+    def safety_log(self, group: str) -> list[str]:
+        path = self.tmp / "safety" / f"{group}.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def assert_no_overlap(self) -> None:
+        """No run-level command ever found its group's lock held by another node."""
+        for log in (self.tmp / "safety").glob("*.log"):
+            bad = [line for line in log.read_text().splitlines() if line.startswith("OVERLAP")]
+            assert not bad, f"{log.stem} ran on two nodes at once: {bad}"

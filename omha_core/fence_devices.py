@@ -54,6 +54,8 @@ class FenceDevice:
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
         self.options = options
+        #: the node being fenced during a :meth:`fence` call ("" when called directly)
+        self.current_node = ""
 
     def off(self, targets: list[str]) -> FenceResult:
         """Switch every target off. ``ok`` only when done (and read back, if :attr:`can_verify`)."""
@@ -78,8 +80,9 @@ class FenceDevice:
         msg = res.message if on.ok else f"{res.message}; power on afterwards failed: {on.message}"
         return FenceResult(ok=True, verified=res.verified, message=msg)
 
-    def fence(self, action: str, targets: list[str]) -> FenceResult:
-        """Dispatch ``action`` (off / on / reboot / status) to the method of that name."""
+    def fence(self, action: str, targets: list[str], node: str = "") -> FenceResult:
+        """Dispatch ``action`` (off / on / reboot / status) to the method of that name, for ``node``."""
+        self.current_node = node
         if action not in ACTIONS:
             return FenceResult(ok=False, message=f"{self.name}: unknown action {action!r}")
         method = getattr(self, action)

@@ -92,10 +92,10 @@ def scrub(message: str, secrets: list[str]) -> str:
     return message
 
 
-def run_device(dev: Device, action: str, targets: list[str], secrets: list[str]) -> FenceResult:
-    """Call one device, turning any exception into a failed result with a scrubbed message."""
+def run_device(dev: Device, action: str, node: str, secrets: list[str]) -> FenceResult:
+    """Call one device for ``node``, turning any exception into a failed result with a scrubbed message."""
     try:
-        result = dev.device.fence(action, targets)
+        result = dev.device.fence(action, list(dev.nodes[node]), node)
     except Exception as exc:  # a device plugin's bug must not take the daemon down
         result = FenceResult(ok=False, message=f"{type(exc).__name__}: {exc}")
     return FenceResult(result.ok, result.verified, scrub(result.message, secrets), result.state)
@@ -110,7 +110,7 @@ def fence_node(
         if node not in dev.nodes:
             continue
         act = (dev.action or action) if action in ("off", "reboot") else action
-        result = run_device(dev, act, list(dev.nodes[node]), secrets)
+        result = run_device(dev, act, node, secrets)
         if result.ok:
             return result, dev.name, errors
         errors.append(f"{dev.name} ({dev.kind}): {result.message or 'failed'}")

@@ -26,6 +26,8 @@ ENTRY_POINT_GROUP = "omha"
 #: the core's own behaviour, registered exactly like external plugins
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "omha_core.builtin.sharedfs",
+    "omha_core.builtin.fence_command",
+    "omha_core.builtin.fence_agent",
     "omha_core.builtin.file_agent",
 )
 

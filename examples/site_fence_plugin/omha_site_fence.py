@@ -23,14 +23,15 @@ class PidKill(FenceDevice):
                 os.killpg(self._pid(t), signal.SIGKILL)
             except (OSError, ValueError) as exc:
                 return FenceResult(ok=False, message=f"{t}: {exc}")
-        return self.status(targets)  # verified: ok only if every target is really gone
+        state = self.status(targets).state  # verified: ok only if every target is really gone
+        return FenceResult(ok=state == "off", verified=True, state=state, message=f"{targets}: {state}")
 
     def on(self, targets: list[str]) -> FenceResult:
         return FenceResult(ok=False, message="pid_kill cannot power a node on")
 
     def status(self, targets: list[str]) -> FenceResult:
         alive = [t for t in targets if _running(self._pid(t))]
-        return FenceResult(ok=not alive, verified=True, state="on" if alive else "off", message=f"alive: {alive}")
+        return FenceResult(ok=True, verified=True, state="on" if alive else "off", message=f"alive: {alive}")
 
 
 def _running(pid: int) -> bool:  # a killed but unreaped process (zombie, "Z") counts as off

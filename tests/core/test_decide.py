@@ -208,9 +208,7 @@ def test_lost_holder_without_claim_still_blocks() -> None:
 
 
 def test_fenced_holder_with_broken_claim_is_taken_over() -> None:
-    v = view(
-        others={"n2": {"web": ("run", "DONE")}, "n3": {}}, lost=("n2",), fenced=("n2",), waiting={"web": 99.0}
-    )
+    v = view(others={"n2": {"web": ("run", "DONE")}, "n3": {}}, lost=("n2",), fenced=("n2",), waiting={"web": 99.0})
     assert ("claim", "web", None) in acts(v)
 
 

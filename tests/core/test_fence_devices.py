@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from omha_core.config import validate_config
+from omha_core.config import Config, validate_config
 from omha_core.errors import ConfigError
 from omha_core.fencing import build_devices, fence_node, scrub, secret_values
 from omha_core.plugins import get_plugin_manager
 
 
-def config(tmp_path: Path, *devices: dict[str, object]) -> object:
+def config(tmp_path: Path, *devices: dict[str, object]) -> Config:
     return validate_config({"node": "n1", "fencing": {"devices": list(devices)}}, str(tmp_path / "omha.toml"))
 
 
@@ -34,7 +34,7 @@ def test_command_device_gets_node_action_and_every_target(tmp_path: Path) -> Non
     cfg = config(
         tmp_path, {"name": "sw", "kind": "command", "command": recorder(tmp_path), "nodes": {"n3": ["3", "4"]}}
     )
-    devices = build_devices(cfg, get_plugin_manager())  # type: ignore[arg-type]
+    devices = build_devices(cfg, get_plugin_manager())
     result, device, errors = fence_node(devices, "n3", "off", [])
     assert result is not None and result.ok and device == "sw" and errors == []
     assert calls(tmp_path) == ["n3 off 3", "n3 off 4"]
@@ -43,13 +43,13 @@ def test_command_device_gets_node_action_and_every_target(tmp_path: Path) -> Non
 
 def test_command_device_verifies_off_with_status(tmp_path: Path) -> None:
     good = {"name": "sw", "kind": "command", "command": recorder(tmp_path), "verify": True, "nodes": {"n2": "7"}}
-    devices = build_devices(config(tmp_path, good), get_plugin_manager())  # type: ignore[arg-type]
+    devices = build_devices(config(tmp_path, good), get_plugin_manager())
     result, _, _ = fence_node(devices, "n2", "off", [])
     assert result is not None and result.verified
     assert calls(tmp_path) == ["n2 off 7", "n2 status 7"]
     # a switch that claims success but still reports "on" is a failure
     liar = dict(good, command=recorder(tmp_path, 0, "on"))
-    devices = build_devices(config(tmp_path, liar), get_plugin_manager())  # type: ignore[arg-type]
+    devices = build_devices(config(tmp_path, liar), get_plugin_manager())
     result, _, errors = fence_node(devices, "n2", "off", [])
     assert result is None and "status says 'on'" in errors[0]
 
@@ -58,7 +58,7 @@ def test_levels_second_device_used_when_first_fails(tmp_path: Path) -> None:
     first = {"name": "broken", "kind": "command", "command": "echo no power >&2; exit 3", "nodes": {"n2": "1"}}
     second = {"name": "backup", "kind": "command", "command": recorder(tmp_path), "nodes": {"n2": "B"}}
     other = {"name": "other", "kind": "command", "command": recorder(tmp_path), "nodes": {"n9": "9"}}
-    devices = build_devices(config(tmp_path, other, first, second), get_plugin_manager())  # type: ignore[arg-type]
+    devices = build_devices(config(tmp_path, other, first, second), get_plugin_manager())
     result, device, errors = fence_node(devices, "n2", "reboot", [])
     assert result is not None and device == "backup"
     assert errors == ["broken (command): broken: reboot 1: exit 3: no power"]
@@ -67,7 +67,7 @@ def test_levels_second_device_used_when_first_fails(tmp_path: Path) -> None:
 
 def test_all_devices_fail(tmp_path: Path) -> None:
     dev = {"name": "d", "kind": "command", "command": "sleep 5", "timeout": 0.3, "nodes": {"n2": "1"}}
-    devices = build_devices(config(tmp_path, dev), get_plugin_manager())  # type: ignore[arg-type]
+    devices = build_devices(config(tmp_path, dev), get_plugin_manager())
     result, device, errors = fence_node(devices, "n2", "off", [])
     assert result is None and device is None and "timed out after 0.3 s" in errors[0]
 
@@ -88,8 +88,8 @@ def test_secrets_scrubbed_from_device_messages(tmp_path: Path) -> None:
         "nodes": {"n2": "1"},
     }
     cfg = config(tmp_path, dev)
-    assert secret_values(cfg) == ["hunter2-secret"]  # type: ignore[arg-type]
+    assert secret_values(cfg) == ["hunter2-secret"]
     assert scrub("login failed for hunter2-secret", ["hunter2-secret"]) == "login failed for ***"
-    devices = build_devices(cfg, get_plugin_manager())  # type: ignore[arg-type]
-    result, _, errors = fence_node(devices, "n2", "off", secret_values(cfg))  # type: ignore[arg-type]
+    devices = build_devices(cfg, get_plugin_manager())
+    result, _, errors = fence_node(devices, "n2", "off", secret_values(cfg))
     assert result is None and "not found" in errors[0] and "hunter2" not in errors[0]

@@ -46,8 +46,13 @@ def test_arbitrary_bytes_raise_only_parse_error(data: bytes) -> None:
         pass
 
 
-@given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
-                       st.from_regex(r"\w{1,6}", fullmatch=True).filter(str.isascii), max_size=8))
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+        st.from_regex(r"\w{1,6}", fullmatch=True).filter(str.isascii),
+        max_size=8,
+    )
+)
 def test_writer_round_trips(wanted: dict[str, str]) -> None:
     text = ""
     for group, level in wanted.items():

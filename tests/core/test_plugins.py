@@ -85,7 +85,7 @@ def test_duplicate_registration_names_both_plugins() -> None:
             return {"file": object}
 
     pm = get_plugin_manager(extra=[Dup()])
-    with pytest.raises(ConfigError, match="'file' is registered by both plugin 'builtin.file_agent' and 'Dup'"):
+    with pytest.raises(ConfigError, match=r"'file' is registered by both plugin 'builtin\.file_agent' and 'Dup'"):
         registry(pm, "omha_resource_agents")
 
 

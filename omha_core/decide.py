@@ -117,7 +117,7 @@ class Decision:
     why: dict[str, str] = field(default_factory=dict)
 
 
-def _rank_key(group: str, node: str, load: int) -> tuple[int, str]:
+def rank_key(group: str, node: str, load: int) -> tuple[int, str]:
     return (load, hashlib.sha256(f"{group}\0{node}".encode()).hexdigest())
 
 
@@ -263,7 +263,7 @@ def _maybe_start(
     if not candidates:
         result.why[group] = "no fit node" + (f" ({'; '.join(sorted(excluded))})" if excluded else "")
         return []
-    ranked = sorted(candidates, key=lambda n: _rank_key(group, n, load.get(n, 0)))
+    ranked = sorted(candidates, key=lambda n: rank_key(group, n, load.get(n, 0)))
     best = ranked[0]
     load[best] = load.get(best, 0) + 1  # later groups in this cycle see the assignment
     if view.me not in ranked:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class LocalCluster:
         config: dict[str, dict[str, Any]] | None = None,
         top: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        devices: list[dict[str, Any]] | None = None,
     ) -> None:
         self.tmp = tmp
         self.shared = tmp / "shared"
@@ -51,6 +53,7 @@ class LocalCluster:
         self.names = [f"n{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) else list(nodes)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sections: dict[str, dict[str, Any]] = {
+            "cluster": {"name": f"local-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"},
             "sharedfs": {"path": str(self.shared)},
             "timing": dict(FAST_TIMING),
             "init": {"stop_grace": [0, 1, 2], "respawn_pause": 2},
@@ -58,6 +61,8 @@ class LocalCluster:
         for name, values in (config or {}).items():
             self.sections.setdefault(name, {}).update(values)
         self.top = top or {}
+        #: ``[[fencing.devices]]`` entries
+        self.devices = list(devices or [])
         self.env = env or {}
         if cltab:
             (self.shared / "cltab").write_text(cltab)
@@ -75,11 +80,11 @@ class LocalCluster:
         d.mkdir(exist_ok=True)
         sections = {k: dict(v) for k, v in self.sections.items()}
         sections.setdefault("daemon", {}).update({"state_dir": str(d / "state"), "log": str(d / "omha.log")})
-        lines = [f'node = "{node}"'] + [f"{k} = {toml_value(v)}" for k, v in self.top.items() if k != "fencing"]
+        lines = [f'node = "{node}"'] + [f"{k} = {toml_value(v)}" for k, v in self.top.items()]
         for name, values in sections.items():
             lines.append(f"[{name}]")
             lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
-        for dev in self.top.get("fencing_devices", []):
+        for dev in self.devices:
             lines.append("[[fencing.devices]]")
             lines += [f"{k} = {toml_value(v)}" for k, v in dev.items()]
         self.config_path(node).write_text("\n".join(lines) + "\n")
@@ -89,7 +94,7 @@ class LocalCluster:
             log = open(self.tmp / node / "stderr.log", "ab")  # noqa: SIM115 - owned by the process
             env = {**os.environ, **self.env}
             env.pop("OMHA_CONFIG", None)
-            self.procs[node] = subprocess.Popen(
+            proc = self.procs[node] = subprocess.Popen(
                 [sys.executable, "-m", "omha_core.cli", "daemon", "-c", str(self.config_path(node))],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -98,6 +103,7 @@ class LocalCluster:
                 env=env,
             )
             log.close()
+            (self.tmp / node / "daemon.pid").write_text(str(proc.pid))
 
     def kill(self, node: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[node]
@@ -184,6 +190,61 @@ class LocalCluster:
         kill_strays(str(self.tmp))
 
 
+def node_processes(cluster: str, node: str) -> list[int]:
+    """Processes started by ``node`` of ``cluster``: their environment carries OMHA_CLUSTER and OMHA_NODE."""
+    want = {f"OMHA_CLUSTER={cluster}".encode(), f"OMHA_NODE={node}".encode()}
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = set(fh.read().split(b"\0"))
+        except OSError:
+            continue
+        if want <= env:
+            found.append(int(pid))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def power_off(base: Path, node: str, timeout: float = 10.0) -> bool:
+    """ "Pull the plug" of a local node: SIGKILL its daemon and every process it started; True once all are gone.
+
+    This is what the local cluster's ``command`` fence device runs, so that fencing in tests and in the demo
+    really stops a node (even a frozen one whose processes still run) before its groups move.
+    """
+    config = validate_config(tomllib.loads((base / node / "omha.toml").read_text()))
+    pid_file = base / node / "daemon.pid"
+    pids = node_processes(config.cluster_name, node)
+    if pid_file.exists():
+        pids.append(int(pid_file.read_text()))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids + node_processes(config.cluster_name, node) if _running(p)]
+        if not alive:
+            return True
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    return False
+
+
 def kill_strays(marker: str) -> list[int]:
     """SIGKILL every process whose command line mentions ``marker`` (a safety net for clean-up)."""
     killed = []
@@ -202,3 +263,30 @@ def kill_strays(marker: str) -> list[int]:
             except OSError:
                 pass
     return killed
+
+
+def fence_device(base: Path, nodes: list[str], name: str = "localkill") -> dict[str, Any]:
+    """A ``command`` fence device entry that powers off local nodes with :func:`power_off`."""
+    return {
+        "name": name,
+        "kind": "command",
+        "command": f"{sys.executable} -m omha_core.localcluster power-off {base} $OMHA_TARGET",
+        "nodes": {n: n for n in nodes},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m omha_core.localcluster power-off BASE NODE`` (the fence command) or ``status BASE NODE``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[0] == "power-off":
+        return 0 if power_off(Path(args[1]), args[2]) else 1
+    if len(args) == 3 and args[0] == "status":
+        config = validate_config(tomllib.loads((Path(args[1]) / args[2] / "omha.toml").read_text()))
+        print("on" if any(_running(p) for p in node_processes(config.cluster_name, args[2])) else "off")
+        return 0
+    print("usage: python -m omha_core.localcluster power-off|status BASE NODE", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

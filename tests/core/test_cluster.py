@@ -1,0 +1,171 @@
+"""Multi-node behaviour with real ``omha daemon`` processes sharing a directory, checked by the safety checker.
+
+Each group's run-level command holds an exclusive lock while it runs (:func:`tests.cluster.guarded`); any
+moment at which two nodes ran a group shows up as an OVERLAP line and fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from omha_core.decide import rank_key
+from tests.cluster import Cluster, guarded
+from tests.conftest import require_commands
+
+pytestmark = pytest.mark.slow
+
+
+def cltab_for(tmp: Path, groups: list[str], test: dict[str, str] | None = None) -> str:
+    lines = []
+    for g in groups:
+        if test and g in test:
+            lines.append(f"{g}:{g}_fit:test:test:{test[g]}")
+        lines.append(f"{g}:{g}_srv:run,2:respawn:{guarded(tmp, g)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[object]:
+    require_commands("flock")
+    made: list[Cluster] = []
+
+    def make(**kw: object) -> Cluster:
+        c = Cluster(tmp_path, **kw)  # type: ignore[arg-type]
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+        c.assert_no_overlap()
+
+
+def where(c: Cluster, groups: list[str]) -> dict[str, list[str]]:
+    return {g: c.running(g) for g in groups}
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_every_group_starts_exactly_once_and_spreads(make_cluster, tmp_path: Path, n: int) -> None:  # type: ignore[no-untyped-def]
+    groups = [f"g{i}" for i in range(2 * n)]
+    c = make_cluster(nodes=n, cltab=cltab_for(tmp_path, groups), hactl="".join(f"{g} run\n" for g in groups))
+    c.start()
+    c.wait_for("all groups running", lambda: all(len(v) == 1 for v in where(c, groups).values()), 60)
+    placed = where(c, groups)
+    assert all(len(v) == 1 for v in placed.values()), placed
+    per_node = {node: sum(1 for v in placed.values() if v == [node]) for node in c.names}
+    assert max(per_node.values()) <= 4, f"starts piled up: {per_node}"  # 2n groups over n nodes
+    for g in groups:  # each started exactly once
+        assert len([ln for ln in c.safety_log(g) if ln.startswith("start")]) == 1, c.safety_log(g)
+
+
+def test_tell_changes_level_in_place_and_stop_stops_everywhere(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(nodes=3, cltab=cltab_for(tmp_path, ["web"]), hactl="web run\n")
+    c.start()
+    node = c.wait_running("web")
+    c.omha("n1", "tell", "web", "2")
+    c.wait_for("web at level 2", lambda: c.report()["groups"]["web"]["instances"].get(node, {}).get("level") == "2")
+    # run,2 matches both levels: the server was not restarted and did not move
+    assert c.running("web") == [node]
+    assert len([ln for ln in c.safety_log("web") if ln.startswith("start")]) == 1
+    c.omha("n2", "tell", "web", "stop")
+    c.wait_for("web stopped everywhere", lambda: not c.report()["groups"]["web"]["instances"])
+    assert "web stop" in (c.shared / "hactl").read_text()
+
+
+def test_sigkill_moves_groups_and_rejoin_does_not_steal(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    groups = ["a", "b", "c"]
+    c = make_cluster(nodes=3, cltab=cltab_for(tmp_path, groups), hactl="a run\nb run\nc run\n")
+    c.start()
+    c.wait_for("all running", lambda: all(len(v) == 1 for v in where(c, groups).values()), 60)
+    victim = c.running("a")[0]
+    held = [g for g in groups if c.running(g) == [victim]]
+    c.kill(victim, signal.SIGKILL)
+    for g in held:
+        c.wait_running(g, exclude=(victim,))
+    assert c.report()["nodes"][victim]["state"] in ("lost", "unfenced")
+    placed = where(c, groups)
+    c.start(victim)
+    c.wait_for(f"{victim} up again", lambda: c.report()["nodes"][victim]["state"] == "up")
+    time.sleep(2.0)  # give the rejoined node several cycles in which it could (wrongly) grab work
+    assert where(c, groups) == placed
+
+
+def group_ranked_last_on(node: str, nodes: list[str]) -> str:
+    """A group name for which ``node`` is the last choice of idle nodes (so the others are tried first)."""
+    for i in range(1000):
+        name = f"web{i}"
+        ranked = sorted(nodes, key=lambda n: rank_key(name, n, 0))
+        if ranked[-1] == node:
+            return name
+    raise AssertionError("no such name")
+
+
+def test_failed_test_lands_group_on_another_node(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    group = group_ranked_last_on("n3", ["n1", "n2", "n3"])
+    # only n3 passes the fitness test, and n3 is the last node the cluster would pick
+    cltab = cltab_for(tmp_path, [group], test={group: 'test "$OMHA_NODE" = n3'})
+    c = make_cluster(nodes=3, cltab=cltab, hactl=f"{group} run\n")
+    c.start()
+    assert c.wait_running(group, 60) == "n3"
+    assert f"{group}: test FAILED on this node" in c.log("n1")
+    # the run-level command never started anywhere but on n3
+    starts = [ln.split()[1] for ln in c.safety_log(group) if ln.startswith("start")]
+    assert starts == ["n3"]
+
+
+def test_removed_from_hactl_stops_everywhere(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(nodes=3, cltab=cltab_for(tmp_path, ["a", "b"]), hactl="a run\nb run\n")
+    c.start()
+    c.wait_for("both running", lambda: all(len(v) == 1 for v in where(c, ["a", "b"]).values()), 60)
+    (c.shared / "hactl").write_text("b run\n")
+    c.wait_for("a stopped", lambda: not c.report()["groups"].get("a", {}).get("instances"))
+    assert len(c.running("b")) == 1
+
+
+def test_bad_input_is_reported_and_nothing_is_lost(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(nodes=3, cltab=cltab_for(tmp_path, ["web"]), hactl="web run\n")
+    c.start()
+    node = c.wait_running("web")
+    # garbage in another "node"'s status, and a truncated one
+    (c.shared / "nodes" / "ghost").mkdir()
+    (c.shared / "nodes" / "ghost" / "status.json").write_bytes(b"\x00\xff{not json")
+    (c.shared / "nodes" / "trunc").mkdir()
+    (c.shared / "nodes" / "trunc" / "status.json").write_text('{"node": "trunc", "seq": ')
+    # an invalid cltab and an hactl naming an unknown group, written by hand
+    good_cltab = (c.shared / "cltab").read_text()
+    (c.shared / "cltab").write_text(good_cltab + "web:broken:run:sometimes:true\n")
+    (c.shared / "hactl").write_text("web run\nghost run\n")
+
+    def reported() -> bool:
+        rep = c.report()
+        errs = rep["config"]["errors"]
+        return (
+            any("mode 'sometimes'" in e for e in errs)
+            and rep["groups"].get("ghost", {}).get("why") == "not defined in cltab"
+            and bool(rep["nodes"].get("ghost", {}).get("problem"))
+        )
+
+    c.wait_for("problems reported in status", reported)
+    out = c.omha("n1", "status")
+    assert "mode 'sometimes' is not one of" in out.stdout and "status unreadable" in out.stdout
+    assert c.running("web") == [node]  # the last good cltab keeps running
+    assert all(c.procs[n].poll() is None for n in c.names)  # no daemon crashed
+    (c.shared / "cltab").write_text(good_cltab)
+    c.wait_for("error cleared", lambda: not c.report()["config"]["errors"])
+
+
+def test_quorum_lost_stops_groups(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = make_cluster(nodes=3, cltab=cltab_for(tmp_path, ["web"]), hactl="web run\n")
+    c.start()
+    node = c.wait_running("web")
+    others = [n for n in c.names if n != node]
+    for n in others:
+        c.kill(n, signal.SIGKILL)
+    c.wait_for("web stopped for lack of quorum", lambda: not c.running("web"))
+    assert "no quorum" in json.dumps(c.report()["quorum"]) or c.report()["quorum"]["have"] is False

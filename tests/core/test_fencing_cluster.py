@@ -1,0 +1,163 @@
+"""Fence-before-takeover with real daemons and the ``command`` device that really powers a local node off.
+
+The harshest case is a *frozen* node (SIGSTOP): its daemon stops heartbeating but its processes keep running.
+Taking its groups over without fencing would run them twice, which the safety checker would catch.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omha_core.localcluster import fence_device
+from tests.cluster import Cluster, guarded
+from tests.conftest import require_commands
+
+pytestmark = pytest.mark.slow
+PASSWORD = "s3cr3t-Pa55word-do-not-leak"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Any]:
+    require_commands("flock")
+    made: list[Cluster] = []
+
+    def make(devices: list[dict[str, Any]], fencing: dict[str, Any] | None = None, nodes: int = 3) -> Cluster:
+        cltab = f"web:srv:run:respawn:{guarded(tmp_path, 'web')}\n"
+        c = Cluster(tmp_path, nodes, cltab=cltab, hactl="web run\n", devices=devices, config={"fencing": fencing or {}})
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        for proc in c.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+        c.stop()
+        c.assert_no_overlap()
+
+
+def counting(tmp: Path, device: dict[str, Any]) -> dict[str, Any]:
+    """Wrap a command device so that every call is logged (to count fence calls)."""
+    return dict(device, command=f'echo "$OMHA_NODE $OMHA_ACTION" >> {tmp}/fence-calls; ' + device["command"])
+
+
+def fence_calls(tmp: Path) -> list[str]:
+    path = tmp / "fence-calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def record(c: Cluster, node: str) -> dict[str, Any]:
+    path = c.shared / "fence" / f"{node}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_frozen_node_is_fenced_exactly_once_before_takeover(cluster: Any, tmp_path: Path) -> None:
+    c = cluster([counting(tmp_path, fence_device(tmp_path, ["n1", "n2", "n3"]))], {"action": "off"})
+    c.start()
+    victim = c.wait_running("web")
+    c.kill(victim, signal.SIGSTOP)  # frozen: its server keeps running, holding the safety lock
+    new = c.wait_running("web", 30, exclude=(victim,))
+    rec = record(c, victim)
+    assert rec["ok"] and rec["device"] == "localkill" and rec["by"] in set(c.names) - {victim}
+    assert fence_calls(tmp_path) == [f"{victim} off"]  # exactly one survivor fenced, once
+    assert c.procs[victim].wait(10) == -signal.SIGKILL  # the "power off" really happened
+    starts = [ln.split()[1] for ln in c.safety_log("web") if ln.startswith("start")]
+    assert starts == [victim, new]
+    time.sleep(1.0)
+    assert fence_calls(tmp_path) == [f"{victim} off"]
+    assert c.report()["nodes"][victim]["state"] == "fenced"
+
+
+def test_failing_device_keeps_group_down_and_says_why(cluster: Any, tmp_path: Path) -> None:
+    broken = {
+        "name": "deadpdu",
+        "kind": "command",
+        "command": "echo PDU unreachable >&2; exit 1",
+        "nodes": {"n1": "1", "n2": "2", "n3": "3"},
+    }
+    c = cluster([broken], {"retry_max": 1.0})
+    c.start()
+    victim = c.wait_running("web")
+    c.kill(victim, signal.SIGKILL)
+
+    def says_why() -> bool:
+        rep = c.report()
+        node = rep["nodes"][victim]
+        return node["state"] == "fence-failed" and "fencing" in (rep["groups"]["web"]["why"] or "")
+
+    c.wait_for("fence failure in status", says_why, 30)
+    time.sleep(2.0)
+    assert c.running("web") == []  # still down: no takeover without a successful fence
+    out = c.omha("n1" if victim != "n1" else "n2", "status").stdout
+    assert "FENCE-FAILED" in out and "PDU unreachable" in out
+
+
+def test_second_level_device_used_when_first_fails(cluster: Any, tmp_path: Path) -> None:
+    first = {
+        "name": "level1",
+        "kind": "command",
+        "command": f"echo level1 >> {tmp_path}/levels; exit 1",
+        "nodes": {"n1": "1", "n2": "2", "n3": "3"},
+    }
+    second = counting(tmp_path, fence_device(tmp_path, ["n1", "n2", "n3"], name="level2"))
+    c = cluster([first, second], {"action": "off"})
+    c.start()
+    victim = c.wait_running("web")
+    c.kill(victim, signal.SIGKILL)
+    c.wait_running("web", 30, exclude=(victim,))
+    assert record(c, victim)["device"] == "level2"
+    assert (tmp_path / "levels").read_text().splitlines() == ["level1"]
+    assert record(c, victim)["errors"][0].startswith(f"level1 (command): level1: off {victim[1:]}: exit 1")
+
+
+def test_unfenced_node_taken_over_after_grace_with_warning(cluster: Any, tmp_path: Path) -> None:
+    c = cluster([], {"unfenced_grace": 1.0})
+    c.start()
+    victim = c.wait_running("web")
+    c.kill(victim, signal.SIGKILL)
+    c.wait_running("web", 30, exclude=(victim,))
+    rep = c.report()
+    assert rep["nodes"][victim]["state"] == "unfenced"
+    assert "taken over unfenced" in json.dumps(rep["nodes"][victim]["fencing"])
+    assert any("UNFENCED" in c.log(n) for n in c.names if n != victim)
+
+
+def test_password_never_reaches_logs_status_or_errors(cluster: Any, tmp_path: Path) -> None:
+    agent = {
+        "name": "pdu",
+        "kind": "fence_agent",
+        "agent": "fence_no_such_agent",
+        "password": PASSWORD,
+        "args": {"ip": "127.0.0.1"},
+        "nodes": {"n1": "1", "n2": "2", "n3": "3"},
+    }
+    # the failing agent's message would carry the password if anything echoed it
+    echo = {
+        "name": "echoer",
+        "kind": "command",
+        "command": f"echo login with {PASSWORD} refused >&2; exit 1",
+        "password": PASSWORD,
+        "nodes": {"n1": "1", "n2": "2", "n3": "3"},
+    }
+    c = cluster([agent, echo], {"retry_max": 1.0})
+    c.start()
+    victim = c.wait_running("web")
+    c.kill(victim, signal.SIGKILL)
+    c.wait_for("fence failure", lambda: c.report()["nodes"][victim]["state"] == "fence-failed", 30)
+    manual = c.omha("n1", "fence", victim, "--action", "status", check=False)
+    texts = [
+        manual.stdout + manual.stderr,
+        c.omha("n1", "status").stdout,
+        c.omha("n1", "status", "--json").stdout,
+        *(c.log(n) for n in c.names),
+        *(p.read_text() for p in c.shared.rglob("*.json")),
+    ]
+    assert "refused" in "".join(texts)  # the message itself got through...
+    assert not [t for t in texts if PASSWORD in t]  # ...without the password

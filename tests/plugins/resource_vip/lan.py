@@ -1,0 +1,147 @@
+"""A throw-away Ethernet segment of network namespaces for the ``@vip`` tests: two cluster nodes and a client.
+
+::
+
+    ns <tag>-a: veth-a 02:00:00:00:00:0a ----+
+                                             br0 (bridge in ns <tag>-c, the client: 192.0.2.1, 2001:db8::1)
+    ns <tag>-b: veth-b 02:00:00:00:00:0b ----+
+
+The bridge is a plain learning switch (no STP delay, no multicast snooping). Nodes have their own fixed
+addresses (192.0.2.2/.3, 2001:db8::2/::3) so that the agent has a subnet to find an interface by.
+Only documentation prefixes are used, and nothing leaves the namespaces. Everything created — namespaces,
+and the agent processes started through :meth:`Lan.spawn_agent` — is removed by :meth:`Lan.close`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+SETPRIV_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``ip ARGS``; raise with its stderr when it fails and ``check`` is set."""
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 15.0, step: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true; fail the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One cluster node: its namespace, its interface towards the segment and that interface's MAC."""
+
+    ns: str
+    dev: str
+    mac: str
+
+
+class Lan:
+    """The segment described in the module docstring, built by :meth:`open` and removed by :meth:`close`."""
+
+    def __init__(self) -> None:
+        tag = f"omha-vip-{uuid.uuid4().hex[:8]}"
+        self.client = f"{tag}-c"
+        self.a = Node(f"{tag}-a", "veth-a", "02:00:00:00:00:0a")
+        self.b = Node(f"{tag}-b", "veth-b", "02:00:00:00:00:0b")
+        self._made: list[str] = []
+        self._procs: list[subprocess.Popen[str]] = []
+
+    def open(self) -> Lan:
+        """Create the namespaces, the bridge and the links, and bring everything up."""
+        for ns in (self.client, self.a.ns, self.b.ns):
+            ip("netns", "add", ns)
+            self._made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        c = self.client
+        ip("-n", c, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        ip("-n", c, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+        ip("-n", c, "link", "set", "br0", "up")
+        ip("-n", c, "addr", "add", "192.0.2.1/24", "dev", "br0")
+        ip("-n", c, "addr", "add", "2001:db8::1/64", "dev", "br0", "nodad")
+        for node, own in ((self.a, "2"), (self.b, "3")):
+            port = "port-" + node.dev[-1]
+            ip("-n", c, "link", "add", port, "type", "veth", "peer", "name", node.dev, "netns", node.ns)
+            ip("-n", c, "link", "set", port, "master", "br0", "up")
+            ip("-n", node.ns, "link", "set", node.dev, "address", node.mac, "up")
+            ip("-n", node.ns, "addr", "add", f"192.0.2.{own}/24", "dev", node.dev)
+            ip("-n", node.ns, "addr", "add", f"2001:db8::{own}/64", "dev", node.dev, "nodad")
+        return self
+
+    def close(self) -> None:
+        """Stop every agent process still running, then delete the namespaces (and so every link)."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream:
+                    stream.close()
+        for ns in reversed(self._made):
+            ip("netns", "del", ns, check=False)
+
+    # -- running the agent exactly as the daemon does ------------------------------------------------------
+
+    def _agent_cmd(self, node: Node, action: str, args: str, nobody: bool) -> list[str]:
+        prefix = SETPRIV_NOBODY if nobody else []
+        return ["ip", "netns", "exec", node.ns, *prefix, sys.executable, "-m", "omha_core.agent", "vip", action, args]
+
+    def agent(self, node: Node, action: str, args: str, nobody: bool = False) -> subprocess.CompletedProcess[str]:
+        """``python -m omha_core.agent vip ACTION ARGS`` inside ``node``'s namespace, to completion."""
+        env = {k: v for k, v in os.environ.items() if k != "OMHA_CONFIG"}
+        cmd = self._agent_cmd(node, action, args, nobody)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+
+    def spawn_agent(self, node: Node, action: str, args: str) -> subprocess.Popen[str]:
+        """Start the agent in the background (``respawn``); :meth:`close` stops it if the test does not."""
+        env = {k: v for k, v in os.environ.items() if k != "OMHA_CONFIG"}
+        cmd = self._agent_cmd(node, action, args, False)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self._procs.append(proc)
+        return proc
+
+    # -- observing ------------------------------------------------------------------------------------------
+
+    def addresses(self, ns: str, dev: str) -> list[str]:
+        """``ADDRESS/PREFIX`` of every address on ``dev`` in ``ns``."""
+        out = ip("-n", ns, "-j", "addr", "show", "dev", dev).stdout
+        return [f"{a['local']}/{a['prefixlen']}" for link in json.loads(out) for a in link.get("addr_info", [])]
+
+    def labels(self, ns: str, dev: str) -> dict[str, str]:
+        """IPv4 address -> its label on ``dev``."""
+        out = ip("-n", ns, "-j", "-4", "addr", "show", "dev", dev).stdout
+        return {a["local"]: a.get("label", "") for link in json.loads(out) for a in link.get("addr_info", [])}
+
+    def ping(self, address: str, wait: int = 3) -> bool:
+        """One echo request from the client; True when it was answered."""
+        cmd = ["ip", "netns", "exec", self.client, "ping", "-n", "-c", "1", "-W", str(wait), address]
+        return subprocess.run(cmd, capture_output=True, timeout=wait + 10).returncode == 0
+
+    def neighbour(self, address: str) -> str | None:
+        """The MAC the client's neighbour table holds for ``address``, or None (no entry, or unresolved)."""
+        out = ip("-n", self.client, "-j", "neigh", "show", "to", address, "dev", "br0").stdout
+        for entry in json.loads(out or "[]"):
+            if entry.get("lladdr"):
+                return str(entry["lladdr"])
+        return None

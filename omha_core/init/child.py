@@ -1,0 +1,190 @@
+"""One operating-system process started by the init, and how it is stopped.
+
+Each child is started with ``posix_spawn`` in a new session (so its process group is its own and every
+process it forks can be signalled at once), with stdin on ``/dev/null``, stdout and stderr on a pipe read by a
+:class:`~omha_core.init.output.LineLogger`, every signal disposition reset to the default (a daemon started
+from a script with ``&`` ignores SIGINT, and children would inherit that), and an empty signal mask.
+
+Exit is noticed through a pidfd watched by the event loop: no thread, no SIGCHLD handler, and no
+``waitpid(-1)`` that could steal another part of the daemon's children. The child is reaped with
+``waitpid(pid)`` as soon as it exits, so the init never leaves a zombie of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from omha_core.init.guard import group_alive, signal_group
+from omha_core.init.output import LineLogger
+
+#: every catchable signal: reset to its default action in the child
+_DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+#: seconds to wait for a process group to vanish after SIGKILL before calling it stuck
+AFTER_KILL = 5.0
+
+
+class Registry(Protocol):
+    """Who is told about process groups (the guard)."""
+
+    def add(self, pgid: int) -> None: ...
+
+    def remove(self, pgid: int) -> None: ...
+
+
+def _above_stdio(fd: int) -> int:
+    """``fd`` moved to 3 or above, so that dup2 onto 0-2 in the child cannot clobber it (daemon with closed stdio)."""
+    if fd > 2:
+        return fd
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return new
+
+
+def _spawn(argv: Sequence[str], env: Mapping[str, str], stdin_fd: int | None) -> tuple[int, int]:
+    """Start ``argv`` in a new session; return its pid and the read end of its output pipe."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    r, w = _above_stdio(r), _above_stdio(w)
+    stdin: tuple[int, ...] | tuple[int, int, str, int, int]
+    if stdin_fd is None:
+        stdin = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
+    else:
+        stdin = (os.POSIX_SPAWN_DUP2, stdin_fd, 0)
+    actions = [stdin, (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)]
+    try:
+        pid = os.posix_spawn(
+            argv[0],
+            list(argv),
+            env,
+            file_actions=actions,
+            setsid=True,
+            setsigdef=_DEFAULT_SIGNALS,
+            setsigmask=(),
+        )
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    return pid, r
+
+
+class Child:
+    """A running (or exited) child process and its process group.
+
+    :param argv: program and arguments; ``argv[0]`` must be an absolute path.
+    :param label: how its output lines and messages are tagged (``group/tag``).
+    :param on_exit: called in the event loop once the process has exited and been reaped.
+    :param guard: told about the process group so that it dies with the daemon.
+    :param stdin_fd: a file descriptor for its stdin instead of ``/dev/null``.
+    :raises OSError: the program could not be started.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        label: str,
+        logger: logging.Logger,
+        env: Mapping[str, str],
+        *,
+        on_exit: Callable[[Child], None] | None = None,
+        guard: Registry | None = None,
+        stdin_fd: int | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.label = label
+        self.logger = logger
+        self.pid, out = _spawn(argv, env, stdin_fd)
+        self.pgid = self.pid
+        self.started = time.monotonic()
+        self.returncode: int | None = None
+        self.exited: asyncio.Future[int] = self.loop.create_future()
+        self._on_exit = on_exit
+        self._guard = guard
+        self._gone = False
+        if guard is not None:
+            guard.add(self.pgid)
+        self.output = LineLogger(out, label, logger, self.loop)
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except OSError:
+            # without a pidfd (Linux < 5.3) nothing would ever reap it: do not leave it running unsupervised
+            signal_group(self.pgid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            raise
+        self.loop.add_reader(self._pidfd, self._reap)
+
+    @property
+    def alive(self) -> bool:
+        """True until the process itself has exited (its group may outlive it)."""
+        return self.returncode is None
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self.logger.warning("%s: pid %d was reaped by someone else; exit status unknown", self.label, self.pid)
+            pid, status = self.pid, 255 << 8
+        if pid == 0:
+            return
+        self.loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self.exited.set_result(self.returncode)
+        if self._on_exit is not None:
+            try:
+                self._on_exit(self)
+            except Exception:
+                self.logger.exception("%s: internal error handling the exit of pid %d", self.label, self.pid)
+
+    def group_gone(self) -> bool:
+        """True when the process has exited and no live process is left in its process group."""
+        if self._gone:
+            return True
+        if self.alive or group_alive(self.pgid):
+            return False
+        self._gone = True
+        if self._guard is not None:
+            self._guard.remove(self.pgid)
+        return True
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group (unless it is known to be gone)."""
+        if self._gone:
+            return  # found gone before: the number may belong to a new process group by now
+        signal_group(self.pgid, sig)
+
+    async def wait_gone(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the process and its whole group to be gone; True if they are."""
+        deadline = time.monotonic() + timeout
+        if self.alive:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exited), max(timeout, 0.0))
+            except TimeoutError:
+                return False
+        pause = 0.005
+        while not self.group_gone():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.1)
+        return True
+
+    async def terminate(self, steps: Sequence[tuple[int, float]]) -> bool:
+        """Stop the whole process group: for each ``(signal, delay)`` wait ``delay`` seconds for it to be gone,
+        else send the signal; after the last one wait up to :data:`AFTER_KILL`. True when all is gone."""
+        for sig, delay in steps:
+            if await self.wait_gone(delay):
+                return True
+            self.signal(sig)
+        if await self.wait_gone(AFTER_KILL):
+            return True
+        self.logger.error("%s: process group %d is still alive after SIGKILL", self.label, self.pgid)
+        return False

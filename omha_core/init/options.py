@@ -1,0 +1,69 @@
+"""The ``[init]`` options of ``omha.toml``, with the defaults of the original Cluster::Init."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import voluptuous as vol
+
+from omha_core import config_validation as cv
+from omha_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    """How the local init stops, throttles and times out processes.
+
+    :param stop_grace: seconds to wait before SIGINT, before SIGTERM, before SIGKILL when stopping an entry
+        (the original: immediately, +5 s, +10 s).
+    :param respawn_limit: a respawn entry restarted more than this many times in a row, each less than
+        ``respawn_window`` seconds after the previous start, is "respawning too rapidly"...
+    :param respawn_pause: ...and is paused this many seconds before it is started again.
+    :param agent_timeout: seconds a resource agent's acquire, check or release may take before it is killed.
+    """
+
+    stop_grace: tuple[float, float, float] = (0.0, 5.0, 10.0)
+    respawn_limit: int = 5
+    respawn_window: float = 1.0
+    respawn_pause: float = 60.0
+    agent_timeout: float = 60.0
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> InitOptions:
+        """Options from ``config.section("init")``; missing keys take the defaults, unknown keys are ignored
+        (the configuration schema is what rejects typos).
+
+        :raises ConfigError: a value is invalid; the message names the key and what is expected.
+        """
+        options = dict(options or {})
+        checks: dict[str, Any] = {
+            "stop_grace": cv.grace_list,
+            "respawn_limit": cv.positive_int,
+            "respawn_window": cv.positive_float,
+            "respawn_pause": cv.non_negative_float,
+            "agent_timeout": cv.positive_float,
+        }
+        values: dict[str, Any] = {}
+        for key, value in options.items():
+            if key not in checks:
+                continue
+            if key == "stop_grace" and isinstance(value, tuple):
+                value = list(value)
+            try:
+                values[key] = checks[key](value)
+            except vol.Invalid as exc:
+                raise ConfigError(f"[init] {key}: {exc.msg}") from None
+        if "stop_grace" in values:
+            values["stop_grace"] = tuple(values["stop_grace"])
+        return cls(**values)
+
+    def stop_steps(self) -> list[tuple[int, float]]:
+        """``(signal, delay before it)`` for stopping a shell command: SIGINT, SIGTERM, SIGKILL."""
+        return list(zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), self.stop_grace, strict=True))
+
+    def agent_stop_steps(self) -> list[tuple[int, float]]:
+        """For a resource agent's monitor: SIGTERM (it releases, then exits), SIGKILL after ``agent_timeout``."""
+        return [(signal.SIGTERM, 0.0), (signal.SIGKILL, self.agent_timeout)]

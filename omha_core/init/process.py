@@ -1,0 +1,327 @@
+"""One supervised cltab entry: what its mode means when it is started, when it exits and when it is stopped.
+
+Entry states (``status()["…"]["entries"][tag]["state"]``):
+
+- ``stopped``: not running (never started at this level, or stopped when the group left it).
+- ``off``: the entry's mode is ``off``; it never runs.
+- ``running``: its process runs (a ``wait`` or ``test`` entry still running holds its group in STARTING).
+- ``stopping``: being stopped (signals sent, or a resource agent's ``release`` running).
+- ``throttled``: a ``respawn`` entry that was "respawning too rapidly", paused for ``respawn_pause``.
+- ``done``: a ``wait`` entry that exited 0.
+- ``exited``: a ``once`` entry that exited (the ``exit`` field says how).
+- ``passed``: a ``test`` entry that exited 0.
+- ``failed``: a ``wait`` or ``test`` entry that exited non-zero (or could not be started).
+
+``exit`` is the last exit status: a number, negative ``-N`` when killed by signal ``N``, None before any exit.
+
+Resource-agent entries (``@name args``) run ``python -m omha_core.agent NAME ACTION ARGS``: ``wait``/``once``
+run ``acquire`` and, when stopped, ``release``; ``respawn`` runs ``respawn`` (acquire, then monitor; exit 3
+when the resource is lost, so it is restarted under the same throttle; SIGTERM makes it release and exit);
+``test`` runs ``check``. ``acquire``, ``check`` and ``release`` are killed after ``agent_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omha_core.cltab import Entry
+from omha_core.config import is_secret
+from omha_core.init.child import Child, Registry
+from omha_core.init.options import InitOptions
+
+STOPPED, OFF, RUNNING, STOPPING, THROTTLED = "stopped", "off", "running", "stopping", "throttled"
+DONE, EXITED, PASSED, FAILED = "done", "exited", "passed", "failed"
+#: states an entry keeps when its group moves to another level that the entry also matches
+KEPT_STATES = frozenset({RUNNING, THROTTLED, DONE, EXITED, PASSED})
+#: the agent action each mode runs
+AGENT_ACTIONS = {"wait": "acquire", "once": "acquire", "respawn": "respawn", "test": "check"}
+#: exit status recorded when the command could not be started at all (as a shell reports it)
+EXIT_NOT_STARTED = 127
+
+_PARAM = re.compile(r"""(?<!\S)([\w.\-]+)=("[^"]*"|'[^']*'|\S*)""")
+
+
+def redact_command(command: str) -> str:
+    """``command`` with the value of every secret ``key=value`` word replaced by ``***``."""
+    return _PARAM.sub(lambda m: f"{m[1]}=***" if is_secret(m[1]) else m[0], command)
+
+
+@dataclass
+class Runtime:
+    """What every supervised entry of one init shares."""
+
+    options: InitOptions
+    logger: logging.Logger
+    env: Mapping[str, str]
+    config_path: str | None
+    notify: Callable[[], None]
+    guard: Registry | None = None
+
+
+class Supervised:
+    """A cltab entry and the process(es) it runs."""
+
+    def __init__(self, entry: Entry, rt: Runtime) -> None:
+        self.entry = entry
+        self.rt = rt
+        self.label = f"{entry.group}/{entry.tag}"
+        self.state = OFF if entry.mode == "off" else STOPPED
+        self.child: Child | None = None
+        #: earlier process groups of this entry whose leader exited but that still hold live processes
+        self.lingering: list[Child] = []
+        self.restarts = 0
+        self.exit: int | None = None
+        #: an agent's acquire was started: release it when the entry stops
+        self.held = False
+        self._supervise = False
+        self._quick = 0
+        self._level: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._run: asyncio.Future[int] | None = None
+        self._stop_task: asyncio.Task[bool] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------------------------------------- queries
+
+    @property
+    def mode(self) -> str:
+        return self.entry.mode
+
+    @property
+    def stopping(self) -> bool:
+        """True while a stop is in progress."""
+        return self._stop_task is not None
+
+    def wanted_at(self, level: str | None) -> bool:
+        """True when the entry should run at ``level`` (None: the group is being halted)."""
+        return level is not None and self.mode != "off" and self.entry.matches(level)
+
+    def needs_stop(self) -> bool:
+        """True when stopping would do something: a process, a held resource, a result to forget."""
+        return self.state not in (STOPPED, OFF) or self.child is not None or bool(self.lingering) or self.held
+
+    def keeps(self) -> bool:
+        """True when a transition to another matching level leaves the entry as it is."""
+        return self.state in KEPT_STATES
+
+    def status(self) -> dict[str, Any]:
+        """This entry's part of ``LocalInit.status()``."""
+        return {
+            "mode": self.mode,
+            "pid": self.child.pid if self.child is not None else None,
+            "state": self.state,
+            "restarts": self.restarts,
+            "exit": self.exit,
+            "command": redact_command(self.entry.command),
+        }
+
+    # ----------------------------------------------------------------------------------------------- start
+
+    def _set(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.rt.notify()
+
+    def _argv(self, action: str) -> list[str]:
+        agent = self.entry.agent
+        if agent is None:
+            return ["/bin/sh", "-c", self.entry.command]
+        return [sys.executable, "-m", "omha_core.agent", agent, action, self.entry.agent_args]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(self.rt.env)
+        env.update(OMHA_GROUP=self.entry.group, OMHA_TAG=self.entry.tag, OMHA_LEVEL=self._level or "")
+        if self.entry.agent is not None and self.rt.config_path:
+            env["OMHA_CONFIG"] = self.rt.config_path
+        return env
+
+    def start(self, level: str) -> None:
+        """Start the entry for ``level`` (it must not be running); returns at once."""
+        self._level = level
+        self.restarts = 0
+        self._quick = 0
+        self.exit = None
+        self._supervise = self.mode == "respawn"
+        self._run = None if self.mode == "respawn" else asyncio.get_running_loop().create_future()
+        if self.entry.agent is not None and self.mode in ("wait", "once"):
+            self.held = True
+        self._spawn()
+
+    def _spawn(self) -> None:
+        action = AGENT_ACTIONS[self.mode]
+        try:
+            self.child = Child(
+                self._argv(action), self.label, self.rt.logger, self._env(), on_exit=self._exited, guard=self.rt.guard
+            )
+        except (OSError, ValueError) as exc:
+            self.rt.logger.error("%s: cannot start %s: %s", self.label, redact_command(self.entry.command), exc)
+            self.child = None
+            asyncio.get_running_loop().call_soon(self._ended, EXIT_NOT_STARTED, time.monotonic())
+            return
+        self.rt.logger.debug("%s: started pid %d: %s", self.label, self.child.pid, redact_command(self.entry.command))
+        if self.entry.agent is not None and self.mode != "respawn":
+            self._timer = self.child.loop.call_later(self.rt.options.agent_timeout, self._timed_out, self.child)
+        self._set(RUNNING)
+
+    def _timed_out(self, child: Child) -> None:
+        self._timer = None
+        if not child.alive:
+            return
+        self.rt.logger.error(
+            "%s: %s did not finish within agent_timeout (%gs); killing it",
+            self.label,
+            AGENT_ACTIONS[self.mode],
+            self.rt.options.agent_timeout,
+        )
+        self._background(child.terminate([(signal.SIGTERM, 0.0), (signal.SIGKILL, 2.0)]))
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ----------------------------------------------------------------------------------------------- exit
+
+    def _exited(self, child: Child) -> None:
+        if not child.group_gone():
+            self.lingering.append(child)
+        self.lingering = [c for c in self.lingering if not c.group_gone()]
+        if child is not self.child:
+            return
+        self.child = None
+        self._ended(child.returncode if child.returncode is not None else EXIT_NOT_STARTED, child.started)
+
+    def _ended(self, rc: int, started: float) -> None:
+        self.exit = rc
+        self._cancel_timer()
+        if self.mode == "respawn":
+            if self._supervise:
+                self.rt.logger.info("%s: respawn entry exited (%s)", self.label, describe_exit(rc))
+                self._respawn_after(started)
+            return
+        if self._run is not None and not self._run.done():
+            self._run.set_result(rc)
+        if self._stop_task is not None:
+            return  # being stopped: the stop sets the final state
+        if self.mode == "wait":
+            state = DONE if rc == 0 else FAILED
+        elif self.mode == "test":
+            state = PASSED if rc == 0 else FAILED
+        else:
+            state = EXITED
+        log = self.rt.logger.warning if state == FAILED else self.rt.logger.info
+        log("%s: %s entry exited (%s)", self.label, self.mode, describe_exit(rc))
+        self._set(state)
+
+    def _respawn_after(self, started: float) -> None:
+        opts = self.rt.options
+        self._quick = self._quick + 1 if time.monotonic() - started < opts.respawn_window else 0
+        if self._quick > opts.respawn_limit:
+            self._quick = 0
+            self.rt.logger.warning(
+                "%s: respawning too rapidly (more than %d restarts in a row, each within %gs of the previous "
+                "start); pausing %gs",
+                self.label,
+                opts.respawn_limit,
+                opts.respawn_window,
+                opts.respawn_pause,
+            )
+            self._set(THROTTLED)
+            self._timer = asyncio.get_running_loop().call_later(opts.respawn_pause, self._respawn)
+            return
+        self._respawn()
+
+    def _respawn(self) -> None:
+        self._timer = None
+        self.restarts += 1
+        self._spawn()
+        self.rt.notify()
+
+    async def finished(self) -> int:
+        """Wait for the current ``wait``/``once``/``test`` run to end; return its exit status."""
+        if self._run is None:
+            return self.exit if self.exit is not None else 0
+        return await asyncio.shield(self._run)
+
+    # ----------------------------------------------------------------------------------------------- stop
+
+    def stop(self) -> asyncio.Task[bool]:
+        """Stop the entry (its whole process group; release an agent's resource). The task's result is False
+        when something could not be stopped or released. Calling it again while it runs returns the same task."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self._stop())
+        return self._stop_task
+
+    async def _stop(self) -> bool:
+        self._supervise = False
+        self._cancel_timer()
+        opts = self.rt.options
+        ok = True
+        child = self.child
+        if child is not None or self.lingering or self.held:
+            self._set(STOPPING)
+        try:
+            if child is not None:
+                agent = self.entry.agent is not None
+                ok = await child.terminate(opts.agent_stop_steps() if agent else opts.stop_steps())
+                if agent and self.mode == "respawn" and child.returncode != 0:
+                    self.rt.logger.error(
+                        "%s: the monitor did not release its resource (%s)", self.label, describe_exit(child.returncode)
+                    )
+                    ok = False
+            for old in list(self.lingering):
+                ok = await old.terminate(opts.stop_steps()) and ok
+            self.lingering = [c for c in self.lingering if not c.group_gone()]
+            if self.held:
+                ok = await self._release() and ok
+                self.held = False
+        finally:
+            self._stop_task = None
+            if self._run is not None and not self._run.done():
+                self._run.set_result(self.exit if self.exit is not None else -signal.SIGKILL)
+            self._set(OFF if self.mode == "off" else STOPPED)
+        return ok
+
+    async def _release(self) -> bool:
+        timeout = self.rt.options.agent_timeout
+        try:
+            child = Child(self._argv("release"), self.label, self.rt.logger, self._env(), guard=self.rt.guard)
+        except (OSError, ValueError) as exc:
+            self.rt.logger.error("%s: cannot start release: %s", self.label, exc)
+            return False
+        if not await child.wait_gone(timeout):
+            self.rt.logger.error(
+                "%s: release did not finish within agent_timeout (%gs); killing it", self.label, timeout
+            )
+            await child.terminate([(signal.SIGTERM, 0.0), (signal.SIGKILL, 2.0)])
+            return False
+        if child.returncode != 0:
+            self.rt.logger.error("%s: release failed (%s)", self.label, describe_exit(child.returncode))
+            return False
+        self.rt.logger.info("%s: released", self.label)
+        return True
+
+
+def describe_exit(rc: int | None) -> str:
+    """``status 1`` or ``killed by SIGTERM``."""
+    if rc is None:
+        return "still running"
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"status {rc}"

@@ -1,0 +1,142 @@
+"""Helpers for the local-init tests: run an init on a cltab text, probe commands, poll for conditions.
+
+Every init started with :func:`running_init` is shut down when the block ends, even on failure, and any
+process group it still knows is killed, so a failing test leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from omha_core.cltab import parse_cltab
+from omha_core.init import LocalInit
+from omha_core.init.guard import group_alive
+
+#: fast stops for tests: SIGINT at once, SIGTERM after 0.3 s, SIGKILL after 0.3 s more
+FAST = {"stop_grace": [0, 0.3, 0.3]}
+_ids = itertools.count()
+
+
+class Records(logging.Handler):
+    """Collects log messages."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def has(self, text: str) -> bool:
+        return any(text in m for m in self.messages)
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run one test scenario in a fresh event loop."""
+    return asyncio.run(coro)
+
+
+@asynccontextmanager
+async def running_init(
+    cltab: str,
+    *,
+    config_path: str | None = None,
+    on_change: Callable[[], None] | None = None,
+    **options: Any,
+) -> AsyncIterator[tuple[LocalInit, Records]]:
+    """A started :class:`LocalInit` on ``cltab`` (text) with ``FAST`` stops unless overridden, and its log."""
+    records = Records()
+    logger = logging.getLogger(f"omha.test.init{next(_ids)}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(records)
+    init = LocalInit(
+        parse_cltab(cltab), options={**FAST, **options}, logger=logger, config_path=config_path, on_change=on_change
+    )
+    await init.start()
+    try:
+        yield init, records
+    finally:
+        pgids = set(init._guard.pgids) if init._guard is not None else set()
+        try:
+            await asyncio.wait_for(init.shutdown(), 30)
+        finally:
+            for pgid in pgids:
+                if group_alive(pgid):
+                    os.killpg(pgid, signal.SIGKILL)
+            logger.removeHandler(records)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def probe(tag: str, log: str) -> str:
+    """A shell command that appends ``start:TAG`` to ``log``, runs until stopped, and appends ``stop:TAG``
+    when it gets SIGINT or SIGTERM."""
+    on_stop = f"echo stop:{tag} >> {log}; kill $! 2>/dev/null; exit 0"
+    return f"trap '{on_stop}' INT TERM; echo start:{tag} >> {log}; sleep 300 & wait"
+
+
+def events(log: str) -> list[str]:
+    """The lines a :func:`probe` wrote so far."""
+    try:
+        with open(log) as fh:
+            return fh.read().split()
+    except FileNotFoundError:
+        return []
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(int(name))
+    return out
+
+
+def zombie_children(ppid: int | None = None) -> list[int]:
+    """Zombie processes whose parent is ``ppid`` (this process by default)."""
+    ppid = os.getpid() if ppid is None else ppid
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == ppid:
+            out.append(int(name))
+    return out

@@ -45,6 +45,8 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("heartbeat", default=0.5): cv.positive_float,
         vol.Optional("dead_after", default=2.0): cv.positive_float,
         vol.Optional("backoff_max", default=2.0): cv.non_negative_float,
+        # after start-up, start nothing for this long (default: dead_after) so every node is heard first
+        vol.Optional("settle"): cv.non_negative_float,
     },
     vol.Optional("daemon", default={}): {
         vol.Optional("socket"): cv.path,

@@ -74,6 +74,8 @@ class Daemon:
         timing = config.timing
         self.heartbeat = float(timing.get("heartbeat", 0.5))
         self.dead_after = float(timing.get("dead_after", 2.0))
+        settle = timing.get("settle")
+        self.settle = float(self.dead_after if settle is None else settle)
         self.incarnation = uuid.uuid4().hex[:12]
         self.seq = 0
         self.liveness = Liveness(self.dead_after)
@@ -279,7 +281,7 @@ class Daemon:
             quorum=quorum,
             waiting={g: now - t for g, t in self.waiting.items()},
             spread_delay=max(2 * self.heartbeat, 0.5),
-            settling=now - self.started < min(self.dead_after, 2 * self.heartbeat + 0.5),
+            settling=now - self.started < self.settle,
         )
 
     def _fitness(self) -> dict[str, str]:
@@ -321,8 +323,11 @@ class Daemon:
                 self.init.tell(group, action.level)
 
     def _bookkeeping(self, view: View, why: Mapping[str, str], now: float) -> None:
-        # how long each wanted group has been running nowhere (drives the next-best fallback)
-        for group in view.wanted:
+        # how long each wanted group has been running nowhere (drives the next-best fallback); not counted
+        # while settling, or every node would fall back at once when settling ends
+        if view.settling:
+            self.waiting.clear()
+        for group in [] if view.settling else view.wanted:
             running = any(n.alive and group in n.groups and n.groups[group].active for n in view.nodes.values())
             if running or group in view.claims:
                 self.waiting.pop(group, None)

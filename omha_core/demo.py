@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from omha_core.errors import OmhaError
 from omha_core.localcluster import LocalCluster
 from omha_core.report import format_report
 
@@ -71,7 +72,7 @@ db:daemon:run:respawn:exec sleep 100000
         _say(format_report(cluster.report()))
         _say(f"\nGET http://127.0.0.1:{port}/ -> {_fetch(port)}")
         ok = new != web
-    except AssertionError as exc:
+    except (AssertionError, OmhaError) as exc:
         _say(f"demo failed: {exc}")
     finally:
         _say("\nStopping the cluster...")

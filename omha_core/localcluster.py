@@ -21,7 +21,7 @@ from omha_core.builtin.sharedfs import SharedDirStore
 from omha_core.config import validate_config
 from omha_core.report import cluster_report
 
-FAST_TIMING = {"heartbeat": 0.2, "dead_after": 1.0}
+FAST_TIMING = {"heartbeat": 0.2, "dead_after": 1.0, "settle": 2.0}
 
 
 def toml_value(value: Any) -> str:
@@ -128,6 +128,7 @@ class LocalCluster:
     def report(self) -> dict[str, Any]:
         config = validate_config({"sharedfs": {"path": str(self.shared)}})
         store = SharedDirStore(config)
+        store.open()
         return cluster_report(store)
 
     def running(self, group: str) -> list[str]:
@@ -136,8 +137,11 @@ class LocalCluster:
         g = rep["groups"].get(group)
         if not g:
             return []
+        up = {n for n, v in rep["nodes"].items() if v["state"] == "up"}
         return sorted(
-            n for n, i in g["instances"].items() if i["level"] == g["want"] and i["state"] in ("DONE", "PASSED")
+            n
+            for n, i in g["instances"].items()
+            if n in up and i["level"] == g["want"] and i["state"] in ("DONE", "PASSED")
         )
 
     def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:

@@ -121,7 +121,14 @@ def format_report(rep: Mapping[str, Any]) -> str:
         lines.append("  (none wanted in hactl)")
     for name, g in rep["groups"].items():
         want = g["want"] or "stop"
-        where = ", ".join(f"{n} {i['level']}/{i['state']}" for n, i in sorted(g["instances"].items())) or "nowhere"
+        where = (
+            ", ".join(
+                f"{n} {i['level']}/{i['state']}"
+                + ("" if rep["nodes"][n]["state"] == "up" else f" ({rep['nodes'][n]['state']})")
+                for n, i in sorted(g["instances"].items())
+            )
+            or "nowhere"
+        )
         line = f"  {name:<12} want {want:<8} {where}"
         if g["why"]:
             line += f"  -- {g['why']}"

@@ -1,7 +1,9 @@
 """The ``command`` fence device: your own script, the original's STOMITH callback.
 
 ``command`` is a shell command line run once per target with ``OMHA_NODE`` (the node being fenced),
-``OMHA_ACTION`` (off, on, reboot, status) and ``OMHA_TARGET`` (the node map value) in its environment. Exit
+``OMHA_ACTION`` (off, on, reboot, status) and ``OMHA_TARGET`` (the node map value) in its environment, and
+``OMHA_PASSWORD`` when ``password``, ``password_file`` or ``password_env`` is set (so the secret stays out
+of the command line and the config). Exit
 status 0 means done. For ``status`` it prints ``on`` or ``off``. With ``verify = true``, ``off`` and ``reboot``
 are followed by a ``status`` call that must print ``off`` (for ``off``) before success is reported.
 """
@@ -16,6 +18,8 @@ import voluptuous as vol
 
 from omha_core import config_validation as cv
 from omha_core import hookimpl
+from omha_core.config import read_secret
+from omha_core.errors import ConfigError
 from omha_core.fence_devices import FenceDevice, FenceResult
 
 
@@ -25,6 +29,9 @@ class CommandDevice(FenceDevice):
     schema = {
         vol.Required("command"): cv.string,
         vol.Optional("verify", default=False): cv.boolean,
+        vol.Optional("password"): cv.string,
+        vol.Optional("password_file"): cv.path,
+        vol.Optional("password_env"): cv.string,
     }
 
     @property
@@ -33,6 +40,12 @@ class CommandDevice(FenceDevice):
 
     def _run(self, action: str, target: str, node: str) -> tuple[int, str]:
         env = {**os.environ, "OMHA_NODE": node, "OMHA_ACTION": action, "OMHA_TARGET": target}
+        try:
+            password = read_secret(self.options, "password")
+        except ConfigError as exc:
+            return 1, str(exc)
+        if password is not None:
+            env["OMHA_PASSWORD"] = password
         try:
             out = subprocess.run(
                 ["/bin/sh", "-c", str(self.options["command"])],

@@ -1,0 +1,327 @@
+"""``@mount DEVICE MOUNTPOINT [key=value...]``: a filesystem that is mounted where its group runs.
+
+The agent's promises, each verified in /proc/self/mountinfo rather than taken from a command's exit status:
+after ``acquire`` our source is mounted on the mount point with the expected type, writable unless ``ro`` was
+asked; after ``release`` it is not mounted there any more, whatever was using it (release fails, loudly,
+rather than claim success over a mount that is still there); ``monitor`` fails when either stops being true
+behind omha's back; ``check`` fails on a node that cannot see the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from omha_core.errors import ResourceError
+from omha_core.resources import ResourceAgent
+from omha_resource_mount import commands
+from omha_resource_mount.mountinfo import MountEntry, mounts_beneath, read_mounts, top_mount_at
+from omha_resource_mount.params import MountSpec, parse_spec
+from omha_resource_mount.probe import write_probe
+from omha_resource_mount.source import (
+    TAGS,
+    entry_matches,
+    fstype_available,
+    is_network,
+    mount_helper,
+    resolve_device,
+    tag_of,
+)
+from omha_resource_mount.users import close_all, find_users, stop_users
+
+log = logging.getLogger("omha.mount")
+
+#: umount attempts in one release (each may stop the processes found using the mount first)
+RELEASE_ROUNDS = 4
+#: types the kernel reports under another name than the one mount(8) was given
+_SAME_TYPE = {"nfs": {"nfs4"}, "smb3": {"cifs"}, "smbfs": {"cifs"}}
+
+
+def _is_tag_word(word: str) -> bool:
+    key = word.partition("=")[0]
+    return key.upper() in TAGS
+
+
+class MountAgent(ResourceAgent):
+    """``@mount DEVICE MOUNTPOINT type=ext4 options=noatime fsck=yes mkdir=yes ...`` (see the README)."""
+
+    monitor_interval = 2.0
+
+    def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
+        # The generic split puts every word with '=' into params: a LABEL=/UUID= device belongs in args.
+        tags = {k: v for k, v in params.items() if k.upper() in TAGS}
+        if tags and len(args) < 2:
+            args = [f"{k}={v}" for k, v in tags.items()] + list(args)
+            params = {k: v for k, v in params.items() if k not in tags}
+        super().__init__(args, params, options)
+        self._spec: MountSpec | None = None
+        self._device: str | None = None  # resolved device node or image file, cached from acquire
+
+    @classmethod
+    def from_command(cls, argstring: str, options: Mapping[str, Any] | None = None) -> MountAgent:
+        """Build the agent from ``DEVICE MOUNTPOINT key=value...``; ``LABEL=``/``UUID=`` words are devices."""
+        try:
+            words = shlex.split(argstring)
+        except ValueError as exc:
+            raise ResourceError(f"@mount: cannot split arguments {argstring!r}: {exc}") from exc
+        args = [w for w in words if "=" not in w or _is_tag_word(w)]
+        params = dict(w.split("=", 1) for w in words if "=" in w and not _is_tag_word(w))
+        return cls(args, params, options or {})
+
+    # -- what the entry asks for ------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> MountSpec:
+        """The checked parameters (raises :class:`ResourceError` when they are malformed)."""
+        if self._spec is None:
+            spec = parse_spec(self.args, self.params, self.options)
+            network = is_network(spec.source, spec.fstype)
+            if network and spec.fsck:
+                raise ResourceError(f"@mount: fsck=yes makes no sense for the network source {spec.source}")
+            if not network and tag_of(spec.source) is None and not os.path.isabs(spec.source):
+                raise ResourceError(
+                    f"@mount: device {spec.source!r} is not an absolute path, LABEL=, UUID=, PARTLABEL=, "
+                    "PARTUUID= or a network source (server:/export, //server/share)"
+                )
+            self._spec = spec
+        return self._spec
+
+    @property
+    def network(self) -> bool:
+        """True when the source is a network filesystem (nothing to resolve, fsck or find in /dev)."""
+        return is_network(self.spec.source, self.spec.fstype)
+
+    def target(self) -> str:
+        """The mount point as the kernel spells it in mountinfo. Only the parent is canonicalised: looking
+        at the mount point itself would stat the mounted filesystem, which hangs on a dead NFS server."""
+        parent, name = os.path.split(self.spec.target)
+        return os.path.join(os.path.realpath(parent), name)
+
+    def device(self) -> str | None:
+        """The device node or image file to mount (resolving a tag once), None for a network source."""
+        if self.network:
+            return None
+        if self._device is None:
+            self._device = resolve_device(self.spec.source)
+        return self._device
+
+    def _check_fstype(self) -> None:
+        fstype = self.spec.fstype
+        if fstype and not fstype_available(fstype):
+            raise ResourceError(
+                f"unknown filesystem type {fstype!r}: this node's kernel does not list it in /proc/filesystems, "
+                f"has no module for it and no mount.{fstype} helper; expected e.g. type=ext4, xfs or nfs"
+            )
+
+    def _type_ok(self, entry: MountEntry) -> bool:
+        wanted = self.spec.fstype
+        return wanted is None or entry.fstype == wanted or entry.fstype in _SAME_TYPE.get(wanted, set())
+
+    def _problem(self, entry: MountEntry) -> str | None:
+        """Why our mount ``entry`` is not what the entry asks for, or None when it is."""
+        if not self._type_ok(entry):
+            return f"it is mounted as {entry.fstype}, not type={self.spec.fstype}"
+        if entry.read_only and not self.spec.read_only:
+            return "it is read-only (device write-protected, or the filesystem remounted itself read-only after errors)"
+        return None
+
+    def _is_ours(self, entry: MountEntry, device: str | None, unresolved: bool) -> bool:
+        if unresolved:
+            # our device vanished (disk pulled, label gone): the mount point is ours by configuration, so a
+            # mount of the configured type there is what acquire left behind
+            return self._type_ok(entry)
+        return entry_matches(entry, self.spec.source, device)
+
+    # -- the ResourceAgent contract ------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Refuse malformed parameters before anything runs."""
+        _ = self.spec
+
+    def check(self) -> None:
+        """Fitness: this node has the device, the filesystem type and the mount point's parent."""
+        spec = self.spec
+        parent = os.path.dirname(spec.target)
+        if not os.path.isdir(parent):
+            raise ResourceError(f"@mount: the mount point's parent directory {parent} does not exist on this node")
+        if not spec.mkdir and not os.path.isdir(spec.target):
+            raise ResourceError(
+                f"@mount: mount point {spec.target} does not exist on this node; create it or add mkdir=yes"
+            )
+        self._check_fstype()
+        if self.network:
+            kind = spec.fstype or ("cifs" if spec.source.startswith("//") else "nfs")
+            if kind in ("nfs", "nfs4", "cifs", "smb3") and mount_helper(kind) is None:
+                package = "nfs-common" if kind.startswith("nfs") else "cifs-utils"
+                raise ResourceError(f"@mount: cannot mount {spec.source}: mount.{kind} is missing ({package})")
+            return
+        self.device()
+
+    def acquire(self) -> None:
+        """Mount the source on the mount point (fsck and mkdir first when asked); idempotent."""
+        spec = self.spec
+        target = self.target()
+        device = self.device()
+        self._check_fstype()
+        entries = read_mounts()
+        top = top_mount_at(target, entries)
+        if top is not None:
+            if not entry_matches(top, spec.source, device):
+                raise ResourceError(f"busy: mount point {target} already has {top.describe()} mounted on it")
+            problem = self._problem(top)
+            if problem is None:
+                return
+            log.warning("%s is mounted but %s: mounting it again", spec.describe(), problem)
+            self.release()
+            entries = read_mounts()
+        self._prepare_mount_point(target)
+        if spec.fsck and device is not None:
+            elsewhere = [e.target for e in entries if entry_matches(e, spec.source, device)]
+            if elsewhere:
+                log.warning("fsck skipped: %s is already mounted on %s", device, ", ".join(elsewhere))
+            else:
+                commands.fsck(device, spec.fstype)
+        commands.mount(device or spec.source, target, spec.fstype, spec.options)
+        top = top_mount_at(target, read_mounts())
+        if top is None or not entry_matches(top, spec.source, device):
+            found = top.describe() if top else "nothing"
+            raise ResourceError(f"mount of {spec.describe()} reported success, but mountinfo shows {found} there")
+        problem = self._problem(top)
+        if problem is not None:
+            commands.umount(target)
+            raise ResourceError(f"mounted {spec.describe()}, but {problem}; unmounted it again")
+
+    def _prepare_mount_point(self, target: str) -> None:
+        if os.path.isdir(target):
+            return
+        if os.path.lexists(target):
+            raise ResourceError(f"mount point {target} exists but is not a directory")
+        if not self.spec.mkdir:
+            raise ResourceError(f"mount point {target} does not exist; create it or add mkdir=yes")
+        try:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise ResourceError(f"cannot create mount point {target}: {exc.strerror}") from None
+
+    def release(self) -> None:
+        """Unmount; stop the processes that keep it busy first. Returns only once mountinfo no longer shows
+        the mount, raises otherwise."""
+        target = self.target()
+        try:
+            device = self.device()
+            unresolved = False
+        except ResourceError as exc:
+            device, unresolved = None, True
+            log.warning("release %s: %s; unmounting what is mounted on %s", self.spec.describe(), exc, target)
+        blocked = "busy"
+        for _ in range(RELEASE_ROUNDS):
+            entries = read_mounts()
+            top = top_mount_at(target, entries)
+            if top is None or not self._is_ours(top, device, unresolved):
+                if top is not None:
+                    log.warning("release: %s is not ours, left alone", top.describe())
+                return
+            result = commands.umount(target)
+            if result.ok:
+                continue
+            if not result.busy:
+                raise ResourceError(f"cannot unmount {target}: {result.message}")
+            blocked = self._free(top, entries)
+        raise ResourceError(f"busy: {target} is still mounted after {RELEASE_ROUNDS} attempts: {blocked}")
+
+    def _free(self, entry: MountEntry, entries: list[MountEntry]) -> str:
+        """Make a busy mount unmountable: stop its users (kill=yes), or unmount lazily (lazy=yes).
+
+        :return: what still blocked it, for the final message when every round fails.
+        :raises ResourceError: when the blockers cannot be removed (kill=no, processes that ignore SIGKILL,
+            submounts, loop devices), unless lazy=yes.
+        """
+        spec = self.spec
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = "/"
+        if cwd == entry.target or cwd.startswith(entry.target + "/"):
+            os.chdir("/")  # the agent itself must not keep the mount busy
+        users, spared = find_users(entry.mount_id, (entry.major, entry.minor))
+        try:
+            if users and spec.kill:
+                survivors = stop_users(users, spec.kill_grace, spec.describe())
+                if not survivors:
+                    return "its users were stopped"
+                blockers = [f"{u.describe()} survived SIGKILL (state {u.state() or '?'})" for u in survivors]
+            else:
+                blockers = [u.describe() for u in users]
+        finally:
+            close_all(users)
+        blockers += spared
+        blockers += [f"{m.describe()} mounted beneath it" for m in mounts_beneath(entry, entries)]
+        blockers += _kernel_users(entry.target)
+        why = "; ".join(blockers) if blockers else "no process found using it"
+        if spec.lazy:
+            log.warning("lazy unmount of %s (lazy=yes) while still in use: %s", entry.target, why)
+            result = commands.umount(entry.target, lazy=True)
+            if not result.ok:
+                raise ResourceError(f"lazy unmount of {entry.target} failed: {result.message}")
+            return why
+        if users and not spec.kill:
+            raise ResourceError(f"busy: {entry.target} is in use by {why}; not stopping them because kill=no")
+        if blockers:
+            raise ResourceError(f"busy: {entry.target} cannot be unmounted: {why}")
+        time.sleep(0.2)  # nothing visible holds it: a user that was just exiting; try again
+        return why
+
+    def monitor(self) -> bool:
+        """True while our source is mounted on the mount point as asked (and, with probe=yes, writable)."""
+        spec = self.spec
+        target = self.target()
+        top = top_mount_at(target, read_mounts())
+        if top is None:
+            log.warning("monitor: %s is not mounted", spec.describe())
+            return False
+        try:
+            device = self.device()
+        except ResourceError as exc:
+            log.warning("monitor: %s", exc)
+            return False
+        if not entry_matches(top, spec.source, device):
+            log.warning("monitor: %s expected, %s found", spec.describe(), top.describe())
+            return False
+        problem = self._problem(top)
+        if problem is not None:
+            log.warning("monitor: %s: %s", spec.describe(), problem)
+            return False
+        if spec.probe:
+            failed = write_probe(target, spec.probe_timeout)
+            if failed is not None:
+                log.warning("monitor: %s: %s", spec.describe(), failed)
+                return False
+        return True
+
+
+def _kernel_users(target: str) -> list[str]:
+    """Loop devices and swap files backed by files on the mount: they keep it busy without any process."""
+    inside = target.rstrip("/") + "/"
+    found = []
+    try:
+        loops = sorted(n for n in os.listdir("/sys/block") if n.startswith("loop"))
+    except OSError:
+        loops = []
+    for name in loops:
+        try:
+            with open(f"/sys/block/{name}/loop/backing_file", encoding="utf-8") as fh:
+                backing = fh.read().strip()
+        except OSError:
+            continue
+        if backing.startswith(inside):
+            found.append(f"loop device /dev/{name} is backed by {backing}")
+    try:
+        with open("/proc/swaps", encoding="utf-8") as fh:
+            found += [f"swap file {line.split()[0]}" for line in fh if line.startswith(inside)]
+    except OSError:
+        pass
+    return found

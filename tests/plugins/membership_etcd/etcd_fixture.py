@@ -1,0 +1,279 @@
+"""Real etcd servers for tests: Debian's ``etcd`` binary on free 127.0.0.1 ports, data in a temp dir.
+
+Reusable from any test module::
+
+    from tests.plugins.membership_etcd.etcd_fixture import etcd_cluster
+
+    def test_something(tmp_path):
+        with etcd_cluster(size=3) as cluster:      # started, a leader elected
+            cluster.endpoints                      # ["http://127.0.0.1:PORT", ...] for [etcd] endpoints
+            cluster.leader().kill()                # SIGKILL the raft leader
+            cluster.wait_ready()                   # until the survivors elected a new one
+        # every member stopped, its data dir removed, even when the test failed
+
+or the pytest fixtures ``etcd_server`` (one member, shared by a module) and ``etcd_three`` (three members, one per
+test), after ``from tests.plugins.membership_etcd.etcd_fixture import etcd_server, etcd_three  # noqa: F401``.
+
+Members use short raft timings (50 ms heartbeat, 500 ms election) so that a new leader is elected within about
+a second of the old one's death, and keep their data on tmpfs (``/dev/shm``) when there is one, to spare the
+shared disk the fsyncs. A member's output goes to ``<data dir>.log``; :meth:`EtcdCluster.logs` returns the tail of
+every log, for assertion messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_commands
+
+#: raft timings of test members (milliseconds)
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
+#: how long a start or a leader election may take before the fixture gives up
+READY_TIMEOUT = 20.0
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def gateway(url: str, path: str, body: dict[str, Any], token: str | None = None, timeout: float = 2.0) -> Any:
+    """POST ``body`` to etcd's JSON gateway ``url/v3/<path>`` (for tests poking etcd directly)."""
+    req = urllib.request.Request(f"{url}/v3/{path}", data=json.dumps(body).encode(), method="POST")
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read() or b"{}")
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@dataclass
+class EtcdMember:
+    """One etcd process."""
+
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: str
+    scheme: str = "http"
+    proc: subprocess.Popen[bytes] | None = None
+    tls_args: list[str] = field(default_factory=list)
+
+    @property
+    def client_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def log_path(self) -> str:
+        return f"{self.data_dir}.log"
+
+    def start(self, initial_cluster: str, token: str, state: str = "new") -> None:
+        args = [
+            "etcd",
+            "--name", self.name,
+            "--data-dir", self.data_dir,
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", initial_cluster,
+            "--initial-cluster-state", state,
+            "--initial-cluster-token", token,
+            "--heartbeat-interval", str(HEARTBEAT_MS),
+            "--election-timeout", str(ELECTION_MS),
+            "--logger", "zap",
+            "--log-outputs", "stderr",
+            *self.tls_args,
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` and wait for the process to end (SIGKILL after 5 s)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class EtcdCluster:
+    """``size`` etcd members forming one cluster (not started until :meth:`start`)."""
+
+    def __init__(self, size: int = 1, base_dir: str | None = None, tls_args: Sequence[str] = (), scheme: str = "http"):
+        root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        self.base_dir = base_dir or tempfile.mkdtemp(prefix="omha-etcd-", dir=root)
+        self.size = size
+        self.scheme = scheme
+        self.tls_args = list(tls_args)
+        self.token = f"omha-test-{uuid.uuid4().hex[:8]}"
+        self.members: list[EtcdMember] = []
+        self.auth_token: str | None = None
+
+    def _plan(self) -> None:
+        ports = free_ports(2 * self.size)
+        self.members = [
+            EtcdMember(
+                name=f"m{i}",
+                client_port=ports[2 * i],
+                peer_port=ports[2 * i + 1],
+                data_dir=os.path.join(self.base_dir, f"m{i}"),
+                scheme=self.scheme,
+                tls_args=self.tls_args,
+            )
+            for i in range(self.size)
+        ]
+
+    @property
+    def initial_cluster(self) -> str:
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Client URLs of every member, for ``[etcd] endpoints``."""
+        return [m.client_url for m in self.members]
+
+    def start(self, attempts: int = 3) -> None:
+        """Start every member and wait for a leader; new ports and a clean start if a port was taken meanwhile."""
+        for attempt in range(attempts):
+            self._plan()
+            for m in self.members:
+                m.start(self.initial_cluster, self.token)
+            try:
+                self.wait_ready()
+                return
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                self.stop(remove=False)
+                for m in self.members:
+                    shutil.rmtree(m.data_dir, ignore_errors=True)
+
+    def status(self, member: EtcdMember) -> dict[str, Any] | None:
+        """``/v3/maintenance/status`` of one member, None when it does not answer."""
+        if not member.running:
+            return None
+        try:
+            doc = gateway(member.client_url, "maintenance/status", {}, self.auth_token, timeout=1.0)
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and "header" in doc else None
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until every running member answers and agrees on a leader."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(m.running for m in self.members):
+                break
+            statuses = [self.status(m) for m in self.members if m.running]
+            leaders = {s.get("leader") for s in statuses if s}
+            if statuses and all(statuses) and len(leaders) == 1 and leaders != {None} and leaders != {"0"}:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"etcd cluster not ready within {timeout}s:\n{self.logs()}")
+
+    def leader(self) -> EtcdMember:
+        """The member that is raft leader now."""
+        self.wait_ready()
+        for m in self.members:
+            s = self.status(m)
+            if s and s.get("leader") == s["header"].get("member_id"):
+                return m
+        raise RuntimeError(f"no etcd leader found:\n{self.logs()}")
+
+    def etcdctl(self, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``etcdctl`` (API v3) against the running members; raises on failure."""
+        env = dict(os.environ, ETCDCTL_API="3")
+        cmd = ["etcdctl", "--endpoints", ",".join(m.client_url for m in self.members if m.running)]
+        if user:
+            cmd += ["--user", user]
+        return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=20, check=True)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {m.name} ({m.log_path})\n{m.log_tail()}" for m in self.members)
+
+    def stop(self, remove: bool = True) -> None:
+        """Stop every member (SIGTERM, then SIGKILL) and remove the data."""
+        for m in self.members:
+            m.kill(signal.SIGTERM)
+        if remove:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+@contextmanager
+def etcd_cluster(size: int = 1, tls_args: Sequence[str] = (), scheme: str = "http") -> Iterator[EtcdCluster]:
+    """A started etcd cluster of ``size`` members, stopped and removed on exit. Skips when etcd is missing."""
+    require_commands("etcd", "etcdctl")
+    cluster = EtcdCluster(size, tls_args=tls_args, scheme=scheme)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def etcd_server() -> Iterator[EtcdCluster]:
+    """One etcd member shared by a test module; give each test its own key prefix (cluster name)."""
+    with etcd_cluster(1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def etcd_three() -> Iterator[EtcdCluster]:
+    """A fresh three-member etcd cluster for one test."""
+    with etcd_cluster(3) as cluster:
+        yield cluster

@@ -7,6 +7,7 @@ running the web group with SIGKILL, and shows the group move and the page served
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -17,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from omha_core.errors import OmhaError
-from omha_core.localcluster import LocalCluster
+from omha_core.localcluster import LocalCluster, fence_device
 from omha_core.report import format_report
 
 
@@ -52,7 +53,20 @@ web:http:run:respawn:exec {sys.executable} -m http.server {port} --bind 127.0.0.
 # db: a second group, spread to another node
 db:daemon:run:respawn:exec sleep 100000
 """
-    cluster = LocalCluster(tmp, 3, cltab=cltab, hactl="web run\ndb run\n")
+    names = ["n1", "n2", "n3"]
+    cluster = LocalCluster(
+        tmp,
+        names,
+        cltab=cltab,
+        hactl="web run\ndb run\n",
+        # omha's default timings, and a fence device that "pulls the plug" of a local node
+        config={
+            "cluster": {"name": f"demo-{os.getpid()}"},
+            "timing": {"heartbeat": 0.5, "dead_after": 2.0, "settle": 2.0},
+            "fencing": {"action": "off"},
+        },
+        devices=[fence_device(tmp, names)],
+    )
     ok = False
     try:
         _say(f"omha demo: three nodes (n1, n2, n3) sharing {cluster.shared}")
@@ -62,12 +76,15 @@ db:daemon:run:respawn:exec sleep 100000
         cluster.wait_for("db to start", lambda: cluster.running("db"), 60)
         _say(format_report(cluster.report()))
         _say(f"\nGET http://127.0.0.1:{port}/ -> {_fetch(port)}")
-        _say(f"\nKilling the daemon of {web} with SIGKILL (its processes die with it)...")
+        _say(f"\nFreezing {web} with SIGSTOP: its daemon stops heartbeating but its HTTP server keeps running.")
+        _say("The others must fence it (power it off) before starting web elsewhere...")
         t0 = time.monotonic()
-        cluster.kill(web, signal.SIGKILL)
+        cluster.kill(web, signal.SIGSTOP)
         new = cluster.wait_for("web to move", lambda: [n for n in cluster.running("web") if n != web], 60)[0]
         took = time.monotonic() - t0
         cluster.wait_for("the page", lambda: "hello from" in _fetch(port), 20)
+        rec = cluster.fence_record(web)
+        _say(f"{web} fenced by {rec.get('by')} through device {rec.get('device')} ({rec.get('action')})")
         _say(f"web moved from {web} to {new} in {took:.1f} s\n")
         _say(format_report(cluster.report()))
         _say(f"\nGET http://127.0.0.1:{port}/ -> {_fetch(port)}")

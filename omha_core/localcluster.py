@@ -129,7 +129,12 @@ class LocalCluster:
         config = validate_config({"sharedfs": {"path": str(self.shared)}})
         store = SharedDirStore(config)
         store.open()
-        return cluster_report(store)
+        return cluster_report(store, str(self.sections["cluster"]["name"]))
+
+    def fence_record(self, node: str) -> dict[str, Any]:
+        """The last fence record of ``node`` ({} when never fenced)."""
+        path = self.shared / "fence" / f"{node}.json"
+        return dict(json.loads(path.read_text())) if path.exists() else {}
 
     def running(self, group: str) -> list[str]:
         """Nodes where ``group`` is at its wanted level and settled (DONE or PASSED), as published."""

@@ -1,0 +1,86 @@
+"""The builtin shared-directory store: atomic claims across processes, compare-and-swap documents, fence locks,
+and tolerance of garbage."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from omha_core.builtin.sharedfs import SharedDirStore
+from omha_core.config import validate_config
+from omha_core.errors import ConflictError, StoreError
+
+
+def store(path: Path) -> SharedDirStore:
+    s = SharedDirStore(validate_config({"sharedfs": {"path": str(path)}}))
+    s.open()
+    return s
+
+
+def _race(args: tuple[str, str, int]) -> tuple[str, bool]:
+    path, node, _ = args
+    return node, store(Path(path)).claim("web", node, "inc")
+
+
+def test_claim_is_exclusive_across_processes(tmp_path: Path) -> None:
+    for round_ in range(5):
+        base = tmp_path / f"r{round_}"
+        with multiprocessing.get_context("fork").Pool(8) as pool:
+            results = pool.map(_race, [(str(base), f"n{i}", round_) for i in range(16)])
+        winners = [n for n, won in results if won]
+        assert len(winners) == 1, results
+        assert store(base).claims()["web"]["node"] == winners[0]
+
+
+def test_claim_release_and_break(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    assert s.claim("web", "n1", "a") and s.claim("web", "n1", "a")  # idempotent for the holder
+    assert not s.claim("web", "n2", "b")
+    s.release_claim("web", "n2")  # not the holder: no-op
+    assert s.claims()["web"]["node"] == "n1"
+    s.break_claim("web", "n1")
+    assert "web" not in s.claims()
+    assert s.claim("web", "n2", "b")
+
+
+def test_documents_compare_and_swap(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    assert s.documents("hactl") == []
+    v1 = s.put_document("hactl", "web run\n", None)
+    assert s.documents("hactl")[0].version == v1
+    v2 = s.put_document("hactl", "web 2\n", v1)
+    with pytest.raises(ConflictError, match="changed since it was read"):
+        s.put_document("hactl", "web 3\n", v1)  # a stale writer is refused, nothing lost
+    assert s.documents("hactl")[0].text == "web 2\n" and s.documents("hactl")[0].version == v2
+
+
+def test_fence_lock_one_fencer_per_incarnation(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    assert s.fence_lock("n3", "inc1", "n1")
+    assert not s.fence_lock("n3", "inc1", "n2")
+    assert s.fence_lock_holder("n3", "inc1") == "n1"
+    assert s.fence_lock("n3", "inc2", "n2")  # a new incarnation is a new fencing
+    s.put_fence_record("n3", {"incarnation": "inc2", "ok": True})
+    assert s.fence_records()["n3"]["ok"] is True
+
+
+def test_garbage_status_is_reported_not_raised(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.publish("n1", {"node": "n1", "seq": 1, "incarnation": "x"})
+    (tmp_path / "nodes" / "bad").mkdir()
+    (tmp_path / "nodes" / "bad" / "status.json").write_bytes(b"\xff\xfe[1,")
+    (tmp_path / "nodes" / "list").mkdir()
+    (tmp_path / "nodes" / "list" / "status.json").write_text("[1, 2]")
+    got = s.statuses()
+    assert got["n1"]["seq"] == 1
+    assert isinstance(got["bad"], StoreError) and isinstance(got["list"], StoreError)
+    assert "not a JSON object" in str(got["list"])
+
+
+def test_missing_path_is_a_clear_error() -> None:
+    from omha_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[sharedfs\] path: required"):
+        SharedDirStore(validate_config({}))

@@ -1,0 +1,43 @@
+"""Reading other nodes' status documents: anything at all becomes a NodeStatus or a StatusProblem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from omha_core.status import NodeStatus, StatusProblem, parse_status
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def test_good_status() -> None:
+    doc = {
+        "node": "n2",
+        "incarnation": "abc",
+        "seq": 7,
+        "groups": {"web": {"level": "run", "state": "DONE"}, "junk": 5, "db": {"state": "STOPPING", "level": 3}},
+        "unfit": {"db": "maintenance"},
+        "quorum": False,
+    }
+    st_ = parse_status("n2", doc)
+    assert isinstance(st_, NodeStatus)
+    assert st_.groups["web"].active and st_.groups["web"].level == "run"
+    assert st_.groups["db"].level is None  # a non-string level is not trusted
+    assert "junk" not in st_.groups and st_.unfit == {"db": "maintenance"} and st_.quorum is False
+
+
+def test_status_naming_another_node_is_refused() -> None:
+    assert isinstance(parse_status("n2", {"node": "n3", "incarnation": "a", "seq": 1}), StatusProblem)
+    assert isinstance(parse_status("n2", {"incarnation": "a", "seq": True}), StatusProblem)
+
+
+@given(JSON)
+def test_any_json_is_handled(doc: Any) -> None:
+    result = parse_status("n1", doc)
+    assert isinstance(result, NodeStatus | StatusProblem)

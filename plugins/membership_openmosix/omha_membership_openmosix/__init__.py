@@ -1,1 +1,43 @@
-"""omha plugin membership_openmosix (work in progress: see its issue)."""
+"""omha plugin ``membership_openmosix``: run omha where OpenMosix::HA ran, on the same files.
+
+Registers, each under the name ``openmosix``:
+
+- a membership backend (``[cluster] membership = "openmosix"``): the nodes up in ``/proc/hpc``, this node's
+  number from ``mosctl whois`` (:mod:`.membership`, :mod:`.hpc`);
+- a store backend (``[cluster] store = "openmosix"``): statuses, ``cltab``/``hactl`` copies, ``hastat``,
+  claims and fencing under ``/mfs/<node>/var/mosix-ha/`` (:mod:`.store`, :mod:`.versions`, :mod:`.claims`,
+  :mod:`.hastat`);
+- the ``[openmosix]`` section of omha.toml (:mod:`.schema`).
+
+See the distribution's README.md for the layout and the design choices. Hook functions import the backends
+when called, so that loading the plugin (``omha plugins``, ``omha --help``) stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omha_core import hookimpl
+
+NAME = "openmosix"
+
+
+@hookimpl
+def omha_config_schema() -> dict[str, Any]:
+    from omha_membership_openmosix.schema import SCHEMA
+
+    return {NAME: SCHEMA}
+
+
+@hookimpl
+def omha_store_backends() -> dict[str, Any]:
+    from omha_membership_openmosix.store import OpenMosixStore
+
+    return {NAME: OpenMosixStore}
+
+
+@hookimpl
+def omha_membership_backends() -> dict[str, Any]:
+    from omha_membership_openmosix.membership import OpenMosixMembership
+
+    return {NAME: OpenMosixMembership}

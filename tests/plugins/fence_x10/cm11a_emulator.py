@@ -28,12 +28,19 @@ Trouble on demand:
 - modules in ``two_way`` answer an X10 Status Request with Status On/Off, uploaded through a poll.
 
 Frames are counted from 0 in the order received, resent frames included.
+
+In its own process: ``python -m tests.plugins.fence_x10.cm11a_emulator`` prints the pty path, then one JSON
+line per executed command (``{"house": "A", "units": [1], "function": "off"}``) until SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import select
+import signal
+import sys
 import threading
 import time
 import tty
@@ -124,6 +131,8 @@ class CM11AEmulator:
         self.clock_sets: list[ClockSet] = []
         self.errors: list[str] = []
         self.uploads_sent = 0
+        #: called (in the emulator's thread) with every command executed
+        self.on_execute: Callable[[Executed], None] | None = None
         self._transcript: list[tuple[str, bytearray]] = []
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -239,6 +248,12 @@ class CM11AEmulator:
         """The state of a module (``"on"`` unless something switched it off)."""
         with self._lock:
             return self.modules.get(address.upper(), "on")
+
+    def history(self, address: str) -> list[str]:
+        """The functions executed on one module, in order (``["off", "on"]`` after a reboot)."""
+        house, unit = address[0].upper(), int(address[1:])
+        with self._lock:
+            return [e.function for e in self.executed if e.house == house and unit in e.units]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Wait until ``predicate()`` holds (re-checked whenever the emulator changes); False on timeout."""
@@ -428,6 +443,8 @@ class CM11AEmulator:
         units = tuple(self._selected.get(house, []))
         self._after_function.add(house)
         self.executed.append(Executed(house, units, function))
+        if self.on_execute is not None:
+            self.on_execute(self.executed[-1])
         if function in ("on", "off"):
             for u in units:
                 self.modules[f"{house}{u}"] = function
@@ -458,3 +475,33 @@ class CM11AEmulator:
             flags=last & 0x0F,
         )
         self.clock_sets.append(clock)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run an emulator in its own process: print the pty path, then one JSON line per executed command,
+    until SIGTERM or SIGINT. ``python -m tests.plugins.fence_x10.cm11a_emulator [--two-way A1,B2]``."""
+    parser = argparse.ArgumentParser(description="an emulated CM11A X10 interface on a pseudo-terminal")
+    parser.add_argument("--two-way", default="", help="comma-separated addresses of two-way modules")
+    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between repeated polls")
+    args = parser.parse_args(argv)
+    emu = CM11AEmulator(two_way=[a for a in args.two_way.split(",") if a], poll_interval=args.poll_interval)
+
+    def report(cmd: Executed) -> None:
+        print(json.dumps({"house": cmd.house, "units": list(cmd.units), "function": cmd.function}), flush=True)
+
+    emu.on_execute = report
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(emu.start(), flush=True)
+    try:
+        stop.wait()
+    finally:
+        emu.stop()
+    for error in emu.errors:
+        print(f"protocol error: {error}", file=sys.stderr)
+    return 1 if emu.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

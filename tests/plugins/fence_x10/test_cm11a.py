@@ -6,8 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from omha_core.fence_devices import FenceResult
 from tests.plugins.fence_x10.cm11a_emulator import DEFAULT_UPLOAD, CM11AEmulator, Executed
 
 Emu = Callable[..., CM11AEmulator]
+ROOT = Path(__file__).resolve().parents[3]
 
 A1_OFF = ["pc 04 66", "cm11a 6a", "pc 00", "cm11a 55", "pc 06 63", "cm11a 69", "pc 00", "cm11a 55"]
 UPLOAD = f"cm11a {bytes([len(DEFAULT_UPLOAD)]).hex()} {DEFAULT_UPLOAD.hex(' ')}"
@@ -61,7 +65,22 @@ def test_reboot_is_off_pause_on(cm11a: Emu) -> None:
     result = device(emu.port, reboot_pause=0).fence("reboot", ["C3"])
     assert result.ok and not result.verified
     assert emu.executed == [Executed("C", (3,), "off"), Executed("C", (3,), "on")]
-    assert emu.state("C3") == "on"
+    assert emu.history("C3") == ["off", "on"] and emu.state("C3") == "on"
+
+
+def test_emulator_in_its_own_process_reports_what_it_executed() -> None:
+    command = [sys.executable, "-m", "tests.plugins.fence_x10.cm11a_emulator", "--two-way", "A1"]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            port = proc.stdout.readline().strip()
+            result = device(port, reply_timeout=5).fence("reboot", ["A1"])
+            assert result.ok
+            reported = [json.loads(proc.stdout.readline()) for _ in range(2)]
+            assert reported == [{"house": "A", "units": [1], "function": f} for f in ("off", "on")]
+        finally:
+            proc.terminate()
+        assert proc.wait(timeout=10) == 0  # and no protocol errors
 
 
 def test_two_fence_actions_on_one_port_take_turns(cm11a: Emu) -> None:

@@ -67,9 +67,16 @@ def parse_line(line: str) -> MountEntry:
 
 
 def read_mounts(path: str = MOUNTINFO) -> list[MountEntry]:
-    """Every mount of this namespace, in the kernel's order."""
+    """Every mount of this namespace, in the kernel's order (a line this parser does not understand, from
+    some future kernel, is skipped rather than taking the agent down)."""
+    entries = []
     with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-        return [parse_line(line) for line in fh if line.strip()]
+        for line in fh:
+            try:
+                entries.append(parse_line(line))
+            except ValueError:
+                continue
+    return entries
 
 
 def top_mount_at(target: str, entries: Iterable[MountEntry]) -> MountEntry | None:

@@ -103,8 +103,6 @@ def parse_spec(args: list[str], params: Mapping[str, str], options: Mapping[str,
         values.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in given.items()})
 
     source, target = args
-    # The positional split in ResourceAgent.from_command puts words containing '=' into params, so a
-    # LABEL=/UUID= device arrives there: from_command-built agents get it back from MountAgent.
     if not source:
         raise ResourceError("@mount: the device is empty")
     if not os.path.isabs(target):

@@ -7,8 +7,8 @@ This module compares mount ids instead: ``mnt_id`` in ``/proc/PID/fdinfo/N`` for
 other links the mount id of an ``O_PATH`` descriptor opened on ``/proc/PID/{root,cwd,exe,map_files/...}``.
 So exactly the processes that make umount(2) fail with EBUSY are stopped, and nothing else.
 
-Every candidate is held by a pidfd from before it is checked, so a signal can never reach a process that
-merely reused the pid of one that exited meanwhile.
+Every user found is then held by a pidfd and checked again, so a signal can never reach a process that merely
+reused the pid of one that exited meanwhile.
 """
 
 from __future__ import annotations
@@ -55,16 +55,28 @@ class User:
             pass
 
 
+def _read(path: str) -> bytes:
+    """A small /proc file's bytes (os-level: this runs thousands of times per scan)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
 def _mnt_id_of_fd(path: str) -> int | None:
     """The mount id in the fdinfo file ``path``."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("mnt_id:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
+        data = _read(path)
+    except OSError:
+        return None
+    start = data.find(b"mnt_id:")
+    if start < 0:
+        return None
+    try:
+        return int(data[start + 7 :].split(None, 1)[0])
+    except (ValueError, IndexError):
+        return None
 
 
 def _mnt_id_of_link(path: str) -> int | None:
@@ -80,7 +92,11 @@ def _mnt_id_of_link(path: str) -> int | None:
 
 
 def _usage(pid: int, mount_id: int, devno: tuple[int, int]) -> str | None:
-    """How process ``pid`` uses mount ``mount_id``, or None when it does not."""
+    """How process ``pid`` uses mount ``mount_id``, or None when it does not.
+
+    Nothing here stats or opens a file through the process's links for reading: on a dead NFS server that
+    would hang. Reading links, fdinfo and maps, and ``O_PATH`` opens, do not touch the filesystem.
+    """
     base = f"/proc/{pid}"
     for link in ("root", "cwd", "exe"):
         if _mnt_id_of_link(f"{base}/{link}") == mount_id:
@@ -97,15 +113,17 @@ def _usage(pid: int, mount_id: int, devno: tuple[int, int]) -> str | None:
         if target.startswith("/") and _mnt_id_of_fd(f"{base}/fdinfo/{fd}") == mount_id:
             return f"fd {fd} {target}"
     # memory maps: pick the ranges on our device from maps, confirm the mount through map_files
-    wanted = f"{devno[0]:02x}:{devno[1]:02x}"
+    wanted = f" {devno[0]:02x}:{devno[1]:02x} ".encode()
     try:
-        with open(f"{base}/maps", encoding="utf-8", errors="replace") as fh:
-            lines = fh.readlines()
+        with open(f"{base}/maps", "rb") as fh:
+            maps = fh.read()
     except OSError:
-        lines = []
-    for line in lines:
+        return None
+    if wanted not in maps:
+        return None
+    for line in maps.decode(errors="replace").splitlines():
         parts = line.split(None, 5)
-        if len(parts) < 6 or parts[3] != wanted:
+        if len(parts) < 6 or f" {parts[3]} ".encode() != wanted:
             continue
         start, end = (int(x, 16) for x in parts[0].split("-"))
         if _mnt_id_of_link(f"{base}/map_files/{start:x}-{end:x}") == mount_id:
@@ -146,6 +164,10 @@ def find_users(mount_id: int, devno: tuple[int, int]) -> tuple[list[User], list[
         if not name.isdigit():
             continue
         pid = int(name)
+        if _usage(pid, mount_id, devno) is None:
+            continue
+        # a user: hold it by a pidfd, then look again, so that the pidfd cannot belong to a process that
+        # reused the pid of one that exited in between
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:  # exited meanwhile

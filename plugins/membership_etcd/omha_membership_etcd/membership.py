@@ -84,43 +84,53 @@ class EtcdMembership(Membership):
             self._join(wait=self.ttl + 1.0)
 
     def _join(self, wait: float) -> None:
-        sent = time.monotonic()
-        lease, ttl = self.client.lease_grant(self.ttl)
-        if not lease or ttl <= 0:
-            raise StoreError(f"etcd {self.client.current_endpoint}: granted no lease for {self.node}")
+        """Create this node's member key under a new lease; wait up to ``wait`` s for an earlier holder's lease."""
         key = self.keys.member(self.node)
-        me = {"node": self.node, "lease": f"{lease:x}", "host": socket.gethostname(), "pid": os.getpid()}
-        put = {"request_put": {"key": b64(key), "value": b64(json.dumps(me).encode()), "lease": str(lease)}}
         give_up = time.monotonic() + wait
-        try:
-            while True:
+        while True:
+            held = self._held(key)
+            if held is not None:
+                if self._stale_here(held):
+                    log.info("%s: taking over the member key of a dead daemon of this host", self.node)
+                    self.client.lease_revoke(held.lease)
+                    continue
+                if time.monotonic() >= give_up:
+                    raise StoreError(self._duplicate(key, held))
+                time.sleep(JOIN_POLL)
+                continue
+            sent = time.monotonic()
+            lease, ttl = self.client.lease_grant(self.ttl)
+            if not lease or ttl <= 0:
+                raise StoreError(f"etcd {self.client.current_endpoint}: granted no lease for {self.node}")
+            me = {"node": self.node, "lease": f"{lease:x}", "host": socket.gethostname(), "pid": os.getpid()}
+            put = {"request_put": {"key": b64(key), "value": b64(json.dumps(me).encode()), "lease": str(lease)}}
+            try:
                 ok, responses, revision = self.client.txn(
                     [compare_absent(key)], [put], [{"request_range": {"key": b64(key)}}], f"join as {key}"
                 )
-                if ok:
-                    break
-                held = range_result(responses)
-                if held and held[0].lease == lease:
-                    break  # our own write, answered twice after a failover
-                if held and self._stale_here(held[0]):
-                    log.info("%s: taking over the member key of a dead daemon of this host", self.node)
-                    self.client.lease_revoke(held[0].lease)
-                    continue
-                if time.monotonic() >= give_up:
-                    raise StoreError(self._duplicate(key, held[0] if held else None))
-                time.sleep(JOIN_POLL)
-        except BaseException:
-            try:
-                self.client.lease_revoke(lease)
-            except StoreError:
-                pass  # it expires by itself
-            raise
+            except BaseException:
+                self._revoke_quietly(lease)
+                raise
+            mine = range_result(responses)
+            if ok or (mine and mine[0].lease == lease):  # the latter: our own write, answered twice after a failover
+                break
+            self._revoke_quietly(lease)  # another daemon got there first: look again
         self.lease = lease
         self.ttl = ttl
         self._deadline = sent + ttl
         if self._etcd is not None:
             self._etcd._wrote(revision)
             self._etcd.bind_lease(self.node, lease)
+
+    def _held(self, key: str) -> KeyValue | None:
+        kvs, _revision = self.client.range(key, what=f"read {key}")
+        return kvs[0] if kvs else None
+
+    def _revoke_quietly(self, lease: int) -> None:
+        try:
+            self.client.lease_revoke(lease)
+        except StoreError:
+            pass  # it expires by itself
 
     @staticmethod
     def _stale_here(held: KeyValue) -> bool:

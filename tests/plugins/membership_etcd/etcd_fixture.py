@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -64,14 +65,21 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def gateway(url: str, path: str, body: dict[str, Any], token: str | None = None, timeout: float = 2.0) -> Any:
+def gateway(
+    url: str,
+    path: str,
+    body: dict[str, Any],
+    token: str | None = None,
+    timeout: float = 2.0,
+    context: ssl.SSLContext | None = None,
+) -> Any:
     """POST ``body`` to etcd's JSON gateway ``url/v3/<path>`` (for tests poking etcd directly)."""
     req = urllib.request.Request(f"{url}/v3/{path}", data=json.dumps(body).encode(), method="POST")
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", token)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return json.loads(exc.read() or b"{}")
@@ -91,7 +99,7 @@ class EtcdMember:
     data_dir: str
     scheme: str = "http"
     proc: subprocess.Popen[bytes] | None = None
-    tls_args: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def client_url(self) -> str:
@@ -121,7 +129,7 @@ class EtcdMember:
             "--election-timeout", str(ELECTION_MS),
             "--logger", "zap",
             "--log-outputs", "stderr",
-            *self.tls_args,
+            *self.extra_args,
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
@@ -151,14 +159,26 @@ class EtcdMember:
 
 
 class EtcdCluster:
-    """``size`` etcd members forming one cluster (not started until :meth:`start`)."""
+    """``size`` etcd members forming one cluster (not started until :meth:`start`).
 
-    def __init__(self, size: int = 1, base_dir: str | None = None, tls_args: Sequence[str] = (), scheme: str = "http"):
+    :param extra_args: more ``etcd`` options for every member (TLS files, ``--auth-token-ttl``, ...).
+    :param scheme: ``https`` when ``extra_args`` make the client port speak TLS.
+    :param context: the TLS context the fixture's own requests use (trusting the test CA, with a client cert).
+    """
+
+    def __init__(
+        self,
+        size: int = 1,
+        extra_args: Sequence[str] = (),
+        scheme: str = "http",
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        self.base_dir = base_dir or tempfile.mkdtemp(prefix="omha-etcd-", dir=root)
+        self.base_dir = tempfile.mkdtemp(prefix="omha-etcd-", dir=root)
         self.size = size
         self.scheme = scheme
-        self.tls_args = list(tls_args)
+        self.extra_args = list(extra_args)
+        self.context = context
         self.token = f"omha-test-{uuid.uuid4().hex[:8]}"
         self.members: list[EtcdMember] = []
         self.auth_token: str | None = None
@@ -172,7 +192,7 @@ class EtcdCluster:
                 peer_port=ports[2 * i + 1],
                 data_dir=os.path.join(self.base_dir, f"m{i}"),
                 scheme=self.scheme,
-                tls_args=self.tls_args,
+                extra_args=self.extra_args,
             )
             for i in range(self.size)
         ]
@@ -207,7 +227,7 @@ class EtcdCluster:
         if not member.running:
             return None
         try:
-            doc = gateway(member.client_url, "maintenance/status", {}, self.auth_token, timeout=1.0)
+            doc = gateway(member.client_url, "maintenance/status", {}, self.auth_token, 1.0, self.context)
         except (OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) and "header" in doc else None
@@ -235,12 +255,20 @@ class EtcdCluster:
         raise RuntimeError(f"no etcd leader found:\n{self.logs()}")
 
     def etcdctl(self, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``etcdctl`` (API v3) against the running members; raises on failure."""
+        """Run ``etcdctl`` (API v3) against the running members; raises with its output on failure."""
         env = dict(os.environ, ETCDCTL_API="3")
         cmd = ["etcdctl", "--endpoints", ",".join(m.client_url for m in self.members if m.running)]
         if user:
             cmd += ["--user", user]
-        return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=20, check=True)
+        done = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=20)
+        if done.returncode != 0:
+            raise RuntimeError(f"etcdctl {args[0] if args else ''} failed: {done.stderr.strip()}")
+        return done
+
+    def restart(self, member: EtcdMember) -> None:
+        """Start a stopped member again on its data and wait until the cluster has a leader."""
+        member.start(self.initial_cluster, self.token)
+        self.wait_ready()
 
     def logs(self) -> str:
         return "\n".join(f"--- {m.name} ({m.log_path})\n{m.log_tail()}" for m in self.members)
@@ -254,10 +282,12 @@ class EtcdCluster:
 
 
 @contextmanager
-def etcd_cluster(size: int = 1, tls_args: Sequence[str] = (), scheme: str = "http") -> Iterator[EtcdCluster]:
+def etcd_cluster(
+    size: int = 1, extra_args: Sequence[str] = (), scheme: str = "http", context: ssl.SSLContext | None = None
+) -> Iterator[EtcdCluster]:
     """A started etcd cluster of ``size`` members, stopped and removed on exit. Skips when etcd is missing."""
     require_commands("etcd", "etcdctl")
-    cluster = EtcdCluster(size, tls_args=tls_args, scheme=scheme)
+    cluster = EtcdCluster(size, extra_args, scheme, context)
     try:
         cluster.start()
         yield cluster

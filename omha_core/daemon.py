@@ -138,7 +138,7 @@ class Daemon:
         return 0
 
     async def _sleep(self, begun: float) -> None:
-        self.wake.clear()
+        # ``wake`` was cleared when the cycle began: a local change during the cycle starts the next one at once
         await asyncio.sleep(max(0.0, MIN_CYCLE - (time.monotonic() - begun)))
         waits: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self.wake.wait()),
@@ -187,6 +187,7 @@ class Daemon:
     # -- one cycle ----------------------------------------------------------------------------------------
     async def cycle(self) -> None:
         """One pass of the decision loop (see the module docstring)."""
+        self.wake.clear()
         await asyncio.to_thread(self.membership.heartbeat)
         raw, claims, records = await asyncio.to_thread(self._read_cluster)
         self.store_error = None

@@ -206,7 +206,7 @@ class Fencer:
                 self.state[node] = {"state": "waiting", "reason": "no quorum: this partition fences nobody"}
                 continue
             if p.task is not None and not p.task.done():
-                self.state[node] = {"state": "fencing", "by": self.me, "attempt": p.attempts}
+                self.state[node] = self._in_progress(p)
                 continue
             if now < p.next_try:
                 self.state[node] = {
@@ -217,12 +217,23 @@ class Fencer:
                 continue
             holder = self._lock(node, inc, alive)
             if holder != self.me:
-                self.state[node] = {"state": "fencing", "by": holder}
+                if rec.get("incarnation") == inc and rec.get("result") == "failed":
+                    errors = list(rec.get("errors") or [])
+                    self.state[node] = {"state": "fence-failed", "by": holder, "errors": errors, "retrying": True}
+                else:
+                    self.state[node] = {"state": "fencing", "by": holder}
                 continue
             p.attempts += 1
             p.task = asyncio.get_running_loop().create_task(self._fence(node, inc, p))
-            self.state[node] = {"state": "fencing", "by": self.me, "attempt": p.attempts}
+            self.state[node] = self._in_progress(p)
         return safe
+
+    def _in_progress(self, p: _Pending) -> dict[str, Any]:
+        """Fencing under way; after a failure the state stays "fence-failed" while retrying, so that the
+        reason stays visible in status."""
+        if p.errors:
+            return {"state": "fence-failed", "by": self.me, "errors": p.errors, "retrying": True, "attempt": p.attempts}
+        return {"state": "fencing", "by": self.me, "attempt": p.attempts}
 
     def _lock(self, node: str, inc: str, alive: set[str]) -> str:
         """Take (or find) the fence lock for ``node``'s incarnation; a lost fencer's lock passes on."""

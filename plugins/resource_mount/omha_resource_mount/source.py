@@ -1,13 +1,14 @@
 """What to mount: a device path, a ``LABEL=``/``UUID=`` tag, or a network source, and how to recognise it.
 
-A tag is resolved to one device node before mounting (``/dev/disk/by-*`` when udev maintains it, else a
-fresh blkid(8) probe), so that an ambiguous label is refused instead of mounting whichever disk comes first,
+A tag is resolved to one device node before mounting (a fresh blkid(8) probe; ``/dev/disk/by-*`` only when
+blkid cannot answer), so that an ambiguous label is refused instead of mounting whichever disk comes first,
 and so that the agent knows which device to look for in mountinfo afterwards. A mount is recognised as ours
 by device number, canonical path, loop backing file or (network sources) the source string itself.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,10 @@ NETWORK_TYPES = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glus
 _HOST_PATH = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):/")  # server:/export, [2001:db8::1]:/export
 _UDEV_SAFE = re.compile(r"[0-9A-Za-z#+\-.:=@_]")
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+#: seconds a blkid probe of every block device may take
+BLKID_TIMEOUT = 10.0
+
+log = logging.getLogger("omha.mount")
 
 
 def tag_of(source: str) -> tuple[str, str] | None:
@@ -57,27 +62,35 @@ def udev_encode(value: str) -> str:
     return "".join(out)
 
 
-def _blkid_devices(name: str, value: str) -> list[str]:
+def _blkid_devices(name: str, value: str) -> list[str] | None:
+    """Every device carrying the tag, probed now; None when blkid is missing or does not answer."""
     blkid = shutil.which("blkid") or next((p for d in _SBIN if os.access(p := f"{d}/blkid", os.X_OK)), None)
     if blkid is None:
-        raise ResourceError(
-            f"cannot resolve {name}={value}: /dev/disk/{TAGS[name]} has no such entry and blkid is not installed"
+        return None
+    try:
+        # -c /dev/null: probe the devices now instead of trusting a cache that may predate a takeover
+        proc = subprocess.run(
+            [blkid, "-c", "/dev/null", "-o", "device", "-t", f"{name}={value}"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LC_ALL": "C"},
+            timeout=BLKID_TIMEOUT,
+            check=False,
         )
-    # -c /dev/null: probe the devices now instead of trusting a cache that may predate a takeover
-    proc = subprocess.run(
-        [blkid, "-c", "/dev/null", "-o", "device", "-t", f"{name}={value}"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "LC_ALL": "C"},
-        check=False,
-    )
+    except subprocess.TimeoutExpired:
+        log.warning("blkid did not answer within %gs (a hung disk?)", BLKID_TIMEOUT)
+        return None
     if proc.returncode not in (0, 2):
-        raise ResourceError(f"cannot resolve {name}={value}: blkid failed: {proc.stderr.strip()}")
+        log.warning("blkid failed: %s", proc.stderr.strip())
+        return None
     return sorted({line.strip() for line in proc.stdout.splitlines() if line.strip()})
 
 
 def resolve_device(source: str) -> str:
     """The device node (or image file) to mount for ``source``; raise when this node has none.
+
+    A tag is resolved by a fresh blkid probe, which sees every device carrying it; only when blkid is missing
+    or hangs does the udev symlink in /dev/disk/by-* decide (it names one device even when two carry the tag).
 
     :raises ResourceError: "missing device" for a path that does not exist or a tag no device carries, and
         "ambiguous" when several devices carry the tag.
@@ -93,10 +106,14 @@ def resolve_device(source: str) -> str:
     name, value = tag
     if not value:
         raise ResourceError(f"{source!r}: the {name} is empty")
-    link = os.path.join("/dev/disk", TAGS[name], udev_encode(value))
-    if os.path.exists(link):
-        return os.path.realpath(link)
     devices = _blkid_devices(name, value)
+    if devices is None:
+        link = os.path.join("/dev/disk", TAGS[name], udev_encode(value))
+        if os.path.exists(link):
+            return os.path.realpath(link)
+        raise ResourceError(
+            f"missing device: no {link} on this node, and blkid (util-linux) could not probe for {name}={value}"
+        )
     if not devices:
         raise ResourceError(f"missing device: no device with {name}={value} on this node (probed with blkid)")
     if len(devices) > 1:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from omha_resource_mount.probe import probe_name
+
 from tests.plugins.resource_mount.conftest import Disk, Node, wait_for
 
 EXIT_LOST = 3
@@ -62,3 +64,19 @@ def test_someone_elses_mount_on_the_mount_point_is_noticed(disk: Disk, nodes: Ca
     assert "intruder (tmpfs)" in watcher.communicate()[1]
     done = a.agent("acquire", spec)
     assert done.returncode == 1 and "busy: mount point" in done.stderr and "intruder (tmpfs)" in done.stderr
+
+
+def test_a_write_probe_that_hangs_counts_as_lost(disk: Disk, nodes: Callable[[str], Node]) -> None:
+    a = nodes("a")
+    mnt = a.root / "m"
+    spec = f"{disk.device} {mnt} mkdir=yes probe=yes probe_timeout=1"
+
+    watcher = a.agent_popen("respawn", spec)
+    wait_for(lambda: a.mounted(mnt) is not None, "the acquire")
+    # a FIFO under the probe's name blocks its open() the way every call blocks on a dead NFS server
+    a.sh(f"mkfifo {mnt}/{probe_name()}")
+    assert watcher.wait(timeout=20) == EXIT_LOST
+    err = watcher.communicate()[1]
+    assert "write probe" in err and "timed out after 1s" in err
+    a.sh(f"rm {mnt}/{probe_name()}")
+    assert a.agent("release", spec).returncode == 0

@@ -75,14 +75,17 @@ def run(name: str, action: str, argstring: str) -> int:
                 print(f"@{name} {argstring}: resource lost, re-acquiring", file=sys.stderr)
                 return EXIT_LOST
     except _Stop:
-        if action == "respawn":
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_IGN)
-            try:
-                agent.release()  # type: ignore[attr-defined]
-            except (ResourceError, OSError) as exc:
-                print(f"@{name} {argstring}: release failed: {exc}", file=sys.stderr)
-                return EXIT_FAILED
+        if action != "respawn":
+            # an acquire or release cut short did not finish: never report it as done
+            print(f"@{name} {argstring}: {action} interrupted by a signal", file=sys.stderr)
+            return EXIT_FAILED
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            agent.release()  # type: ignore[attr-defined]
+        except (ResourceError, OSError) as exc:
+            print(f"@{name} {argstring}: release failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         return EXIT_OK
     except (ResourceError, OSError) as exc:
         print(f"@{name} {argstring}: {action} failed: {exc}", file=sys.stderr)

@@ -45,6 +45,7 @@ class LocalCluster:
         top: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         devices: list[dict[str, Any]] | None = None,
+        wrap: dict[str, list[str]] | None = None,
     ) -> None:
         self.tmp = tmp
         self.shared = tmp / "shared"
@@ -63,6 +64,8 @@ class LocalCluster:
         self.top = top or {}
         #: ``[[fencing.devices]]`` entries
         self.devices = list(devices or [])
+        #: per node, a command prefix for its daemon (``["ip", "netns", "exec", "nsA"]``, ``["unshare", "-m"]``)
+        self.wrap = wrap or {}
         self.env = env or {}
         if cltab:
             (self.shared / "cltab").write_text(cltab)
@@ -95,7 +98,15 @@ class LocalCluster:
             env = {**os.environ, **self.env}
             env.pop("OMHA_CONFIG", None)
             proc = self.procs[node] = subprocess.Popen(
-                [sys.executable, "-m", "omha_core.cli", "daemon", "-c", str(self.config_path(node))],
+                [
+                    *self.wrap.get(node, []),
+                    sys.executable,
+                    "-m",
+                    "omha_core.cli",
+                    "daemon",
+                    "-c",
+                    str(self.config_path(node)),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

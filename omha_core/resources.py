@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from omha_core.errors import ResourceError
 
@@ -29,8 +29,8 @@ class ResourceAgent:
     :param options: this agent's section of ``omha.toml`` (``[agents.<name>]``), already validated.
     """
 
-    #: seconds between two monitor calls under ``respawn``
-    monitor_interval: ClassVar[float] = 2.0
+    #: seconds between two monitor calls under ``respawn`` (an agent may set it per instance from its params)
+    monitor_interval: float = 2.0
 
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
         self.args = args

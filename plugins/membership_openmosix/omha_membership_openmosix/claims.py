@@ -17,9 +17,10 @@ leftovers. Here a claim costs N links, and an up node whose directory cannot be 
 an error (safe, and loud) rather than succeed without it.
 
 Each entry carries a generation ``gen``, greater than any seen for that group. Releasing or breaking a claim
-first writes a *tombstone* ``claims/.dead.<group>.<holder>.json`` holding the released ``gen`` into every
-reachable directory, then removes the entries. A directory that was unreachable then (its node was down) comes
-back with the old entry, which the tombstone marks dead: whoever meets it removes it. A holder's later claim
+removes its copies from every reachable directory; when some node's directory cannot be reached (its node is
+down) or a copy cannot be removed, it first writes a *tombstone* ``claims/.dead.<group>.<holder>.json``
+holding the released ``gen`` into every reachable directory. The unreachable directory comes back later with
+the old copy, which the tombstone marks dead: whoever meets it removes it. A holder's later claim
 has a greater ``gen`` than its tombstone, so old tombstones never kill new claims.
 
 Fence locks (``fence/<node>.<incarnation>.lock``) use the same all-up-nodes link(2) and are never released;
@@ -141,8 +142,13 @@ class Replicas:
     :param node_dir: maps a node to its omha directory.
     """
 
-    def __init__(self, node_dir: Callable[[str], str]) -> None:
+    def __init__(self, node_dir: Callable[[str], str], node_root: Callable[[str], str]) -> None:
         self.node_dir = node_dir
+        self.node_root = node_root
+
+    def reachable(self, node: str) -> bool:
+        """True when ``node``'s MFS root can be read (on MFS, a down node's cannot)."""
+        return os.path.isdir(self.node_root(node))
 
     def _dir(self, node: str, sub: str) -> str:
         return os.path.join(self.node_dir(node), sub)
@@ -315,13 +321,19 @@ class Replicas:
         if not gens:
             return
         top = max(gens)
-        self._bury(group, holder, top, scan)
+        # a node whose MFS directory cannot be reached may hold a copy we cannot remove: mark it dead first
+        buried = not all(self.reachable(n) for n in scan)
+        if buried:
+            self._bury(group, holder, top, scan)
         for n in scan:
             path = os.path.join(self._dir(n, CLAIMS), f"{group}.json")
             try:
                 remove_if(path, lambda t: _entry_text_is(t, lambda e: e.node == holder and e.gen <= top))
             except OSError as exc:
-                log.debug("%s: cannot remove claim (%s); its tombstone marks it dead", path, exc.strerror)
+                log.debug("%s: cannot remove claim (%s); a tombstone marks it dead", path, exc.strerror)
+                if not buried:
+                    self._bury(group, holder, top, scan)
+                    buried = True
 
     # -- fencing ----------------------------------------------------------------------------------------
     def fence_lock(self, node: str, incarnation: str, fencer: str, attempt: Iterable[str]) -> bool:
@@ -347,6 +359,21 @@ class Replicas:
                 self._unlink_all(created)
                 return False
         return True
+
+    def fence_lock_holder(self, node: str, key: str, nodes: Iterable[str]) -> str | None:
+        """Who holds the fence lock ``(node, key)``: the fencer named by most reachable copies, or None."""
+        fname = f"{safe_name(node)}.{safe_name(key)}.lock"
+        counts: dict[str, int] = {}
+        for n in self._ordered(nodes):
+            try:
+                doc = _read_json(os.path.join(self._dir(n, FENCE), fname))
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("fencer"), str):
+                counts[doc["fencer"]] = counts.get(doc["fencer"], 0) + 1
+        if not counts:
+            return None
+        return min(counts, key=lambda f: (-counts[f], node_sort_key(f)))
 
     @staticmethod
     def _unlink_all(paths: list[str]) -> None:

@@ -78,6 +78,10 @@ class Layout:
         """``<mfsbase>/<node>/<varpath>``: node's omha directory as every node sees it."""
         return os.path.join(self.settings.mfsbase, node, self.settings.varpath)
 
+    def node_root(self, node: str) -> str:
+        """``<mfsbase>/<node>``: node's root filesystem as MFS shows it (unreachable while it is down)."""
+        return os.path.join(self.settings.mfsbase, node)
+
     def path(self, node: str, *parts: str) -> str:
         return os.path.join(self.node_dir(node), *parts)
 

@@ -44,7 +44,7 @@ class OpenMosixStore(Store):
         super().__init__(config)
         self.settings = Settings.from_config(config)
         self.layout = Layout(self.settings)
-        self.replicas = Replicas(self.layout.node_dir)
+        self.replicas = Replicas(self.layout.node_dir, self.layout.node_root)
         self.silence = hastat.Silence()
         self._me: str | None = None
 
@@ -252,6 +252,9 @@ class OpenMosixStore(Store):
     # -- fencing ----------------------------------------------------------------------------------------
     def fence_lock(self, node: str, incarnation: str, fencer: str) -> bool:
         return self.replicas.fence_lock(node, incarnation, fencer, self._attempt())
+
+    def fence_lock_holder(self, node: str, key: str) -> str | None:
+        return self.replicas.fence_lock_holder(node, key, self._scan())
 
     def put_fence_record(self, node: str, record: Mapping[str, Any]) -> None:
         self.replicas.put_fence_record(node, record, self.me, self._attempt())

@@ -168,3 +168,28 @@ def test_quorum_lost_stops_groups(make_cluster, tmp_path: Path) -> None:  # type
         c.kill(n, signal.SIGKILL)
     c.wait_for("web stopped for lack of quorum", lambda: not c.running("web"))
     assert "no quorum" in json.dumps(c.report()["quorum"]) or c.report()["quorum"]["have"] is False
+
+
+def test_python_api_drives_a_one_node_cluster(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """OpenMosix::HA's synopsis: ``ha = HA(config); ha.tell("foo", "run"); ha.status()`` on a one-node cluster."""
+    from omha_core import HA
+
+    cltab = cltab_for(tmp_path, ["foo"]) + "foo:more:runmore:respawn:sleep 100000\n"
+    c = make_cluster(nodes=1, cltab=cltab)
+    c.start()
+    ha = HA(str(c.config_path("n1")))
+    ha.tell("foo", "run")
+    c.wait_for("foo running", lambda: ha.status()["groups"]["foo"]["running_on"] == ["n1"])
+    ha.tell("foo", "runmore")  # "this stops everything started by runlevel run"
+    c.wait_for(
+        "foo at runmore",
+        lambda: (
+            ha.status()["groups"]["foo"]["running_on"] == ["n1"]
+            and ha.status()["groups"]["foo"]["instances"]["n1"]["level"] == "runmore"
+        ),
+    )
+    assert not [ln for ln in c.safety_log("foo") if ln.startswith("OVERLAP")]
+    status = ha.status()
+    assert status["nodes"]["n1"]["state"] == "up" and status["quorum"]["have"] is True
+    ha.tell("foo", "stop")
+    c.wait_for("foo stopped", lambda: not ha.status()["groups"]["foo"]["instances"])

@@ -8,22 +8,16 @@ mid-transition on this node. Median of repeated calls, per view, on this node's 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from omha_core.cltab import parse_cltab  # noqa: E402
-from omha_core.decide import Instance, NodeView, View, decide  # noqa: E402
+from omha_core.cltab import parse_cltab
+from omha_core.decide import Instance, NodeView, View, decide
 
 
 def make_view(n_nodes: int, n_groups: int) -> View:
     nodes = [f"n{i}" for i in range(n_nodes)]
     groups = [f"g{i}" for i in range(n_groups)]
-    cltab = parse_cltab(
-        "".join(f"{g}:{g}t:test:test:true\n{g}:{g}r:run:respawn:sleep 1\n" for g in groups)
-    )
+    cltab = parse_cltab("".join(f"{g}:{g}t:test:test:true\n{g}:{g}r:run:respawn:sleep 1\n" for g in groups))
     per_node: dict[str, dict[str, Instance]] = {n: {} for n in nodes}
     claims = {}
     for i, g in enumerate(groups):

@@ -15,14 +15,11 @@ import os
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from omha_core.localcluster import LocalCluster, fence_device  # noqa: E402
+from omha_core.localcluster import LocalCluster, fence_device
 
 
 def main() -> None:

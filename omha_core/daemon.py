@@ -123,6 +123,7 @@ class Daemon:
         await self.init.start()
         server = await self._start_control()
         log.info("node %s up (incarnation %s, store %s)", self.node, self.incarnation, type(self.store).__name__)
+        ready = False
         try:
             while not self.stopping.is_set():
                 begun = time.monotonic()
@@ -132,8 +133,11 @@ class Daemon:
                     self._store_failed(str(exc))
                 except Exception:
                     log.exception("cycle failed; retrying next heartbeat")
+                if not ready:
+                    ready = sd_notify("READY=1")
                 await self._sleep(begun)
         finally:
+            sd_notify("STOPPING=1")
             await self._shutdown(server)
         return 0
 
@@ -482,6 +486,23 @@ class Daemon:
             log.debug("control connection: %s", exc)
         finally:
             writer.close()
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd (``Type=notify``) about our state through ``$NOTIFY_SOCKET``; True when sent."""
+    import socket
+
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return True
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), path)
+    except OSError as exc:
+        log.warning("cannot notify systemd through %s: %s", path, exc)
+    return True
 
 
 def setup_logging(config: Config, node: str) -> None:

@@ -193,3 +193,18 @@ def test_python_api_drives_a_one_node_cluster(make_cluster, tmp_path: Path) -> N
     assert status["nodes"]["n1"]["state"] == "up" and status["quorum"]["have"] is True
     ha.tell("foo", "stop")
     c.wait_for("foo stopped", lambda: not ha.status()["groups"]["foo"]["instances"])
+
+
+def test_systemd_notify_ready_then_stopping(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``Type=notify``: READY=1 once the daemon runs its loop, STOPPING=1 when it begins to stop."""
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(30)
+        c = make_cluster(nodes=1, env={"NOTIFY_SOCKET": path})
+        c.start()
+        assert sock.recv(64) == b"READY=1"
+        c.kill("n1", signal.SIGTERM)
+        assert sock.recv(64) == b"STOPPING=1"

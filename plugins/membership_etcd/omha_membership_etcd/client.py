@@ -169,7 +169,13 @@ def _reason(exc: BaseException) -> str:
         return TIMED_OUT
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted: {exc.verify_message} (check [etcd] ca_file)"
+    if isinstance(exc, ssl.SSLEOFError):
+        return (
+            "TLS: etcd closed the connection (does it want a client certificate? check [etcd] cert_file and key_file)"
+        )
     if isinstance(exc, ssl.SSLError):
+        if exc.reason and ("BAD_CERTIFICATE" in exc.reason or "CERTIFICATE_REQUIRED" in exc.reason):
+            return f"TLS: etcd refused this client's certificate ({exc.reason}; check [etcd] cert_file and key_file)"
         return f"TLS error: {exc.reason or exc}"
     if isinstance(exc, http.client.RemoteDisconnected):
         return "connection closed by the server"

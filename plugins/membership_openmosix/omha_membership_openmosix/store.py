@@ -47,6 +47,9 @@ class OpenMosixStore(Store):
         self.replicas = Replicas(self.layout.node_dir, self.layout.node_root)
         self.silence = hastat.Silence()
         self._me: str | None = None
+        #: set once this store published this node's status: it belongs to the node's daemon, which alone
+        #: writes hastat (a CLI reading statuses must not replace the daemon's view with a fresh one)
+        self._daemon = False
 
     # -- who and where ----------------------------------------------------------------------------------
     @property
@@ -88,6 +91,7 @@ class OpenMosixStore(Store):
     def publish(self, node: str, status: Mapping[str, Any]) -> None:
         check_node_name(node, "[openmosix] publish")
         directory = self.layout.node_dir(node)
+        self._daemon = self._daemon or node == self.me
         try:
             os.makedirs(directory, exist_ok=True)
             atomic_write_json(os.path.join(directory, CLSTAT), dict(status))
@@ -114,13 +118,15 @@ class OpenMosixStore(Store):
         return doc
 
     def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
+        """Every readable node's status; on the daemon's store (it publishes), also rewrites ``hastat``."""
         nodes, up = self._nodes()
         out: dict[str, Mapping[str, Any] | Exception] = {}
         for node in nodes:
             doc = self._read_status(node, node in up)
             if doc is not None:
                 out[node] = doc
-        self.write_hastat(out, up)
+        if self._daemon:
+            self.write_hastat(out, up)
         return out
 
     def write_hastat(self, statuses: Mapping[str, Mapping[str, Any] | Exception], up: set[str]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ def test_each_node_publishes_into_its_own_directory(mosix: FakeMosix) -> None:
 
 def test_garbage_statuses_become_errors_not_crashes(mosix: FakeMosix) -> None:
     s1 = store(mosix, 1)
+    s1.publish("1", status("1", 1))
     (mosix.node_dir(2) / "clstat").write_text("{half a docu")
     (mosix.node_dir(3) / "clstat").write_text("[1, 2]")
     got = s1.statuses()
@@ -60,6 +61,7 @@ def test_garbage_statuses_become_errors_not_crashes(mosix: FakeMosix) -> None:
 
 def test_a_down_nodes_last_status_stays_readable_while_its_directory_is(mosix: FakeMosix) -> None:
     s1, s3 = store(mosix, 1), store(mosix, 3)
+    s1.publish("1", status("1", 1))
     s3.publish("3", status("3", 5, {"db": {"level": "start", "state": "DONE"}}))
     mosix.down(3)
     last = s1.statuses()["3"]
@@ -133,6 +135,19 @@ def test_hastat_flags_up_nodes_whose_status_stops_changing_for_timeout(mosix: Fa
     s3.publish("3", status("3", 2))  # it recovers
     s1.statuses()
     assert mosix.read_json(1, "hastat")["stale"] == []
+
+
+def test_only_the_nodes_daemon_writes_hastat(mosix: FakeMosix) -> None:
+    cli = store(mosix, 1)  # e.g. `omha status`: reads, never publishes
+    cli.statuses()
+    assert not (mosix.node_dir(1) / "hastat").exists()
+    daemon = store(mosix, 1)
+    daemon.publish("1", status("1", 1))
+    daemon.statuses()
+    assert mosix.read_json(1, "hastat")["nodes"]["1"]["seq"] == 1
+    before = (mosix.node_dir(1) / "hastat").read_text()
+    cli.statuses()
+    assert (mosix.node_dir(1) / "hastat").read_text() == before
 
 
 def test_hastat_is_replaced_atomically(mosix: FakeMosix) -> None:

@@ -73,6 +73,33 @@ def test_frozen_node_is_fenced_exactly_once_before_takeover(cluster: Any, tmp_pa
     time.sleep(1.0)
     assert fence_calls(tmp_path) == [f"{victim} off"]
     assert c.report()["nodes"][victim]["state"] == "fenced"
+    # powered on again, it rejoins with nothing running until the decision loop gives it work
+    c.start(victim)
+    c.wait_for(f"{victim} up", lambda: c.report()["nodes"][victim]["state"] == "up")
+    time.sleep(1.5)
+    assert c.running("web") == [new]
+    assert c.report()["groups"]["web"]["instances"].keys() == {new}
+
+
+def test_minority_partition_fences_nobody(cluster: Any, tmp_path: Path) -> None:
+    c = cluster([counting(tmp_path, fence_device(tmp_path, ["n1", "n2", "n3"]))], {"action": "off"})
+    c.start()
+    holder = c.wait_running("web")
+    others = [n for n in c.names if n != holder]
+    survivor = others[0]
+    for n in [holder, others[1]]:  # two of three frozen: the survivor is a minority
+        c.kill(n, signal.SIGSTOP)
+    c.wait_for(
+        "the survivor to see both lost",
+        lambda: (
+            all(v["state"] != "up" for n, v in c.report()["nodes"].items() if n != survivor)
+            and c.report()["observer"] == survivor
+        ),
+    )
+    time.sleep(2.0)
+    assert fence_calls(tmp_path) == []  # no quorum: nobody is fenced...
+    assert c.running("web") == []  # ...and nothing is taken over
+    assert c.report()["nodes"][holder]["fencing"]["state"] == "waiting"
 
 
 def test_failing_device_keeps_group_down_and_says_why(cluster: Any, tmp_path: Path) -> None:

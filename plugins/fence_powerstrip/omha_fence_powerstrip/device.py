@@ -26,7 +26,15 @@ from omha_core.errors import ConfigError, FenceError
 from omha_core.fence_devices import FenceDevice, FenceResult
 from omha_fence_powerstrip.models import MODEL_CHOICES
 from omha_fence_powerstrip.session import Outlet, PduError, PduSession
-from omha_fence_powerstrip.snmp import AUTH_PROTOCOLS, PRIV_PROTOCOLS, Credentials, SnmpClient, SnmpError, scrub
+from omha_fence_powerstrip.snmp import (
+    AUTH_PROTOCOLS,
+    PRIV_PROTOCOLS,
+    Credentials,
+    EnginePool,
+    SnmpClient,
+    SnmpError,
+    scrub,
+)
 
 T = TypeVar("T")
 DEFAULT_COMMUNITY = "private"  # as fence_apc_snmp
@@ -114,6 +122,7 @@ class ApcSnmpDevice(FenceDevice):
         except vol.Invalid as exc:
             raise ConfigError("\n".join(cv.humanize(exc, f"apc_snmp device {name}"))) from None
         super().__init__(name, checked)
+        self._engines = EnginePool()
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -142,7 +151,12 @@ class ApcSnmpDevice(FenceDevice):
     def _client(self, credentials: Credentials) -> SnmpClient:
         opts = self.options
         return SnmpClient(
-            str(opts["host"]), int(opts["port"]), credentials, float(opts["snmp_timeout"]), int(opts["retries"])
+            str(opts["host"]),
+            int(opts["port"]),
+            credentials,
+            float(opts["snmp_timeout"]),
+            int(opts["retries"]),
+            self._engines,
         )
 
     def _where(self) -> str:
@@ -222,9 +236,8 @@ class ApcSnmpDevice(FenceDevice):
         time.sleep(float(self.options.get("reboot_pause", 1.0)))
         on = self.on(targets)
         if on.ok:
-            return FenceResult(
-                ok=True, verified=True, state="on", message=f"rebooted: {off.message}; then {on.message}"
-            )
+            again = on.message.rsplit("(verified", 1)[-1].strip(" )")
+            return FenceResult(ok=True, verified=True, state="on", message=f"{off.message}; on again ({again})")
         return FenceResult(
             ok=True, verified=True, state="off", message=f"{off.message}; power on afterwards failed: {on.message}"
         )

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,36 @@ def to_python(value: Any) -> int | str:
     return str(value.prettyPrint())
 
 
+class EnginePool:
+    """Idle, configured SNMP engines for reuse, keyed by everything their configuration depends on.
+
+    Building a pysnmp engine loads and compiles its MIB modules (a tenth of a second or more); its
+    configuration (credentials, target) does not depend on the event loop, only its transport does. So a
+    client takes an engine from here, gives it a transport on the running loop, and gives it back closed.
+    Thread-safe: two fences through one device at once simply use two engines.
+    """
+
+    def __init__(self, max_idle: int = 4) -> None:
+        self._idle: list[tuple[Hashable, Any]] = []
+        self._lock = threading.Lock()
+        self._max_idle = max_idle
+
+    def take(self, key: Hashable) -> Any:
+        """An idle engine configured for ``key``, or None."""
+        with self._lock:
+            for i, (k, eng) in enumerate(self._idle):
+                if k == key:
+                    del self._idle[i]
+                    return eng
+        return None
+
+    def give(self, key: Hashable, engine: Any) -> None:
+        """Keep ``engine`` (its transport closed) for the next client with ``key``; the oldest go first."""
+        with self._lock:
+            self._idle.append((key, engine))
+            del self._idle[: -self._max_idle]
+
+
 class SnmpClient:
     """An SNMP manager for one agent.
 
@@ -105,16 +136,26 @@ class SnmpClient:
     :param credentials: community or v3 user.
     :param timeout: seconds to wait for one answer.
     :param retries: how many times a request is re-sent after a timeout.
+    :param pool: where to take a configured engine from and return it to (None: a fresh engine each time).
     """
 
-    def __init__(self, host: str, port: int, credentials: Credentials, timeout: float, retries: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        credentials: Credentials,
+        timeout: float,
+        retries: int,
+        pool: EnginePool | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.credentials = credentials
         self.timeout = timeout
         self.retries = retries
+        self.pool = pool
         self._engine: Any = None
-        self._address: tuple[Any, ...] = ()
+        self._key: Hashable = None
 
     @property
     def where(self) -> str:
@@ -128,13 +169,14 @@ class SnmpClient:
         await self.open()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # after an error or a cancellation a request may still be pending in the engine: do not reuse it
+        self.close(reuse=exc_type is None)
 
     async def open(self) -> None:
-        """Resolve the host and set up an SNMP engine with the credentials and the target."""
+        """Resolve the host, take (or build) an engine configured for it, and open a UDP transport."""
         from pysnmp.carrier.asyncio.dgram import udp, udp6
-        from pysnmp.entity import config, engine
+        from pysnmp.entity import config
         from pysnmp.error import PySnmpError
 
         loop = asyncio.get_running_loop()
@@ -144,33 +186,46 @@ class SnmpClient:
             raise self._error(SnmpError, f"{self.where}: cannot resolve host {self.host!r}: {exc}") from None
         family, _type, _proto, _name, address = infos[0]
         carrier = udp6 if family == socket.AF_INET6 else udp
-        transport = carrier.Udp6AsyncioTransport() if carrier is udp6 else carrier.UdpAsyncioTransport()
+        key = (self.credentials, family, tuple(address[:2]), self.timeout, self.retries)
+        eng = self.pool.take(key) if self.pool else None
+        try:
+            if eng is None:
+                eng = self._build_engine(carrier, tuple(address[:2]))
+            transport = carrier.Udp6AsyncioTransport() if carrier is udp6 else carrier.UdpAsyncioTransport()
+            config.add_transport(eng, carrier.DOMAIN_NAME, transport.open_client_mode())
+        except PySnmpError as exc:
+            if eng is not None:
+                eng.close_dispatcher()
+            raise self._error(SnmpError, f"{self.where}: SNMP setup failed: {exc}") from None
+        except OSError as exc:
+            if eng is not None:
+                eng.close_dispatcher()
+            raise self._error(SnmpError, f"{self.where}: cannot open a UDP socket: {exc}") from None
+        self._engine, self._key = eng, key
+
+    def _build_engine(self, carrier: Any, address: tuple[Any, ...]) -> Any:
+        """A new engine with the credentials and the target configured (no transport yet)."""
+        from pysnmp.entity import config, engine
+
         creds = self.credentials
         eng = engine.SnmpEngine()
-        self._engine = eng
-        try:
-            if creds.version == "3":
-                level = self._configure_v3(config, eng)
-                config.add_target_parameters(eng, _PARAMS, creds.username, level, 3)
-            else:
-                config.add_v1_system(eng, _COMMUNITY_INDEX, creds.community)
-                config.add_target_parameters(
-                    eng, _PARAMS, _COMMUNITY_INDEX, "noAuthNoPriv", 0 if creds.version == "1" else 1
-                )
-            config.add_transport(eng, carrier.DOMAIN_NAME, transport.open_client_mode())
-            config.add_target_address(
-                eng,
-                _TARGET,
-                carrier.DOMAIN_NAME,
-                tuple(address[:2]),
-                _PARAMS,
-                timeout=max(1, round(self.timeout * 100)),
-                retryCount=self.retries,
-            )
-        except PySnmpError as exc:
-            self.close()
-            raise self._error(SnmpError, f"{self.where}: SNMP setup failed: {exc}") from None
-        self._address = tuple(address[:2])
+        if creds.version == "3":
+            level = self._configure_v3(config, eng)
+            config.add_target_parameters(eng, _PARAMS, creds.username, level, 3)
+        else:
+            config.add_v1_system(eng, _COMMUNITY_INDEX, creds.community)
+            mp_model = 0 if creds.version == "1" else 1
+            config.add_target_parameters(eng, _PARAMS, _COMMUNITY_INDEX, "noAuthNoPriv", mp_model)
+        config.add_target_address(
+            eng,
+            _TARGET,
+            carrier.DOMAIN_NAME,
+            address,
+            _PARAMS,
+            timeout=max(1, round(self.timeout * 100)),
+            retryCount=self.retries,
+        )
+        return eng
 
     def _configure_v3(self, config: Any, eng: Any) -> str:
         creds = self.credentials
@@ -207,33 +262,41 @@ class SnmpClient:
             return "authPriv"
         return "authNoPriv" if creds.auth_protocol != "none" else "noAuthNoPriv"
 
-    def close(self) -> None:
-        """Release the engine's socket and timers (idempotent)."""
+    def close(self, reuse: bool = True) -> None:
+        """Close the engine's socket and timers, and with ``reuse`` hand it back to the pool (idempotent)."""
         if self._engine is not None:
             self._engine.close_dispatcher()
+            if reuse and self.pool is not None:
+                self.pool.give(self._key, self._engine)
             self._engine = None
 
-    async def _request(self, kind: str, var_binds: list[tuple[Any, Any]]) -> list[tuple[str, Any]]:
-        """Send one GET / GETNEXT / SET and return the answer's ``(oid, value)`` pairs."""
+    async def _request(self, kind: str, var_binds: list[tuple[Any, Any]], bulk: int = 0) -> list[tuple[str, Any]]:
+        """Send one GET / GETNEXT / SET / GETBULK (``bulk`` rows) and return the answer's ``(oid, value)`` pairs."""
         from pysnmp.entity.rfc3413 import cmdgen
         from pysnmp.proto import errind
 
         if self._engine is None:
             raise self._error(SnmpError, f"{self.where}: SNMP client is not open")
-        generator = {
-            "get": cmdgen.GetCommandGenerator,
-            "next": cmdgen.NextCommandGenerator,
-            "set": cmdgen.SetCommandGenerator,
-        }[kind]()
         answer: asyncio.Future[tuple[Any, Any, Any, Any]] = asyncio.get_running_loop().create_future()
 
         def on_answer(
             _engine: Any, _handle: Any, indication: Any, status: Any, index: Any, binds: Any, _ctx: Any
         ) -> None:
-            if not answer.done():
+            if not answer.done():  # a late answer to an abandoned request finds its future cancelled
                 answer.set_result((indication, status, index, binds))
 
-        generator.send_varbinds(self._engine, _TARGET, None, self.credentials.context_name, var_binds, on_answer)
+        context = self.credentials.context_name
+        if kind == "bulk":
+            cmdgen.BulkCommandGenerator().send_varbinds(
+                self._engine, _TARGET, None, context, 0, bulk, var_binds, on_answer
+            )
+        else:
+            generator = {
+                "get": cmdgen.GetCommandGenerator,
+                "next": cmdgen.NextCommandGenerator,
+                "set": cmdgen.SetCommandGenerator,
+            }[kind]()
+            generator.send_varbinds(self._engine, _TARGET, None, context, var_binds, on_answer)
         indication, status, index, binds = await answer
         oids = [str(oid) for oid, _value in var_binds]
         if indication:
@@ -284,26 +347,33 @@ class SnmpClient:
                 raise NoSuchObject(f"{self.where}: no writable object {got_oid}", got_oid)
 
     async def walk(self, column: str, limit: int = 4096) -> list[tuple[str, int | str]]:
-        """GETNEXT through the subtree ``column``: ``(index suffix, value)`` pairs in OID order."""
+        """Walk the subtree ``column``: ``(index suffix, value)`` pairs in OID order.
+
+        GETNEXT one row at a time in v1; GETBULK, 32 rows a request, in v2c and v3.
+        """
         from pyasn1.type import univ
         from pysnmp.proto import rfc1902, rfc1905
 
         prefix = tuple(int(p) for p in column.strip(".").split("."))
         current: tuple[int, ...] = prefix
         rows: list[tuple[str, int | str]] = []
-        for _ in range(limit):
+        bulk = 0 if self.credentials.version == "1" else 32
+        while len(rows) < limit:
+            request = [(rfc1902.ObjectName(current), univ.Null(""))]
             try:
-                binds = await self._request("next", [(rfc1902.ObjectName(current), univ.Null(""))])
+                binds = await self._request("bulk" if bulk else "next", request, bulk)
             except NoSuchObject:  # v1: end of the MIB view
-                break
+                return rows
             if not binds:
-                break
-            oid, value = binds[0]
-            parts = tuple(int(p) for p in oid.split("."))
-            if isinstance(value, rfc1905.EndOfMibView) or parts[: len(prefix)] != prefix:
-                break
-            if parts <= current:
-                raise self._error(SnmpError, f"{self.where}: agent's OIDs do not increase at {oid} (walking {column})")
-            rows.append((".".join(str(p) for p in parts[len(prefix) :]), to_python(value)))
-            current = parts
+                return rows
+            for oid, value in binds:
+                parts = tuple(int(p) for p in oid.split("."))
+                if isinstance(value, rfc1905.EndOfMibView) or parts[: len(prefix)] != prefix:
+                    return rows
+                if parts <= current:
+                    raise self._error(
+                        SnmpError, f"{self.where}: agent's OIDs do not increase at {oid} (walking {column})"
+                    )
+                rows.append((".".join(str(p) for p in parts[len(prefix) :]), to_python(value)))
+                current = parts
         return rows

@@ -19,7 +19,7 @@ from omha_core.fence_devices import FenceResult
 from tests.plugins.fence_powerstrip.snmpsim_fixture import STUCK_OUTLET, V3_AUTH_KEY, V3_USER, Simulator
 
 SECRET = "wrong-S3cret-community"
-FAST = {"timeout": 3.0, "snmp_timeout": 0.5, "retries": 1}
+FAST = {"timeout": 2.0, "snmp_timeout": 0.5, "retries": 1}
 
 
 def returns_within(limit: float, call: Callable[[], FenceResult]) -> FenceResult:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from omha_fence_powerstrip.device import ApcSnmpDevice
 from omha_fence_powerstrip.models import MASTERSWITCH, MASTERSWITCH_V6, RACK_PDU, PduModel
 
 from omha_core.config import validate_config
+from omha_core.fence_devices import FenceResult
 from omha_core.fencing import build_devices, fence_node, secret_values
 from omha_core.plugins import get_plugin_manager
 from tests.plugins.fence_powerstrip.snmpsim_fixture import (
@@ -67,12 +70,11 @@ def test_fence_apc_snmp_switches_and_omha_reads(
     simulator: Simulator, fence_apc_snmp: FenceApcSnmp, community: str, model: PduModel
 ) -> None:
     dev = device(simulator, community)
+    assert dev.on(["3"]).ok
     assert fence_apc_snmp(community, "3", "off").returncode == 0
     result = dev.status(["3"])
     assert result.ok and result.state == "off", result.message
-    assert fence_apc_snmp(community, "3", "on").returncode == 0
-    assert dev.status(["3"]).state == "on"
-    assert raw_state(simulator, community, model, 3) == "on"
+    assert raw_state(simulator, community, model, 3) == "off"
 
 
 def test_outlet_by_name_same_outlet_as_fence_apc_snmp(simulator: Simulator, fence_apc_snmp: FenceApcSnmp) -> None:
@@ -94,6 +96,8 @@ def test_list_outlets_agrees_with_fence_apc_snmp(simulator: Simulator, fence_apc
     assert {str(o.number): o.name for o in outlets} == theirs
     assert len(outlets) == 24 and all(o.state in ("on", "off") for o in outlets)
     assert [o.state for o in outlets] == [raw_state(simulator, "apc-8932", MASTERSWITCH_V6, o.number) for o in outlets]
+    # v2c walks with GETBULK (32 rows a request), v1 with GETNEXT: the same table either way
+    assert device(simulator, "apc-8932", version="2c").list_outlets() == outlets
 
 
 def test_dual_supply_node_all_off_verified_then_all_on(simulator: Simulator) -> None:
@@ -132,7 +136,7 @@ def test_reboot_goes_off_verified_then_on(simulator: Simulator, fence_apc_snmp: 
     assert dev.on(["11"]).ok
     result = dev.reboot(["11"])
     assert result.ok and result.verified and result.state == "on", result.message
-    assert "outlet 11 'Outlet 11' off (verified" in result.message
+    assert "outlet 11 'Outlet 11' off (verified after" in result.message and "; on again (after" in result.message
     assert fence_apc_snmp("apc-8641-rpdu", "11", "status").returncode == 0
 
 
@@ -205,3 +209,43 @@ def test_usable_from_inside_a_running_event_loop(simulator: Simulator) -> None:
         return dev.status(["1"]).state  # a synchronous call from async code must not deadlock
 
     assert asyncio.run(caller()) in ("on", "off")
+
+
+def test_two_fences_at_once_through_one_device(simulator: Simulator) -> None:
+    # the daemon fences two lost nodes in two threads; both may sit on the same PDU
+    dev = device(simulator, "apc-8641-rpdu", version="2c")
+    assert dev.on(["17", "18"]).ok
+    results: dict[str, FenceResult] = {}
+    threads = [threading.Thread(target=lambda o=o: results.update({o: dev.off([o])})) for o in ("17", "18")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == ["17", "18"] and all(r.ok for r in results.values()), results
+    assert [raw_state(simulator, "apc-8641-rpdu", RACK_PDU, n) for n in (17, 18)] == ["off", "off"]
+
+
+def test_community_file_is_read_at_each_action(simulator: Simulator, tmp_path: Path) -> None:
+    secret = tmp_path / "pdu.community"
+    secret.write_text("not-the-community\n")
+    options = {"host": simulator.host, "port": simulator.port, "community_file": str(secret)}
+    dev = ApcSnmpDevice("pdu1", {**options, "timeout": 2.0, "snmp_timeout": 0.3, "retries": 1})
+    first = dev.status(["1"])
+    assert not first.ok and "no SNMP answer" in first.message and "not-the-community" not in first.message
+    secret.write_text("apc-8932\n")  # the operator fixes the file; no restart needed
+    assert dev.status(["1"]).ok
+
+
+def test_omha_fence_command_uses_the_device(simulator: Simulator, tmp_path: Path) -> None:
+    toml = tmp_path / "omha.toml"
+    toml.write_text(
+        f'node = "n1"\n[[fencing.devices]]\nname = "pdu1"\nkind = "apc_snmp"\nhost = "{simulator.host}"\n'
+        f'port = {simulator.port}\ncommunity = "apc-8641"\nnodes = {{ n2 = ["19", "20"] }}\n'
+    )
+    omha = str(Path(sys.executable).with_name("omha"))
+    off = subprocess.run([omha, "fence", "-c", str(toml), "--action", "off", "n2"], capture_output=True, text=True)
+    assert off.returncode == 0 and "n2: off done by pdu1" in off.stdout, off.stdout + off.stderr
+    assert "apc-8641" not in off.stdout + off.stderr  # the community
+    assert [raw_state(simulator, "apc-8641", MASTERSWITCH_V6, n) for n in (19, 20)] == ["off", "off"]
+    on = subprocess.run([omha, "fence", "-c", str(toml), "--action", "on", "n2"], capture_output=True, text=True)
+    assert on.returncode == 0 and [raw_state(simulator, "apc-8641", MASTERSWITCH_V6, n) for n in (19, 20)] == ["on"] * 2

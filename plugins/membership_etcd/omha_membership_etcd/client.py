@@ -74,6 +74,10 @@ class _EndpointFailure(Exception):
         self.busy = busy
 
 
+class _LoginExpired(Exception):
+    """etcd refused a watch because its token is no longer valid."""
+
+
 class _ServerError(Exception):
     def __init__(self, code: int | None, message: str) -> None:
         super().__init__(message)
@@ -436,7 +440,8 @@ class EtcdClient:
         if start_revision > 0:
             body["start_revision"] = str(start_revision)
         failures: dict[str, str] = {}
-        for _ in range(len(self._urls)):
+        relogged = False
+        for _ in range(len(self._urls) + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -454,6 +459,13 @@ class EtcdClient:
             try:
                 stream.start(body, token, deadline)
                 return stream
+            except _LoginExpired as exc:
+                stream.close()
+                if relogged or not self.options.username:
+                    raise StoreError(f"etcd {self._urls[idx]}: watch refused: {exc}") from None
+                relogged = True
+                with self._lock:
+                    self._tokens.pop(idx, None)  # the token expired: log in again on the next round
             except _EndpointFailure as exc:
                 stream.close()
                 failures[self._urls[idx]] = exc.reason
@@ -496,6 +508,9 @@ class WatchStream:
         if not first.get("created"):
             raise _EndpointFailure(f"unexpected first watch answer: {sorted(first)}")
         if first.get("canceled"):
+            reason = str(first.get("cancel_reason") or "")
+            if "Unauthenticated" in reason or "invalid auth token" in reason:
+                raise _LoginExpired(reason)
             raise StoreError(f"etcd {self.url}: watch refused: {first.get('cancel_reason') or 'canceled'}")
 
     def next(self, deadline: float) -> dict[str, Any] | None:

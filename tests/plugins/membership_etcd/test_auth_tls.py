@@ -91,18 +91,29 @@ def test_login_with_a_password_from_the_environment(
 
 
 def test_an_expired_token_is_renewed(
-    etcd_auth: EtcdCluster, plugin_manager: OmhaPluginManager, cluster_name: str, opened: Opened, password_file: str
+    etcd_auth: EtcdCluster,
+    plugin_manager: OmhaPluginManager,
+    cluster_name: str,
+    opened: Opened,
+    password_file: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = make_config(
-        plugin_manager, etcd_auth.endpoints, cluster_name, username="omha", password_file=password_file
-    )
-    store = opened.store(config)
+    login = {"username": "omha", "password_file": password_file}
+    store = opened.store(make_config(plugin_manager, etcd_auth.endpoints, cluster_name, "n1", **login))
+    other = opened.store(make_config(plugin_manager, etcd_auth.endpoints, cluster_name, "n2", **login))
     store.publish("n1", {"seq": 1})
+    store.claims()
     first = dict(store.client._tokens)
     time.sleep(TOKEN_TTL + 1.5)  # idle longer than the token lives (etcd checks expiry every second)
+    other.claim("web", "n2", "i")
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        store.wait_for_change(20.0)  # the watch is refused with the old token: log in again, then watch
+    assert time.monotonic() - started < 20.0
+    assert not [r for r in caplog.records if "watch failed" in r.getMessage()]
+    assert store.client._tokens != first
     store.publish("n1", {"seq": 2})
     assert store.statuses()["n1"]["seq"] == 2
-    assert store.client._tokens != first  # it logged in again
 
 
 def test_a_wrong_password_is_a_clear_error_that_does_not_show_it(

@@ -27,9 +27,7 @@ sys.path.insert(0, str(ROOT))
 from omha_membership_openmosix.membership import OpenMosixMembership  # noqa: E402
 from omha_membership_openmosix.store import OpenMosixStore  # noqa: E402
 
-from omha_core.localcluster import LocalCluster  # noqa: E402
-from omha_core.report import cluster_report  # noqa: E402
-from tests.plugins.membership_openmosix.mfs_fixture import FakeMosix  # noqa: E402
+from tests.plugins.membership_openmosix.mfs_fixture import FakeMosix, MosixCluster  # noqa: E402
 
 
 def timed(fn: Callable[[], Any], reps: int) -> list[float]:
@@ -110,34 +108,16 @@ def store_figures(n: int, reps: int, base: Path) -> None:
     row(f"{n} nodes: one claim raced by min(5, N) processes (wall time per group)", samples)
 
 
-class MosixCluster(LocalCluster):
-    """Local daemons whose report reads the fake openMosix tree instead of the shared directory."""
-
-    mosix: FakeMosix
-
-    def report(self) -> dict[str, Any]:
-        s = OpenMosixStore(self.mosix.config(1))
-        s.open()
-        return cluster_report(s, str(self.sections["cluster"]["name"]))
-
-
 def failover_figures(count: int, base: Path) -> None:
     cltab = "web:plan:plan:wait:true\nweb:fit:test:test:true\nweb:srv:start:respawn:sleep 1000\n"
     samples = []
     for r in range(count):
-        mosix = FakeMosix(base / f"fo{r}")
-        mosix.put_copy(1, "cltab", cltab)
-        mosix.put_copy(1, "hactl", "web start\n")
-
-        sections = {"cluster": {"membership": "openmosix", "store": "openmosix"}, "openmosix": mosix.section()}
-        c = MosixCluster(base / f"c{r}", nodes=["1", "2", "3"], config=sections)
-        c.mosix = mosix
+        c = MosixCluster(base / f"c{r}", FakeMosix(base / f"fo{r}"), cltab=cltab, hactl="web start\n")
         try:
             c.start()
             first = c.wait_running("web", timeout=60)
             t = time.perf_counter()
-            mosix.down(first)
-            c.kill(first)
+            c.leave(first)
             c.wait_running("web", timeout=60, exclude=(first,))
             samples.append((time.perf_counter() - t) * 1000)
         finally:

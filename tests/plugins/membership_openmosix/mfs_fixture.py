@@ -10,8 +10,9 @@ setting ``node = "<n>"`` (or ``whois = "echo This is MOSIX #<n>"``) and sharing 
 :meth:`FakeMosix.disconnect` makes a node look like a lost openMosix node: down in the kernel table, and its
 MFS directory unreachable (moved aside), as on a real cluster; :meth:`FakeMosix.reconnect` brings it back.
 
-Reusable beyond this directory (the multi-daemon tests build their clusters with it): see
-:meth:`FakeMosix.toml` for a complete omha.toml.
+Reusable beyond this directory: :meth:`FakeMosix.toml` writes a complete omha.toml for one node, and
+:class:`MosixCluster` runs ``omha daemon`` processes on the tree (omha_core.localcluster.LocalCluster, with the
+openmosix backends, the documents on the first node's directory and reports read through the openmosix store).
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import omha_membership_openmosix
 
 from omha_core.config import Config, validate_config
+from omha_core.localcluster import LocalCluster
 from omha_core.plugins import OmhaPluginManager, get_plugin_manager
+from omha_core.report import cluster_report
+
+if TYPE_CHECKING:
+    from omha_membership_openmosix.store import OpenMosixStore
 
 VARPATH = "var/mosix-ha"
 UP, DOWN = 3, 1
@@ -167,3 +173,56 @@ class FakeMosix:
     def write_toml(self, path: Path, node: int | str, extra: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
         path.write_text(self.toml(node, extra))
         return path
+
+
+class MosixCluster(LocalCluster):
+    """``omha daemon`` processes, one per node of ``mosix``, using the openmosix backends.
+
+    ``cltab``/``hactl`` are placed (unversioned, as an operator would) in the first node's directory.
+    :meth:`leave` is how a node fails the OpenMosix::HA way: its status bit is cleared and its daemon killed.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        mosix: FakeMosix,
+        nodes: Iterable[int | str] = (1, 2, 3),
+        cltab: str = "",
+        hactl: str = "",
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.mosix = mosix
+        names = [str(n) for n in nodes]
+        sections: dict[str, dict[str, Any]] = {
+            "cluster": {"membership": "openmosix", "store": "openmosix"},
+            "openmosix": mosix.section(),
+        }
+        for name, values in (config or {}).items():
+            sections.setdefault(name, {}).update(values)
+        for name in names:
+            if not mosix.status_path(name).exists():
+                mosix.add_node(name)
+        if cltab:
+            mosix.put_copy(names[0], "cltab", cltab)
+        if hactl:
+            mosix.put_copy(names[0], "hactl", hactl)
+        super().__init__(tmp, nodes=names, config=sections, **kwargs)
+
+    def _store(self) -> OpenMosixStore:
+        from omha_membership_openmosix.store import OpenMosixStore
+
+        store = OpenMosixStore(self.mosix.config(self.names[0]))
+        store.open()
+        return store
+
+    def report(self) -> dict[str, Any]:
+        return cluster_report(self._store(), str(self.sections["cluster"]["name"]))
+
+    def fence_record(self, node: str) -> dict[str, Any]:
+        return dict(self._store().fence_records().get(node, {}))
+
+    def leave(self, node: str) -> None:
+        """``node`` drops out of openMosix (status bit cleared) and its daemon dies."""
+        self.mosix.down(node)
+        self.kill(node)

@@ -58,6 +58,7 @@ class Address:
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """The subnet this address makes on-link."""
         return ipaddress.ip_network(f"{self.address}/{self.prefixlen}", strict=False)
 
     @property
@@ -67,14 +68,17 @@ class Address:
 
     @property
     def tentative(self) -> bool:
+        """IPv6 DAD still running: the address cannot be used yet."""
         return bool(self.flags & IFA_F_TENTATIVE) and not self.dadfailed
 
     @property
     def dadfailed(self) -> bool:
+        """IPv6 DAD found another holder; the kernel keeps the address but never uses it."""
         return bool(self.flags & IFA_F_DADFAILED)
 
     @property
     def secondary(self) -> bool:
+        """IPv4: not the first address of its subnet on the interface."""
         return bool(self.flags & IFA_F_SECONDARY)
 
 

@@ -6,7 +6,8 @@ Reusable outside this folder (benchmarks, multi-node tests)::
     sim = start_simulator(tmp_dir)          # returns once the agent answers
     try:
         opts = sim.options("apc-8641")      # {"host": "127.0.0.1", "port": ..., "community": "apc-8641"}
-        ...
+        ...                                 # e.g. kind = "apc_snmp" with these options, nodes = {n2 = "5"}
+        assert sim.outlet_state("apc-8641", 5) == "off"
     finally:
         sim.stop()
 
@@ -78,6 +79,11 @@ class Simulator:
     def options(self, community: str, **extra: Any) -> dict[str, Any]:
         """Options of an ``apc_snmp`` device for the PDU served under ``community``."""
         return {"host": self.host, "port": self.port, "community": community, **extra}
+
+    def outlet_state(self, community: str, outlet: int) -> str:
+        """``"on"`` or ``"off"``: the outlet as the PDU reports it (rPDUOutletStatusOutletState, read directly)."""
+        value = snmp_get(self.host, self.port, community, f"{_STATUS_PREFIX}{outlet}")
+        return {"1": "on", "2": "off"}.get(value, f"unknown ({value})")
 
     @property
     def log(self) -> str:

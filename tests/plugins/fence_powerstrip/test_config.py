@@ -55,7 +55,9 @@ def test_snmp_version_spellings(tmp_path: Path, given: object, version: str) -> 
         ({"host": "two words"}, r"host: expected a host name or IP address"),
     ],
 )
-def test_bad_options_name_the_key_and_what_to_type(tmp_path: Path, options: dict[str, Any], message: str) -> None:
+def test_bad_options_name_the_key_and_what_to_type(
+    tmp_path: Path, options: dict[str, Any], message: str | None
+) -> None:
     if message is None:
         config(tmp_path, **options)
         return

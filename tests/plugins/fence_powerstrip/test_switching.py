@@ -246,6 +246,6 @@ def test_omha_fence_command_uses_the_device(simulator: Simulator, tmp_path: Path
     off = subprocess.run([omha, "fence", "-c", str(toml), "--action", "off", "n2"], capture_output=True, text=True)
     assert off.returncode == 0 and "n2: off done by pdu1" in off.stdout, off.stdout + off.stderr
     assert "apc-8641" not in off.stdout + off.stderr  # the community
-    assert [raw_state(simulator, "apc-8641", MASTERSWITCH_V6, n) for n in (19, 20)] == ["off", "off"]
+    assert [simulator.outlet_state("apc-8641", n) for n in (19, 20)] == ["off", "off"]
     on = subprocess.run([omha, "fence", "-c", str(toml), "--action", "on", "n2"], capture_output=True, text=True)
-    assert on.returncode == 0 and [raw_state(simulator, "apc-8641", MASTERSWITCH_V6, n) for n in (19, 20)] == ["on"] * 2
+    assert on.returncode == 0 and [simulator.outlet_state("apc-8641", n) for n in (19, 20)] == ["on"] * 2

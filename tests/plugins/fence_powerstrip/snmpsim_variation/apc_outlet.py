@@ -23,6 +23,7 @@ off. snmpsim loads this file with ``exec`` and provides ``moduleContext``, ``age
 """
 
 import time
+from typing import Any
 
 from pysnmp.smi import error
 
@@ -31,12 +32,13 @@ ON, OFF = 1, 2
 _COMMANDS = {1: "on", 2: "off", 3: "reboot"}
 
 
-def _ctx(name):
+def _ctx(name: str) -> dict[Any, Any]:
     """The snmpsim-provided context dict ``name`` (a global injected by snmpsim's loader)."""
-    return globals()[name]
+    context: dict[Any, Any] = globals()[name]
+    return context
 
 
-def init(**context):
+def init(**context: Any) -> None:
     """Read the module options: ``delay`` and ``reboot`` in seconds."""
     settings = {"delay": 0.2, "reboot": 0.5}
     for item in (context.get("options") or "").split(","):
@@ -46,31 +48,33 @@ def init(**context):
     _ctx("moduleContext")["settings"] = settings
 
 
-def _record_settings(value):
+def _record_settings(value: Any) -> dict[str, str]:
     record = _ctx("recordContext")
     if "settings" not in record:
         record["settings"] = dict(item.split("=", 1) for item in str(value).split(",") if "=" in item)
-    return record["settings"]
+    settings: dict[str, str] = record["settings"]
+    return settings
 
 
-def _outlet(settings):
+def _outlet(settings: dict[str, str]) -> dict[str, Any]:
     """This PDU's state of the record's outlet, with due relay changes applied."""
     outlets = _ctx("agentContext").setdefault("outlets", {})
     number = int(settings["outlet"])
-    outlet = outlets.get(number)
+    outlet: dict[str, Any] | None = outlets.get(number)
     if outlet is None:
-        outlet = outlets[number] = {
+        outlet = {
             "state": ON if settings.get("initial", "on") == "on" else OFF,
             "pending": [],
             "stuck": settings.get("stuck") == "1",
         }
+        outlets[number] = outlet
     now = time.monotonic()
     while outlet["pending"] and outlet["pending"][0][0] <= now:
         outlet["state"] = outlet["pending"].pop(0)[1]
     return outlet
 
 
-def _command(outlet, command):
+def _command(outlet: dict[str, Any], command: str) -> None:
     if outlet["stuck"]:
         return
     opts = _ctx("moduleContext")["settings"]
@@ -83,7 +87,7 @@ def _command(outlet, command):
         outlet["pending"] = [(due, OFF), (due + opts["reboot"], ON)]
 
 
-def variate(oid, tag, value, **context):
+def variate(oid: Any, tag: str, value: Any, **context: Any) -> tuple[Any, str, Any]:
     """Answer a GET/GETNEXT with the outlet's state; apply a SET as a relay command."""
     if not context["nextFlag"] and not context["exactMatch"]:
         return context["origOid"], tag, context["errorStatus"]
@@ -104,5 +108,5 @@ def variate(oid, tag, value, **context):
     return oid, tag, SnmprecGrammar.TAG_MAP[tag](outlet["state"])
 
 
-def shutdown(**context):
+def shutdown(**context: Any) -> None:
     """Nothing to release: the state lives in memory."""

@@ -102,6 +102,9 @@ class Daemon:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self._watch: asyncio.Future[None] | None = None
+        #: monotonic time of the last complete cycle (store read, decisions, status published)
+        self.last_ok = time.monotonic()
+        self.isolated = False
 
     # -- life cycle -------------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -124,6 +127,7 @@ class Daemon:
         server = await self._start_control()
         log.info("node %s up (incarnation %s, store %s)", self.node, self.incarnation, type(self.store).__name__)
         ready = False
+        watchdog = asyncio.ensure_future(self._watchdog())
         try:
             while not self.stopping.is_set():
                 begun = time.monotonic()
@@ -137,6 +141,7 @@ class Daemon:
                     ready = sd_notify("READY=1")
                 await self._sleep(begun)
         finally:
+            watchdog.cancel()
             sd_notify("STOPPING=1")
             await self._shutdown(server)
         return 0
@@ -183,6 +188,30 @@ class Daemon:
 
     shutting_down = False
 
+    async def _watchdog(self) -> None:
+        """Stop every local group when no cycle has completed for ``dead_after`` seconds.
+
+        A node that cannot read or publish through the store (NFS hung, etcd unreachable, lease lost) is declared
+        lost by the others, who will fence it and take its groups over; it must not keep running them. The check
+        runs beside the cycle, so a store call that hangs forever cannot keep the groups running either.
+        """
+        while True:
+            await asyncio.sleep(min(self.heartbeat, self.dead_after / 4))
+            silent = time.monotonic() - self.last_ok
+            if silent <= self.dead_after or self.init is None:
+                continue
+            active = [g for g, s in self.init.status().items() if s.get("level") not in (None, STOP_LEVEL)]
+            if not self.isolated:
+                log.error(
+                    "no contact with the store for %.1f s (%s): stopping every local group (%s)",
+                    silent,
+                    self.store_error or "store calls do not return",
+                    ", ".join(active) or "none running",
+                )
+                self.isolated = True
+            for group in active:
+                self.init.tell(group, STOP_LEVEL)
+
     def _store_failed(self, message: str) -> None:
         if self.store_error != message:
             log.error("store: %s", message)
@@ -193,15 +222,13 @@ class Daemon:
         """One pass of the decision loop (see the module docstring)."""
         self.wake.clear()
         await asyncio.to_thread(self.membership.heartbeat)
-        raw, claims, records = await asyncio.to_thread(self._read_cluster)
+        raw, claims, records, up, member = await asyncio.to_thread(self._read_cluster)
         self.store_error = None
         now = time.monotonic()
         self._observe(raw)
-        up = self.membership.up_nodes()
         alive = {self.node} | {
             n for n in self.statuses if n != self.node and self.liveness.alive(n) and (up is None or n in up)
         }
-        member = self.membership.is_member()
         have_quorum = self.quorum.update(len(alive)) and member
         await asyncio.to_thread(self._adopt_documents)
         holders = {g: c.get("node", "?") for g, c in claims.items()}
@@ -226,9 +253,22 @@ class Daemon:
             "claims": holders,
         }
         await self._publish()
+        self.last_ok = time.monotonic()
+        if self.isolated:
+            log.warning("contact with the store is back")
+            self.isolated = False
 
-    def _read_cluster(self) -> tuple[dict[str, Any], dict[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
-        return self.store.statuses(), self.store.claims(), self.store.fence_records()
+    def _read_cluster(
+        self,
+    ) -> tuple[dict[str, Any], dict[str, Mapping[str, Any]], dict[str, Mapping[str, Any]], set[str] | None, bool]:
+        """Everything a cycle reads from the store and membership (in a worker thread)."""
+        return (
+            self.store.statuses(),
+            self.store.claims(),
+            self.store.fence_records(),
+            self.membership.up_nodes(),
+            self.membership.is_member(),
+        )
 
     def _observe(self, raw: Mapping[str, Any]) -> None:
         for node, doc in raw.items():

@@ -208,3 +208,32 @@ def test_systemd_notify_ready_then_stopping(make_cluster, tmp_path: Path) -> Non
         assert sock.recv(64) == b"READY=1"
         c.kill("n1", signal.SIGTERM)
         assert sock.recv(64) == b"STOPPING=1"
+
+
+def test_node_that_loses_the_store_stops_its_groups(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """n1 reaches the shared directory through a symlink that the test breaks: n1 can no longer read or publish.
+    It must stop its groups by itself, and n2 takes them over (after the unfenced grace: no fence device)."""
+    web = group_ranked_last_on("n2", ["n1", "n2"])  # so that it starts on n1
+    c = make_cluster(
+        nodes=2,
+        cltab=cltab_for(tmp_path, [web]),
+        hactl=f"{web} run\n",
+        config={"quorum": {"policy": "ignore"}, "fencing": {"unfenced_grace": 1.5}},
+    )
+    link = tmp_path / "n1-view-of-shared"
+    link.symlink_to(c.shared)
+    cfg = c.config_path("n1")
+    cfg.write_text(cfg.read_text().replace(f'"{c.shared}"', f'"{link}"'))
+    c.start()
+    c.wait_for("web running on n1", lambda: c.running(web) == ["n1"])
+    link.unlink()
+    link.symlink_to(tmp_path / "nowhere")  # n1's store calls now fail
+    assert c.wait_running(web, 30, exclude=("n1",)) == "n2"
+    c.wait_for("n1 to report the lost store", lambda: "no contact with the store" in c.log("n1"))
+    starts = [ln.split()[1] for ln in c.safety_log(web) if ln.startswith("start")]
+    assert starts == ["n1", "n2"]
+    link.unlink()
+    link.symlink_to(c.shared)  # contact back: n1 stays out of web's way
+    c.wait_for("n1 back", lambda: "contact with the store is back" in c.log("n1"))
+    time.sleep(1.0)
+    assert c.running(web) == ["n2"]

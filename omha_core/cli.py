@@ -34,9 +34,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from omha_core.cltab import Cltab
     from omha_core.config import DEFAULT_PATH, load_config
     from omha_core.errors import ConfigError, ParseError
-    from omha_core.hactl import check_hactl_against_cltab, parse_hactl
+    from omha_core.hactl import check_hactl_against_cltab
     from omha_core.plugins import get_plugin_manager
-    from omha_core.validate import load_cltab
+    from omha_core.validate import check_document
 
     pm = get_plugin_manager()
     failed = False
@@ -47,32 +47,25 @@ def _cmd_check(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             failed = True
-    cltab: Cltab | None = None
-    if args.cltab:
+    docs: dict[str, Cltab | dict[str, str]] = {}
+    for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
+        if not path:
+            continue
         try:
-            with open(args.cltab, "rb") as fh:
-                cltab = load_cltab(fh.read(), args.cltab, pm, config)
-            for w in cltab.warnings:
-                print(f"warning: {w}", file=sys.stderr)
+            with open(path, "rb") as fh:
+                docs[name] = check_document(name, fh.read(), path, pm, config)
         except OSError as exc:
-            print(f"{args.cltab}: cannot read: {exc.strerror}", file=sys.stderr)
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
             failed = True
         except ParseError as exc:
             print(exc, file=sys.stderr)
             failed = True
-    if args.hactl:
-        try:
-            with open(args.hactl, "rb") as fh:
-                wanted = parse_hactl(fh.read(), args.hactl)
-            if cltab is not None:
-                for msg in check_hactl_against_cltab(wanted, cltab, args.hactl):
-                    print(f"warning: {msg}", file=sys.stderr)
-        except OSError as exc:
-            print(f"{args.hactl}: cannot read: {exc.strerror}", file=sys.stderr)
-            failed = True
-        except ParseError as exc:
-            print(exc, file=sys.stderr)
-            failed = True
+    cltab, wanted = docs.get("cltab"), docs.get("hactl")
+    warnings = [str(w) for w in cltab.warnings] if isinstance(cltab, Cltab) else []
+    if isinstance(cltab, Cltab) and isinstance(wanted, dict):
+        warnings += check_hactl_against_cltab(wanted, cltab, args.hactl)
+    for msg in warnings:
+        print(f"warning: {msg}", file=sys.stderr)
     if not failed:
         checked = [p for p in (config and config.path, args.cltab, args.hactl) if p]
         print(f"ok: {', '.join(checked) if checked else 'nothing to check'}")

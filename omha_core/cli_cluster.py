@@ -117,8 +117,7 @@ def cmd_tell(args: argparse.Namespace) -> int:
 @_guard
 def cmd_load(args: argparse.Namespace) -> int:
     from omha_core.errors import ParseError
-    from omha_core.hactl import parse_hactl
-    from omha_core.validate import load_cltab
+    from omha_core.validate import check_document
 
     config, pm = _setup(args)
     store = _store(config, pm)
@@ -131,10 +130,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             if path:
                 with open(path, encoding="utf-8") as fh:
                     texts[name] = fh.read()
-                if name == "cltab":
-                    load_cltab(texts[name], path, pm, config)
-                else:
-                    parse_hactl(texts[name], path)
+                check_document(name, texts[name], path, pm, config)
     except ParseError as exc:
         print(exc, file=sys.stderr)
         print("omha load: nothing published", file=sys.stderr)
@@ -152,16 +148,12 @@ def cmd_load(args: argparse.Namespace) -> int:
 @_guard
 def cmd_show(args: argparse.Namespace) -> int:
     from omha_core.errors import ParseError
-    from omha_core.hactl import parse_hactl
-    from omha_core.validate import load_cltab
+    from omha_core.validate import check_document
 
     config, pm = _setup(args)
     for doc in _store(config, pm).documents(args.what):
         try:
-            if args.what == "cltab":
-                load_cltab(doc.text, doc.origin or "cltab", pm, config)
-            else:
-                parse_hactl(doc.text, doc.origin or "hactl")
+            check_document(args.what, doc.text, doc.origin or args.what, pm, config)
         except ParseError as exc:
             print(f"# skipped invalid version {doc.version} ({doc.origin}):", file=sys.stderr)
             print(exc, file=sys.stderr)

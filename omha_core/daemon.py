@@ -38,12 +38,12 @@ from omha_core.config import Config
 from omha_core.decide import Action, Instance, NodeView, View, decide
 from omha_core.errors import OmhaError, ParseError, StoreError
 from omha_core.fencing import Fencer
-from omha_core.hactl import STOP_LEVEL, parse_hactl
+from omha_core.hactl import STOP_LEVEL
 from omha_core.liveness import Liveness
 from omha_core.plugins import call_tagged, lookup
 from omha_core.quorum import Quorum
 from omha_core.status import NodeStatus, StatusProblem, parse_status
-from omha_core.validate import load_cltab
+from omha_core.validate import check_document
 
 log = logging.getLogger("omha.daemon")
 
@@ -450,16 +450,14 @@ class Daemon:
                 self.doc_errors.pop(name, None)
 
     def _apply(self, name: str, doc: Versioned) -> None:
-        label = doc.origin or name
-        if name == "cltab":
-            cltab = load_cltab(doc.text, label, self.pm, self.config)
-            self.cltab = cltab
-            self.failed.clear()
+        parsed = check_document(name, doc.text, doc.origin or name, self.pm, self.config)
+        self.failed.clear()
+        if isinstance(parsed, Cltab):
+            self.cltab = parsed
             if self.init is not None:
-                self.init.reload(cltab)
+                self.init.reload(parsed)
         else:
-            self.hactl = parse_hactl(doc.text, label)
-            self.failed.clear()
+            self.hactl = parsed
 
     # -- status -------------------------------------------------------------------------------------------
     def status_document(self) -> dict[str, Any]:

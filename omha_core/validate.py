@@ -43,3 +43,15 @@ def load_cltab(text: str | bytes, filename: str, pm: pluggy.PluginManager, confi
     if problems:
         raise ParseError(problems)
     return cltab
+
+
+def check_document(
+    name: str, text: str | bytes, origin: str, pm: pluggy.PluginManager, config: Config | None = None
+) -> Cltab | dict[str, str]:
+    """Validate a ``cltab`` (with its agents) or an ``hactl``; return the parsed document or raise
+    :class:`ParseError` naming ``origin`` and each line."""
+    from omha_core.hactl import parse_hactl
+
+    if name == "cltab":
+        return load_cltab(text, origin, pm, config)
+    return parse_hactl(text, origin)

@@ -8,6 +8,7 @@ nodes ever ran the group at once.
 from __future__ import annotations
 
 import shlex
+import signal
 from pathlib import Path
 
 from omha_core.localcluster import LocalCluster
@@ -24,8 +25,21 @@ def guarded(cluster_dir: Path, group: str, command: str = "sleep 100000") -> str
     return f"sh -c {shlex.quote(inner)}"
 
 
+def web_cltab(tmp: Path) -> str:
+    """The cltab most multi-node tests use: one group ``web`` whose server holds the safety lock."""
+    return f"web:srv:run:respawn:{guarded(tmp, 'web')}\n"
+
+
 class Cluster(LocalCluster):
     """A local cluster with the safety checker's helpers."""
+
+    def close(self) -> None:
+        """End of a test: thaw frozen daemons, stop everything, then check that no group ever overlapped."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+        self.stop()
+        self.assert_no_overlap()
 
     def safety_log(self, group: str) -> list[str]:
         path = self.tmp / "safety" / f"{group}.log"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from omha_core.localcluster import fence_device
-from tests.cluster import Cluster, guarded
+from tests.cluster import Cluster, web_cltab
 from tests.conftest import require_commands
 
 pytestmark = pytest.mark.slow
@@ -29,18 +29,14 @@ def cluster(tmp_path: Path) -> Iterator[Any]:
     made: list[Cluster] = []
 
     def make(devices: list[dict[str, Any]], fencing: dict[str, Any] | None = None, nodes: int = 3) -> Cluster:
-        cltab = f"web:srv:run:respawn:{guarded(tmp_path, 'web')}\n"
+        cltab = web_cltab(tmp_path)
         c = Cluster(tmp_path, nodes, cltab=cltab, hactl="web run\n", devices=devices, config={"fencing": fencing or {}})
         made.append(c)
         return c
 
     yield make
     for c in made:
-        for proc in c.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-        c.stop()
-        c.assert_no_overlap()
+        c.close()
 
 
 def counting(tmp: Path, device: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from omha_core.localcluster import fence_device
-from tests.cluster import Cluster, guarded
+from tests.cluster import Cluster, web_cltab
 from tests.conftest import require_commands
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def cluster(tmp_path: Path, site: Path) -> Iterator[Any]:
         c = Cluster(
             tmp_path,
             3,
-            cltab=f"web:srv:run:respawn:{guarded(tmp_path, 'web')}\n",
+            cltab=web_cltab(tmp_path),
             hactl="web run\n",
             devices=devices,
             config={"fencing": fencing or {"action": "off"}},
@@ -88,11 +88,7 @@ def cluster(tmp_path: Path, site: Path) -> Iterator[Any]:
 
     yield make
     for c in made:
-        for proc in c.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-        c.stop()
-        c.assert_no_overlap()
+        c.close()
 
 
 def events(tmp_path: Path, kind: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import pytest
 from omha_core.config import validate_config
 from omha_core.fencing import build_devices, fence_node, secret_values
 from omha_core.plugins import get_plugin_manager
-from tests.cluster import Cluster, guarded
+from tests.cluster import Cluster, web_cltab
 from tests.conftest import require_commands
 from tests.plugins.fence_powerstrip.conftest import fence_apc_snmp_path
 from tests.plugins.fence_powerstrip.snmpsim_fixture import Simulator
@@ -83,7 +83,7 @@ def test_lost_node_outlet_switched_off_before_takeover(
     c = Cluster(
         tmp_path,
         3,
-        cltab=f"web:srv:run:respawn:{guarded(tmp_path, 'web')}\n",
+        cltab=web_cltab(tmp_path),
         hactl="web run\n",
         devices=[device],
         config={"fencing": {"action": "off"}},
@@ -101,5 +101,4 @@ def test_lost_node_outlet_switched_off_before_takeover(
             if node != victim:
                 assert fence_apc_snmp(COMMUNITY, outlet, "status").returncode == 0  # the others untouched
     finally:
-        c.stop()
-        c.assert_no_overlap()
+        c.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, guarded
+from tests.cluster import Cluster, web_cltab
 from tests.conftest import require_commands
 from tests.plugins.fence_x10.cm11a_emulator import CM11AEmulator, Executed
 
@@ -27,7 +27,7 @@ def test_lost_node_switched_off_through_cm11a_before_takeover(tmp_path: Path) ->
         c = Cluster(
             tmp_path,
             3,
-            cltab=f"web:srv:run:respawn:{guarded(tmp_path, 'web')}\n",
+            cltab=web_cltab(tmp_path),
             hactl="web run\n",
             devices=[plugs],
             config={"fencing": {"action": "off"}},
@@ -49,5 +49,4 @@ def test_lost_node_switched_off_through_cm11a_before_takeover(tmp_path: Path) ->
             assert record["time"] < started  # fenced first, then taken over
             assert c.report()["nodes"][victim]["state"] == "fenced"
         finally:
-            c.stop()
-            c.assert_no_overlap()
+            c.close()

@@ -185,6 +185,8 @@ class ApcSnmpDevice(FenceDevice):
                 problem = f"gave up after {limit:g} s (the device's timeout)"
             except (SnmpError, PduError) as exc:
                 problem = str(exc).removeprefix(f"{client.where}: ")
+            except Exception as exc:  # a library surprise is still a failed result, and still scrubbed below
+                problem = f"unexpected {type(exc).__name__}: {exc}"
             seen = session.seen()
             return FenceResult(
                 ok=False, message=f"{self._where()}: {what}: {problem}{'; last seen: ' if seen else ''}{seen}"

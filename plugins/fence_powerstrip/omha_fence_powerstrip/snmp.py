@@ -13,6 +13,7 @@ the community or a v3 key.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import threading
 from collections.abc import Hashable, Sequence
@@ -179,12 +180,7 @@ class SnmpClient:
         from pysnmp.entity import config
         from pysnmp.error import PySnmpError
 
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise self._error(SnmpError, f"{self.where}: cannot resolve host {self.host!r}: {exc}") from None
-        family, _type, _proto, _name, address = infos[0]
+        family, address = await self._resolve()
         carrier = udp6 if family == socket.AF_INET6 else udp
         key = (self.credentials, family, tuple(address[:2]), self.timeout, self.retries)
         eng = self.pool.take(key) if self.pool else None
@@ -202,6 +198,45 @@ class SnmpClient:
                 eng.close_dispatcher()
             raise self._error(SnmpError, f"{self.where}: cannot open a UDP socket: {exc}") from None
         self._engine, self._key = eng, key
+
+    async def _resolve(self) -> tuple[int, tuple[Any, ...]]:
+        """(address family, (address, port)) of the agent.
+
+        A name is resolved in a thread of its own rather than the loop's executor: when the action's deadline
+        passes during a slow DNS lookup the lookup is abandoned instead of holding up the end of the loop.
+        """
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            pass
+        else:
+            return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (str(ip), self.port)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
+
+        def deliver(outcome: tuple[Any, BaseException | None]) -> None:
+            if not answer.done():
+                answer.set_result(outcome)
+
+        def lookup() -> None:
+            outcome: tuple[Any, BaseException | None]
+            try:
+                # AI_ADDRCONFIG: no IPv6 answer on a machine without IPv6 (a name listing ::1 first)
+                infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM, flags=socket.AI_ADDRCONFIG)
+                outcome = (infos, None)
+            except (OSError, UnicodeError) as exc:
+                outcome = (None, exc)
+            try:
+                loop.call_soon_threadsafe(deliver, outcome)
+            except RuntimeError:  # the loop is closed: the action gave up already
+                pass
+
+        threading.Thread(target=lookup, name="omha-snmp-resolve", daemon=True).start()
+        infos, error = await answer
+        if error is not None or not infos:
+            raise self._error(SnmpError, f"{self.where}: cannot resolve host {self.host!r}: {error}")
+        family, _type, _proto, _name, address = infos[0]
+        return family, tuple(address[:2])
 
     def _build_engine(self, carrier: Any, address: tuple[Any, ...]) -> Any:
         """A new engine with the credentials and the target configured (no transport yet)."""

@@ -157,6 +157,16 @@ def _free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _ipv6_loopback_free(port: int) -> bool:
+    """True when this machine has ::1 and ``port`` is free on it (then the agent listens there too)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", port))
+        return True
+    except OSError:
+        return False
+
+
 def start_simulator(
     workdir: Path | str,
     *,
@@ -165,7 +175,8 @@ def start_simulator(
     stuck_outlet: int | None = STUCK_OUTLET,
     startup_timeout: float = 30.0,
 ) -> Simulator:
-    """Start snmpsim on 127.0.0.1 (a free UDP port) serving :data:`PDUS`; return once it answers.
+    """Start snmpsim on 127.0.0.1 (a free UDP port; the same port on ::1 too where the machine has it)
+    serving :data:`PDUS`; return once it answers.
 
     :param workdir: an empty directory for the data, index cache and log (removed by the caller).
     :param delay: seconds an outlet takes to follow a command (clients must poll for the new state).
@@ -198,6 +209,7 @@ def start_simulator(
             f"--variation-modules-dir={variation}",
             f"--variation-module-options=apc_outlet:delay={delay},reboot={reboot}",
             f"--agent-udpv4-endpoint=127.0.0.1:{port}",
+            *([f"--agent-udpv6-endpoint=[::1]:{port}"] if _ipv6_loopback_free(port) else []),
             f"--v3-user={V3_USER}",
             f"--v3-auth-key={V3_AUTH_KEY}",
             "--v3-auth-proto=SHA",

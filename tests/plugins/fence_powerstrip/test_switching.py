@@ -249,3 +249,10 @@ def test_omha_fence_command_uses_the_device(simulator: Simulator, tmp_path: Path
     assert [simulator.outlet_state("apc-8641", n) for n in (19, 20)] == ["off", "off"]
     on = subprocess.run([omha, "fence", "-c", str(toml), "--action", "on", "n2"], capture_output=True, text=True)
     assert on.returncode == 0 and [simulator.outlet_state("apc-8641", n) for n in (19, 20)] == ["on"] * 2
+
+
+def test_host_given_by_name(simulator: Simulator) -> None:
+    # "localhost" comes from /etc/hosts (no DNS); the simulator listens on 127.0.0.1, and on ::1 where it exists
+    dev = ApcSnmpDevice("pdu1", {"host": "localhost", "port": simulator.port, "community": "apc-8932"})
+    result = dev.status(["1"])
+    assert result.ok and "pdu1 (localhost:" in result.message and "'IBM Server 1 PS1'" in result.message

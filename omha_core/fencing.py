@@ -76,13 +76,27 @@ def build_devices(config: Config, pm: pluggy.PluginManager) -> list[Device]:
 
 
 def secret_values(config: Config) -> list[str]:
-    """Every credential value in the fencing configuration, for scrubbing messages."""
+    """Every credential value in the fencing configuration, for scrubbing messages: written in the config, or
+    read from a ``*_file`` / ``*_env`` option (what a device actually sends is what might be echoed back)."""
+    from omha_core.config import read_secret
+    from omha_core.errors import ConfigError
+
     values = []
     for entry in config.section("fencing").get("devices", []):
         for key, value in entry.items():
-            if is_secret(str(key)) and isinstance(value, str) and value:
+            base = str(key).removesuffix("_file").removesuffix("_env")
+            if not is_secret(base):
+                continue
+            if key == base and isinstance(value, str) and value:
                 values.append(value)
-    return values
+            elif key != base:
+                try:
+                    secret = read_secret(entry, base)
+                except ConfigError:
+                    continue
+                if secret:
+                    values.append(secret)
+    return sorted(set(values), key=len, reverse=True)
 
 
 def scrub(message: str, secrets: list[str]) -> str:

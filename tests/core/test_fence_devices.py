@@ -90,6 +90,11 @@ def test_secrets_scrubbed_from_device_messages(tmp_path: Path) -> None:
     cfg = config(tmp_path, dev)
     assert secret_values(cfg) == ["hunter2-secret"]
     assert scrub("login failed for hunter2-secret", ["hunter2-secret"]) == "login failed for ***"
+    pw_file = tmp_path / "pw"
+    pw_file.write_text("from-a-file\n")
+    filed = dict(dev, name="pdu2", password_file=str(pw_file))
+    del filed["password"]
+    assert secret_values(config(tmp_path, dev, filed)) == ["hunter2-secret", "from-a-file"]
     devices = build_devices(cfg, get_plugin_manager())
     result, _, errors = fence_node(devices, "n2", "off", secret_values(cfg))
     assert result is None and "not found" in errors[0] and "hunter2" not in errors[0]

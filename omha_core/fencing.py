@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -107,11 +108,27 @@ def scrub(message: str, secrets: list[str]) -> str:
 
 
 def run_device(dev: Device, action: str, node: str, secrets: list[str]) -> FenceResult:
-    """Call one device for ``node``, turning any exception into a failed result with a scrubbed message."""
-    try:
-        result = dev.device.fence(action, list(dev.nodes[node]), node)
-    except Exception as exc:  # a device plugin's bug must not take the daemon down
-        result = FenceResult(ok=False, message=f"{type(exc).__name__}: {exc}")
+    """Call one device for ``node`` within the device's ``timeout`` (plus a margin for its own clean-up).
+
+    Any exception becomes a failed result; a device call that does not return in time is reported as failed
+    and abandoned in a daemon thread (Python cannot kill a thread), so a hung plugin never blocks fencing.
+    Messages are scrubbed of secrets.
+    """
+    box: list[FenceResult] = []
+
+    def call() -> None:
+        try:
+            box.append(dev.device.fence(action, list(dev.nodes[node]), node))
+        except Exception as exc:  # a device plugin's bug must not take the daemon down
+            box.append(FenceResult(ok=False, message=f"{type(exc).__name__}: {exc}"))
+
+    worker = threading.Thread(target=call, name=f"fence-{dev.name}", daemon=True)
+    worker.start()
+    worker.join(dev.timeout + 5.0)
+    if not box:
+        result = FenceResult(ok=False, message=f"{dev.name}: no answer within {dev.timeout:g} s (timeout)")
+    else:
+        result = box[0]
     return FenceResult(result.ok, result.verified, scrub(result.message, secrets), result.state)
 
 

@@ -237,3 +237,27 @@ def test_node_that_loses_the_store_stops_its_groups(make_cluster, tmp_path: Path
     c.wait_for("n1 back", lambda: "contact with the store is back" in c.log("n1"))
     time.sleep(1.0)
     assert c.running(web) == ["n2"]
+
+
+def test_load_show_tell_through_the_store_without_a_daemon(tmp_path: Path) -> None:
+    """The operator commands work on any machine with the config: nothing runs here, they use the store."""
+    c = Cluster(tmp_path, 1)
+    bad = tmp_path / "bad.cltab"
+    bad.write_text("web:a:run:once:true\nweb:a:run:once:true\nweb:b:run:never:true\n")
+    out = c.omha("n1", "load", "--cltab", str(bad), check=False)
+    assert out.returncode == 1 and "nothing published" in out.stderr
+    assert f"{bad}:2: tag 'a' already used on line 1" in out.stderr and f"{bad}:3: mode 'never'" in out.stderr
+    assert not (c.shared / "cltab").exists()
+    good = tmp_path / "good.cltab"
+    good.write_text("web:a:run:respawn:sleep 100\n")
+    c.omha("n1", "load", "--cltab", str(good))
+    assert c.omha("n1", "show", "cltab").stdout == good.read_text()
+    c.omha("n1", "tell", "web", "run")
+    c.omha("n1", "tell", "db", "2")
+    assert c.omha("n1", "show", "hactl").stdout == "web run\ndb 2\n"
+    out = c.omha("n1", "tell", "web", "no-such level", check=False)
+    assert out.returncode == 1 and "must be letters, digits or '_'" in out.stderr
+    # an invalid hactl written by hand is refused by tell rather than silently replaced
+    (c.shared / "hactl").write_text("web run extra\n")
+    out = c.omha("n1", "tell", "web", "stop", check=False)
+    assert out.returncode == 1 and "the newest hactl is invalid" in out.stderr

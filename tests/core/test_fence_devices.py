@@ -98,3 +98,19 @@ def test_secrets_scrubbed_from_device_messages(tmp_path: Path) -> None:
     devices = build_devices(cfg, get_plugin_manager())
     result, _, errors = fence_node(devices, "n2", "off", secret_values(cfg))
     assert result is None and "not found" in errors[0] and "hunter2" not in errors[0]
+
+
+def test_a_hung_device_plugin_is_abandoned_after_its_timeout(tmp_path: Path) -> None:
+    import time as _time
+
+    from omha_core.fence_devices import FenceDevice, FenceResult
+    from omha_core.fencing import Device, run_device
+
+    class Hangs(FenceDevice):
+        def off(self, targets: list[str]) -> FenceResult:
+            _time.sleep(3600)
+            return FenceResult(ok=True)
+
+    dev = Device("stuck", "hangs", "test", Hangs("stuck", {}), {"n2": ["1"]}, None, timeout=0.1)
+    result = run_device(dev, "off", "n2", [])  # returns after the timeout and its margin, not after an hour
+    assert not result.ok and result.message == "stuck: no answer within 0.1 s (timeout)"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import omha_membership_openmosix
 
 from omha_core.config import Config, validate_config
-from omha_core.localcluster import LocalCluster
+from omha_core.localcluster import LocalCluster, node_processes
 from omha_core.plugins import OmhaPluginManager, get_plugin_manager
 from omha_core.report import cluster_report
 
@@ -179,7 +180,8 @@ class MosixCluster(LocalCluster):
     """``omha daemon`` processes, one per node of ``mosix``, using the openmosix backends.
 
     ``cltab``/``hactl`` are placed (unversioned, as an operator would) in the first node's directory.
-    :meth:`leave` is how a node fails the OpenMosix::HA way: its status bit is cleared and its daemon killed.
+    :meth:`leave` is how a node fails the OpenMosix::HA way: its status bit is cleared and its daemon killed;
+    :meth:`crash` does the same in the order of a real crash (everything on the node dies, then the kernel notices).
     """
 
     def __init__(
@@ -226,3 +228,20 @@ class MosixCluster(LocalCluster):
         """``node`` drops out of openMosix (status bit cleared) and its daemon dies."""
         self.mosix.down(node)
         self.kill(node)
+
+    def crash(self, node: str, timeout: float = 10.0) -> None:
+        """``node`` crashes: its daemon is SIGKILLed, everything it ran dies with it, then openMosix notices.
+
+        The status bit is cleared only once no process the node started is left (its guard kills them when the
+        daemon dies; an AssertionError names them if they outlive ``timeout``). That is the order of a real
+        crash, so a takeover without a fence device cannot overlap with the dead node's processes; a node whose
+        kernel entry goes down while its processes still run is what fencing is for.
+        """
+        self.kill(node)
+        cluster = str(self.sections["cluster"]["name"])
+        deadline = time.monotonic() + timeout
+        while left := node_processes(cluster, node):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"processes of node {node} outlived its daemon by {timeout:g} s: {left}")
+            time.sleep(0.05)
+        self.mosix.down(node)

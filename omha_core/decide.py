@@ -169,7 +169,10 @@ def _decide_group(
     result: Decision,
 ) -> list[Action]:
     here = inst.active
-    stop = Action("tell", group, STOP_LEVEL)
+
+    def stop(reason: str) -> Action:
+        return Action("tell", group, STOP_LEVEL, reason)
+
     # Without quorum, or without being a member, a node stops everything and starts nothing.
     if not view.quorum:
         result.why.setdefault(group, "no quorum")
@@ -209,16 +212,17 @@ def _decide_group(
         if inst.state == PASSED or (inst.state == DONE and not has_tests):  # (3)
             return [*acts, Action("tell", group, want, "test passed")]
         if inst.state == FAILED:  # (4)
-            return [*acts, Action("failed", group, reason="test FAILED"), stop]
+            return [*acts, Action("failed", group, reason="test FAILED"), stop("test FAILED here")]
         return acts
     if inst.level == PLAN:
         if inst.state in (DONE, PASSED):  # (5)
             return [*acts, Action("tell", group, TEST, "planned")]
         if inst.state == FAILED:
-            return [*acts, Action("failed", group, reason="plan FAILED"), stop]
+            return [*acts, Action("failed", group, reason="plan FAILED"), stop("plan FAILED here")]
         return acts
     if inst.state == FAILED:  # a wait entry failed at the run level: this node is unfit, let another try
-        return [*acts, Action("failed", group, reason=f"FAILED at level {inst.level}"), stop]
+        reason = f"FAILED at level {inst.level}"
+        return [*acts, Action("failed", group, reason=reason), stop(reason + " here")]
     if inst.level != want:  # (8)
         return [*acts, Action("tell", group, want, "hactl level changed")]
     return acts

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -167,6 +166,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def control(path: str, cmd: str, timeout: float = 5.0) -> dict[str, Any]:
     """Send one command to a daemon's control socket and return its reply."""
+    import socket
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)

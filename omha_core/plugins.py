@@ -13,12 +13,12 @@ import importlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
 
 from omha_core import hookspecs
+from omha_core.entrypoints import entry_points
 from omha_core.errors import ConfigError
 
 ENTRY_POINT_GROUP = "omha"
@@ -96,13 +96,7 @@ def get_plugin_manager(extra: Iterable[object] = ()) -> OmhaPluginManager:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in blocked or ep.name in pm.infos:
                 continue
-            dist = ep.dist
-            info = PluginInfo(
-                name=ep.name,
-                module=ep.value,
-                distribution=dist.metadata["Name"] if dist else None,
-                version=dist.version if dist else None,
-            )
+            info = PluginInfo(name=ep.name, module=ep.value, distribution=ep.distribution, version=ep.version)
             try:
                 module = ep.load()
             except Exception as exc:  # ImportError and anything a broken plugin raises at import

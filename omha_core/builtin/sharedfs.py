@@ -17,7 +17,6 @@ attribute caching; CephFS and GlusterFS are coherent by default.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -36,6 +35,8 @@ if TYPE_CHECKING:
 
 
 def _version(text: str) -> str:
+    import hashlib  # not at import time: `omha --help` / `omha plugins` load this module
+
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -130,3 +130,19 @@ def test_hook_is_exercised_by_a_test(name: str) -> None:
     this = (ROOT / "tests" / "core" / "test_plugins.py").read_text().split("# -- meta-tests")[0]
     others = [p.read_text() for p in (ROOT / "tests").rglob("test_*.py") if p.name != "test_plugins.py"]
     assert any(re.search(rf"\b{name}\b", text) for text in [this, *others]), f"no test exercises {name}"
+
+
+def test_fast_entry_point_reader_agrees_with_importlib_metadata(site: Path) -> None:
+    """omha reads entry points itself (start-up time); it must find exactly what importlib.metadata finds."""
+    from importlib.metadata import entry_points as stdlib_entry_points
+
+    from omha_core.entrypoints import entry_points
+
+    make_dist(site, "omha-extra", "extra", "omhatest_extra", "x = 1\n")
+    ours = sorted((e.name, e.value, e.distribution, e.version) for e in entry_points("omha"))
+    theirs = sorted(
+        (e.name, e.value, e.dist.metadata["Name"] if e.dist else None, e.dist.version if e.dist else None)
+        for e in stdlib_entry_points(group="omha")
+    )
+    assert ours == theirs
+    assert ("extra", "omhatest_extra", "omha-extra", "1.0") in ours

@@ -19,17 +19,19 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 
 #: seconds between SIGTERM and SIGKILL when the daemon died (agents release resources in that time)
 DEFAULT_GRACE = 0.5
 
 
-def _live_member(pgid: int) -> bool:
-    """True when a process other than a zombie belongs to process group ``pgid`` (a /proc scan)."""
+def _groups_with_live_members() -> set[int] | None:
+    """Process groups holding a process that is not a zombie, from one /proc scan (None if /proc is unreadable)."""
     try:
         names = os.listdir("/proc")
     except OSError:
-        return True
+        return None
+    live: set[int] = set()
     for name in names:
         if not name.isdigit():
             continue
@@ -40,25 +42,37 @@ def _live_member(pgid: int) -> bool:
             continue
         # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'
         fields = stat[stat.rfind(b")") + 2 :].split(b" ", 3)
-        if len(fields) >= 3 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+        if len(fields) >= 3 and fields[0] not in (b"Z", b"X"):
+            live.add(int(fields[2]))
+    return live
+
+
+def live_groups(pgids: Iterable[int]) -> set[int]:
+    """The process groups among ``pgids`` that still hold a live (not zombie) process.
+
+    ``kill(-pgid, 0)`` answers the common case with one system call per group. When it finds members, they may
+    all be zombies: orphans re-parented to a PID 1 that does not reap (some containers), which can never be
+    killed and would make a stop wait forever; one /proc scan then tells live members from zombies for all the
+    remaining groups at once.
+    """
+    candidates: set[int] = set()
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        candidates.add(pgid)
+    if not candidates:
+        return candidates
+    live = _groups_with_live_members()
+    return candidates if live is None else candidates & live
 
 
 def group_alive(pgid: int) -> bool:
-    """True while process group ``pgid`` holds a live (not zombie) process.
-
-    ``kill(-pgid, 0)`` answers the common case with one system call. When it finds members, they may all be
-    zombies: orphans re-parented to a PID 1 that does not reap (some containers), which can never be killed
-    and would make a stop wait forever; a /proc scan then tells live members from zombies.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _live_member(pgid)
+    """True while process group ``pgid`` holds a live (not zombie) process; see :func:`live_groups`."""
+    return bool(live_groups((pgid,)))
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -77,13 +91,13 @@ def kill_groups(pgids: set[int], grace: float) -> set[int]:
     deadline = time.monotonic() + grace
     while remaining and time.monotonic() < deadline:
         time.sleep(0.01)
-        remaining = {p for p in remaining if group_alive(p)}
+        remaining = live_groups(remaining)
     for pgid in remaining:
         signal_group(pgid, signal.SIGKILL)
     deadline = time.monotonic() + 1.0
     while remaining and time.monotonic() < deadline:
         time.sleep(0.01)
-        remaining = {p for p in remaining if group_alive(p)}
+        remaining = live_groups(remaining)
     return remaining
 
 
@@ -113,7 +127,7 @@ def main(argv: list[str]) -> int:
             pgids.add(pgid)
         else:
             pgids.discard(pgid)
-    alive = {p for p in pgids if group_alive(p)}
+    alive = live_groups(pgids)
     if alive:
         _say(f"the daemon is gone: stopping {len(alive)} process group(s)")
         left = kill_groups(alive, grace)

@@ -18,7 +18,9 @@ class InitOptions:
     """How the local init stops, throttles and times out processes.
 
     :param stop_grace: seconds to wait before SIGINT, before SIGTERM, before SIGKILL when stopping an entry
-        (the original: immediately, +5 s, +10 s).
+        (the original: immediately, +5 s, +10 s). Each step is skipped once the whole process group is gone.
+        A SIGINT that comes in the first milliseconds of an entry can be lost (dash catches SIGINT, and so
+        does its forked child until it execs the command); the SIGTERM step then stops it.
     :param respawn_limit: a respawn entry restarted more than this many times in a row, each less than
         ``respawn_window`` seconds after the previous start, is "respawning too rapidly"...
     :param respawn_pause: ...and is paused this many seconds before it is started again.

@@ -72,6 +72,8 @@ class Supervised:
     def __init__(self, entry: Entry, rt: Runtime) -> None:
         self.entry = entry
         self.rt = rt
+        #: the command as status and log messages show it (secrets replaced); the command never changes
+        self.shown = redact_command(entry.command)
         self.label = f"{entry.group}/{entry.tag}"
         self.state = OFF if entry.mode == "off" else STOPPED
         self.child: Child | None = None
@@ -120,7 +122,7 @@ class Supervised:
             "state": self.state,
             "restarts": self.restarts,
             "exit": self.exit,
-            "command": redact_command(self.entry.command),
+            "command": self.shown,
         }
 
     # ----------------------------------------------------------------------------------------------- start
@@ -162,11 +164,11 @@ class Supervised:
                 self._argv(action), self.label, self.rt.logger, self._env(), on_exit=self._exited, guard=self.rt.guard
             )
         except (OSError, ValueError) as exc:
-            self.rt.logger.error("%s: cannot start %s: %s", self.label, redact_command(self.entry.command), exc)
+            self.rt.logger.error("%s: cannot start %s: %s", self.label, self.shown, exc)
             self.child = None
             asyncio.get_running_loop().call_soon(self._ended, EXIT_NOT_STARTED, time.monotonic())
             return
-        self.rt.logger.debug("%s: started pid %d: %s", self.label, self.child.pid, redact_command(self.entry.command))
+        self.rt.logger.debug("%s: started pid %d: %s", self.label, self.child.pid, self.shown)
         if self.entry.agent is not None and self.mode != "respawn":
             self._timer = self.child.loop.call_later(self.rt.options.agent_timeout, self._timed_out, self.child)
         self._set(RUNNING)

@@ -105,3 +105,20 @@ def test_agents_get_the_config_path(tmp_path: Path) -> None:
             assert marker.exists()
 
     run(scenario())
+
+
+def test_an_agent_that_takes_too_long_is_killed_and_fails_the_group(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    cltab = f"g:slow:run:wait:@file {marker}\ng:after:run:once:touch {tmp_path}/after\n"
+
+    async def scenario() -> None:
+        # a Python start-up alone takes longer than 10 ms
+        async with running_init(cltab, agent_timeout=0.01) as (init, records):
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == FAILED
+            assert records.has("g/slow: acquire did not finish within agent_timeout (0.01s); killing it")
+            entry = init.status()["g"]["entries"]["slow"]
+            assert entry["state"] == "failed" and entry["exit"] is not None and entry["exit"] < 0
+            assert not (tmp_path / "after").exists()
+
+    run(scenario())

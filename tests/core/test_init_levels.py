@@ -9,7 +9,7 @@ import pytest
 
 from omha_core.cltab import parse_cltab
 from omha_core.init import CONFIGURED, DONE, FAILED, PASSED, STARTING, STOPPING, LocalInit
-from tests.core.init_helpers import events, pid_alive, probe, run, running_init, wait_until
+from tests.core.init_helpers import events, group_members, pid_alive, probe, run, running_init, wait_until
 
 
 def test_tell_stops_in_reverse_keeps_matching_and_starts_the_rest(tmp_path: Path) -> None:
@@ -237,5 +237,25 @@ def test_transitions_run_concurrently_across_groups(tmp_path: Path) -> None:
             assert init.state("slow") == STARTING
             gate.touch()
             assert await asyncio.wait_for(init.wait_settled("slow"), 15) == DONE
+
+    run(scenario())
+
+
+def test_telling_back_an_entry_that_is_being_stopped_restarts_it_after_the_stop() -> None:
+    cltab = "g:slow:1:respawn:trap '' INT; sleep 300\n"  # only the SIGTERM step stops it (after 0.3 s)
+
+    async def scenario() -> None:
+        async with running_init(cltab) as (init, _):
+            init.tell("g", "1")
+            assert await init.wait_settled("g", 15) == DONE
+            old = init.status()["g"]["entries"]["slow"]["pid"]
+            await wait_until(lambda: len(group_members(old)) == 2, what="the trap to be set")
+            init.tell("g", "2")
+            await wait_until(lambda: init.status()["g"]["entries"]["slow"]["state"] == "stopping", what="stopping")
+            init.tell("g", "1")
+            assert await init.wait_settled("g", 15) == DONE
+            entry = init.status()["g"]["entries"]["slow"]
+            assert entry["state"] == "running" and entry["pid"] != old
+            assert group_members(old) == []
 
     run(scenario())

@@ -70,6 +70,10 @@ def test_children_get_default_signal_actions_even_if_the_daemon_ignores_sigint(t
             async with running_init(cltab, stop_grace=[0, 30, 30]) as (init, _):
                 init.tell("g", "run")
                 assert await init.wait_settled("g", 15) == DONE
+                pid = init.status()["g"]["entries"]["s"]["pid"]
+                # dash catches SIGINT, and its forked child too until it execs: a SIGINT sent before `sleep` runs
+                # is lost (a race of the shell's, that only the SIGTERM step then covers)
+                await wait_until(lambda: running_command(pid, "sleep"), what="sh to start sleep")
                 init.tell("g", "down")
                 # with SIGINT ignored the stop would wait 30 s for SIGTERM
                 assert await init.wait_settled("g", 15) == DONE
@@ -78,6 +82,17 @@ def test_children_get_default_signal_actions_even_if_the_daemon_ignores_sigint(t
             signal.signal(signal.SIGINT, old)
 
     run(scenario())
+
+
+def running_command(pgid: int, name: str) -> bool:
+    """True when a process of group ``pgid`` has exec'd ``name``."""
+    for pid in group_members(pgid):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def test_exited_children_are_reaped(tmp_path: Path) -> None:

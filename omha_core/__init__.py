@@ -9,20 +9,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from omha_core._version import __version__
 
-hookimpl = pluggy.HookimplMarker("omha")
-
 if TYPE_CHECKING:
+    import pluggy
+
     from omha_core.api import HA
+
+    hookimpl: pluggy.HookimplMarker
 
 __all__ = ["HA", "__version__", "hookimpl"]
 
 
 def __getattr__(name: str) -> Any:
-    # HA pulls in the store and config machinery; keep `import omha_core` cheap for the CLI and plugins.
+    # Resolved on first use, so that `import omha_core` (and `omha --help`) stays cheap: HA pulls in the store and
+    # config machinery, hookimpl pluggy.
+    if name == "hookimpl":
+        import pluggy
+
+        marker = pluggy.HookimplMarker("omha")
+        globals()["hookimpl"] = marker
+        return marker
     if name == "HA":
         from omha_core.api import HA
 

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import voluptuous as vol
 
@@ -23,7 +24,11 @@ class PidKill(FenceDevice):
                 os.killpg(self._pid(t), signal.SIGKILL)
             except (OSError, ValueError) as exc:
                 return FenceResult(ok=False, message=f"{t}: {exc}")
-        state = self.status(targets).state  # verified: ok only if every target is really gone
+        for _ in range(100):  # verified: ok only once every target is really gone (poll up to 5 s)
+            state = self.status(targets).state
+            if state == "off":
+                break
+            time.sleep(0.05)
         return FenceResult(ok=state == "off", verified=True, state=state, message=f"{targets}: {state}")
 
     def on(self, targets: list[str]) -> FenceResult:

@@ -43,9 +43,8 @@ class VipAgent(ResourceAgent):
         """The parsed command; raises :class:`ResourceError` when it is malformed."""
         if self._spec is None:
             self._spec = parse_spec(self.args, self.params, self.options)
-            # the base class declares monitor_interval per class; this agent takes it from its arguments,
-            # and the runner reads it from the instance
-            self.__dict__["monitor_interval"] = self._spec.monitor_interval
+            # the runner reads the interval from the instance; this agent takes it from its arguments
+            self.monitor_interval = self._spec.monitor_interval
         return self._spec
 
     def validate(self) -> None:

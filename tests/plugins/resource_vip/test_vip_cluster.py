@@ -17,7 +17,9 @@ What happens to the address on the node that fails, found by these tests:
 - the node freezes (SIGSTOP on the daemon: a hung node): its agent keeps running and its kernel keeps answering
   for the address. Killing the node's processes is not enough either (a SIGKILLed agent cannot release): the
   address stays configured. Only fencing that takes the node off the network, as a real power-off does, makes
-  the move safe; the fence device here kills the node's processes and sets its link down.
+  the move safe; the fence device here kills the node's processes and sets its link down. (With a fence device
+  that only kills processes, the survivor's ``test``-mode check hears the frozen node answer for the address and
+  fails, so the group stays down rather than running with a duplicate address.)
 
 In every case the client's neighbour entry switches to the new node's MAC before the client sends anything to
 the address again: only the new holder's gratuitous ARP can have changed it, so no ARP timeout was waited for.

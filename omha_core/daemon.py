@@ -169,6 +169,7 @@ class Daemon:
             await self._publish()
         if self.init is not None:
             await self.init.shutdown()
+        self.stopped_cleanly = True  # every local process is gone: nobody needs to fence this node now
         await self.fencer.close()
         with contextlib.suppress(Exception):
             claims = await asyncio.to_thread(self.store.claims)
@@ -187,6 +188,7 @@ class Daemon:
         log.info("node %s stopped", self.node)
 
     shutting_down = False
+    stopped_cleanly = False
 
     async def _watchdog(self) -> None:
         """Stop every local group when no cycle has completed for ``dead_after`` seconds.
@@ -471,7 +473,7 @@ class Daemon:
             "version": __version__,
             "quorum": bool(self.last_view.get("quorum", {}).get("have", False)),
             "shutting_down": self.shutting_down,
-            "groups": self.init.status() if self.init is not None else {},
+            "groups": self._published_groups(),
             "unfit": self._fitness() if self.hactl else {},
             "failed": {g: r for g, (_, r) in self.failed.items()},
             "config": {
@@ -482,6 +484,14 @@ class Daemon:
             "view": self.last_view,
             "store_error": self.store_error,
         }
+
+    def _published_groups(self) -> dict[str, Any]:
+        """The init's status; after a clean shutdown every group is reported stopped (level ``stop``), so that
+        the others see a node that left with nothing running rather than a lost node holding groups."""
+        groups: dict[str, Any] = self.init.status() if self.init is not None else {}
+        if self.stopped_cleanly:
+            groups = {g: {**st, "level": STOP_LEVEL, "state": "DONE"} for g, st in groups.items()}
+        return groups
 
     async def _publish(self) -> None:
         self.seq += 1

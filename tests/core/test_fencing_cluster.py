@@ -184,3 +184,16 @@ def test_password_never_reaches_logs_status_or_errors(cluster: Any, tmp_path: Pa
     ]
     assert "refused" in "".join(texts)  # the message itself got through...
     assert not [t for t in texts if PASSWORD in t]  # ...without the password
+
+
+def test_clean_shutdown_is_not_fenced(cluster: Any, tmp_path: Path) -> None:
+    """A node that stops cleanly (omha shutdown) stopped everything itself: its groups move without fencing."""
+    c = cluster([counting(tmp_path, fence_device(tmp_path, ["n1", "n2", "n3"]))], {"action": "off"})
+    c.start()
+    holder = c.wait_running("web")
+    c.omha(holder, "shutdown", "--wait")
+    c.wait_running("web", 30, exclude=(holder,))
+    c.wait_for(f"{holder} reported stopped", lambda: c.report()["nodes"][holder]["state"] == "stopped")
+    time.sleep(1.0)
+    assert fence_calls(tmp_path) == []
+    assert c.fence_record(holder) == {}

@@ -278,6 +278,19 @@ class EtcdStore(Store):
         current = self._decode(held)
         return bool(current and current.get("fencer") == fencer)
 
+    def fence_lock_holder(self, node: str, key: str) -> str | None:
+        """The fencer named in the fence lock ``(node, key)``, None when there is no such lock.
+
+        The daemon asks this when it loses the race for a lock: it waits for a live holder and takes over
+        fencing only from a lost one. Without an answer every survivor would take a lock of its own and fence.
+        """
+        lock = self.keys.fence_lock(node, key)
+        kvs, revision = self.client.range(lock, what=f"read the fence lock {lock}")
+        self._read(revision)
+        doc = self._decode(kvs[0]) if kvs else None
+        fencer = doc.get("fencer") if doc else None
+        return fencer if isinstance(fencer, str) else None
+
     def put_fence_record(self, node: str, record: Mapping[str, Any]) -> None:
         key = self.keys.fence_record(node)
         revision = self.client.put(key, json.dumps(dict(record)).encode(), what=f"record fencing of {node}")

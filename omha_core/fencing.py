@@ -267,19 +267,20 @@ class Fencer:
         return {"state": "fencing", "by": self.me, "attempt": p.attempts}
 
     def _lock(self, node: str, inc: str, alive: set[str]) -> str:
-        """Take (or find) the fence lock for ``node``'s incarnation; a lost fencer's lock passes on."""
+        """Take (or find) the fence lock for ``node``'s incarnation; a lost fencer's lock passes on.
+
+        A store that cannot say who holds a lock (``fence_lock_holder`` returns None) never passes it on:
+        fencing twice is worse than waiting for the first fencer.
+        """
         key = inc
         for _ in range(8):
             if self.store.fence_lock(node, key, self.me):
                 return self.me
-            holder = self._lock_holder(node, key)
-            if holder in alive:
-                return holder
+            holder = self.store.fence_lock_holder(node, key)
+            if holder is None or holder in alive:
+                return holder or "?"
             key = f"{inc}.{holder}"
         return "?"
-
-    def _lock_holder(self, node: str, key: str) -> str:
-        return self.store.fence_lock_holder(node, key) or "?"
 
     async def _fence(self, node: str, inc: str, p: _Pending) -> None:
         log.warning("%s: lost while holding groups; fencing (%s)", node, self.action)

@@ -288,9 +288,7 @@ def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
 
     yield make
     for c in made:
-        c.stop()
-    for c in made:
-        c.assert_no_overlap()
+        c.close()
 
 
 @pytest.fixture

@@ -123,6 +123,12 @@ class Store:
 class Membership:
     """Base class of membership backends."""
 
+    #: True when :meth:`up_nodes` is proof of life kept by each node's own daemon (an etcd lease): then a node
+    #: is lost exactly when it leaves ``up_nodes()``, not when its status looks stale, so that a group is never
+    #: taken over while its holder can still prove membership. False (default) when the layer's view is only a
+    #: hint (openMosix's kernel table counts nodes whose daemon is dead): then a node must also heartbeat.
+    authoritative: bool = False
+
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
@@ -138,7 +144,7 @@ class Membership:
 
     def is_member(self) -> bool:
         """False when this node can no longer prove it belongs to the cluster (lost lease): it must stop
-        its groups."""
+        its groups. Must not block: the daemon's watchdog calls it from the event loop."""
         return True
 
     def local_node(self) -> str | None:

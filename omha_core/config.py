@@ -47,6 +47,8 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("backoff_max", default=2.0): cv.non_negative_float,
         # after start-up, start nothing for this long (default: dead_after) so every node is heard first
         vol.Optional("settle"): cv.non_negative_float,
+        # a node out of touch with the store this long stops its groups (default: dead_after / 2)
+        vol.Optional("isolate_after"): cv.positive_float,
     },
     vol.Optional("daemon", default={}): {
         vol.Optional("socket"): cv.path,

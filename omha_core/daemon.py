@@ -76,6 +76,8 @@ class Daemon:
         self.dead_after = float(timing.get("dead_after", 2.0))
         settle = timing.get("settle")
         self.settle = float(self.dead_after if settle is None else settle)
+        isolate = timing.get("isolate_after")
+        self.isolate_after = float(self.dead_after / 2 if isolate is None else isolate)
         self.incarnation = uuid.uuid4().hex[:12]
         self.seq = 0
         self.liveness = Liveness(self.dead_after)
@@ -191,25 +193,32 @@ class Daemon:
     stopped_cleanly = False
 
     async def _watchdog(self) -> None:
-        """Stop every local group when no cycle has completed for ``dead_after`` seconds.
+        """Stop every local group when this node can no longer prove it is a member, or when no cycle has
+        completed for ``isolate_after`` seconds (default ``dead_after / 2``).
 
         A node that cannot read or publish through the store (NFS hung, etcd unreachable, lease lost) is declared
-        lost by the others, who will fence it and take its groups over; it must not keep running them. The check
-        runs beside the cycle, so a store call that hangs forever cannot keep the groups running either.
+        lost by the others ``dead_after`` after its last publication, and they take its groups over; it must have
+        stopped them by then, so it starts stopping half-way. The check runs beside the cycle, so a store call
+        that hangs cannot keep the groups running either.
         """
         while True:
-            await asyncio.sleep(min(self.heartbeat, self.dead_after / 4))
+            await asyncio.sleep(min(self.heartbeat, self.isolate_after / 4))
             silent = time.monotonic() - self.last_ok
-            if silent <= self.dead_after or self.init is None:
+            try:
+                member = self.membership.is_member()
+            except Exception:
+                member = False
+            if (silent <= self.isolate_after and member) or self.init is None:
                 continue
             active = [g for g, s in self.init.status().items() if s.get("level") not in (None, STOP_LEVEL)]
             if not self.isolated:
-                log.error(
-                    "no contact with the store for %.1f s (%s): stopping every local group (%s)",
-                    silent,
-                    self.store_error or "store calls do not return",
-                    ", ".join(active) or "none running",
+                why = (
+                    "this node is no longer a member (lease lost)"
+                    if not member
+                    else f"no contact with the store for {silent:.1f} s"
+                    f" ({self.store_error or 'store calls do not return'})"
                 )
+                log.error("%s: stopping every local group (%s)", why, ", ".join(active) or "none running")
                 self.isolated = True
             for group in active:
                 self.init.tell(group, STOP_LEVEL)
@@ -228,9 +237,7 @@ class Daemon:
         self.store_error = None
         now = time.monotonic()
         self._observe(raw)
-        alive = {self.node} | {
-            n for n in self.statuses if n != self.node and self.liveness.alive(n) and (up is None or n in up)
-        }
+        alive = {self.node} | {n for n in self.statuses if n != self.node and self._alive(n, up)}
         have_quorum = self.quorum.update(len(alive)) and member
         await asyncio.to_thread(self._adopt_documents)
         holders = {g: c.get("node", "?") for g, c in claims.items()}
@@ -259,6 +266,12 @@ class Daemon:
         if self.isolated:
             log.warning("contact with the store is back")
             self.isolated = False
+
+    def _alive(self, node: str, up: set[str] | None) -> bool:
+        """Is ``node`` alive? Heartbeats decide, unless the membership layer's view is proof of life."""
+        if up is not None and self.membership.authoritative:
+            return node in up
+        return self.liveness.alive(node) and (up is None or node in up)
 
     def _read_cluster(
         self,

@@ -156,6 +156,8 @@ class _Pending:
     next_try: float = 0.0
     task: asyncio.Task[None] | None = None
     errors: list[str] = field(default_factory=list)
+    #: this node's own successful fence record, until the store shows it (the records are read before the step)
+    record: dict[str, Any] | None = None
 
 
 class Fencer:
@@ -215,6 +217,8 @@ class Fencer:
                 self.pending[node] = _Pending(inc, now)
             p = self.pending[node]
             rec = records.get(node) or {}
+            if p.record is not None and not (rec.get("incarnation") == inc and rec.get("ok")):
+                rec = p.record  # we fenced it after this cycle read the records: never fence it again
             if rec.get("incarnation") == inc and rec.get("ok"):
                 safe.add(node)
                 self.state[node] = {"state": "fenced", **_public(rec)}
@@ -300,6 +304,7 @@ class Fencer:
         }
         await asyncio.to_thread(self.store.put_fence_record, node, record)
         if result is not None:
+            p.record = record
             log.warning("%s: fenced by %s (%s%s)", node, device, self.action, "" if result.verified else ", unverified")
             self._notify("omha_node_fenced", node=node, device=device, action=self.action, result=result)
         else:

@@ -60,6 +60,9 @@ def _pid_gone(pid: Any) -> bool:
 class EtcdMembership(Membership):
     """Membership by an etcd lease kept alive every heartbeat."""
 
+    #: a member key lives only while its own daemon keeps the lease alive: proof of life (see Membership)
+    authoritative = True
+
     def __init__(self, config: Config, store: Store) -> None:
         super().__init__(config, store)
         self._etcd = store if isinstance(store, EtcdStore) else None

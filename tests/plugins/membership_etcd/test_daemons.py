@@ -491,11 +491,6 @@ def test_node_cut_off_from_etcd_is_fenced_once_before_its_groups_move(
     assert c.procs[holder].wait(10) == -signal.SIGKILL  # powered off by the fence device
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: omha_core/daemon.py takes a node for lost when its status stops changing for dead_after, "
-    "without waiting for the membership (the etcd lease) to drop it",
-)
 def test_without_grace_or_fencing_a_cut_off_node_is_taken_over_only_after_its_lease_expired(
     make_cluster: MakeCluster, etcd_server: EtcdCluster, blackholes: Callable[[int], Blackhole], tmp_path: Path
 ) -> None:

@@ -44,7 +44,6 @@ CORE_SCHEMA: dict[Any, Any] = {
     vol.Optional("timing", default={}): {
         vol.Optional("heartbeat", default=0.5): cv.positive_float,
         vol.Optional("dead_after", default=2.0): cv.positive_float,
-        vol.Optional("backoff_max", default=2.0): cv.non_negative_float,
         # after start-up, start nothing for this long (default: dead_after) so every node is heard first
         vol.Optional("settle"): cv.non_negative_float,
         # a node out of touch with the store this long stops its groups (default: dead_after / 2)

@@ -23,8 +23,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import voluptuous as vol
-
 from omha_core import hookimpl
 from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
 from omha_core.errors import ConfigError, ConflictError, StoreError
@@ -204,9 +202,6 @@ class SharedDirStore(Store):
 class SharedDirMembership(Membership):
     """Membership by heartbeat alone: every node that has a status directory is a candidate member, and
     the core's liveness tracker decides who is alive from changing sequence numbers."""
-
-
-SCHEMA = {vol.Optional("path"): str}
 
 
 @hookimpl

@@ -71,7 +71,12 @@ def run(name: str, action: str, argstring: str) -> int:
         interval = float(getattr(agent, "monitor_interval", 2.0))
         while True:
             time.sleep(interval)
-            if not agent.monitor():  # type: ignore[attr-defined]
+            try:
+                healthy = agent.monitor()  # type: ignore[attr-defined]
+            except (ResourceError, OSError) as exc:  # e.g. the interface vanished mid-check: lost, not failed
+                print(f"@{name} {argstring}: monitor failed: {exc}", file=sys.stderr)
+                healthy = False
+            if not healthy:
                 print(f"@{name} {argstring}: resource lost, re-acquiring", file=sys.stderr)
                 return EXIT_LOST
     except _Stop:

@@ -44,9 +44,15 @@ class ResourceAgent:
             words = shlex.split(argstring)
         except ValueError as exc:
             raise ResourceError(f"cannot split arguments {argstring!r}: {exc}") from exc
-        args = [w for w in words if "=" not in w]
-        params = dict(w.split("=", 1) for w in words if "=" in w)
+        args = [w for w in words if cls.positional(w)]
+        params = dict(w.split("=", 1) for w in words if not cls.positional(w))
         return cls(args, params, options or {})
+
+    @classmethod
+    def positional(cls, word: str) -> bool:
+        """Is ``word`` a positional argument rather than a ``key=value`` parameter? Agents whose arguments may
+        contain ``=`` (``LABEL=www`` devices) override this instead of re-parsing the command."""
+        return "=" not in word
 
     def validate(self) -> None:
         """Raise :class:`ResourceError` when the arguments are malformed (called by ``omha check``)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -62,15 +61,9 @@ class MountAgent(ResourceAgent):
         self._device: str | None = None  # resolved device node or image file, cached from acquire
 
     @classmethod
-    def from_command(cls, argstring: str, options: Mapping[str, Any] | None = None) -> MountAgent:
-        """Build the agent from ``DEVICE MOUNTPOINT key=value...``; ``LABEL=``/``UUID=`` words are devices."""
-        try:
-            words = shlex.split(argstring)
-        except ValueError as exc:
-            raise ResourceError(f"@mount: cannot split arguments {argstring!r}: {exc}") from exc
-        args = [w for w in words if "=" not in w or _is_tag_word(w)]
-        params = dict(w.split("=", 1) for w in words if "=" in w and not _is_tag_word(w))
-        return cls(args, params, options or {})
+    def positional(cls, word: str) -> bool:
+        """``LABEL=``/``UUID=`` words are devices, not ``key=value`` parameters."""
+        return "=" not in word or _is_tag_word(word)
 
     # -- what the entry asks for ------------------------------------------------------------------------
 

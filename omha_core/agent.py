@@ -69,6 +69,8 @@ def run(name: str, action: str, argstring: str) -> int:
             return EXIT_USAGE
         agent.acquire()  # type: ignore[attr-defined]
         interval = float(getattr(agent, "monitor_interval", 2.0))
+        # the log's record that the resource is in place (and the point after which a loss exits 3, not 1)
+        print(f"@{name} {argstring}: acquired; monitoring every {interval:g} s", file=sys.stderr, flush=True)
         while True:
             time.sleep(interval)
             try:

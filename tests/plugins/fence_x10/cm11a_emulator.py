@@ -340,8 +340,9 @@ class CM11AEmulator:
         state = self._state
         if state == "polling":
             if byte == PC_READY:
-                self._send(len(self._upload), *self._upload)
+                # counted before the write: the PC may act on the upload before this thread runs again
                 self.uploads_sent += 1
+                self._send(len(self._upload), *self._upload)
                 self._idle()
             return  # the interface ignores everything else while it polls
         if state == "clock_request":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -120,6 +121,26 @@ class Lan:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self._procs.append(proc)
         return proc
+
+    @staticmethod
+    def wait_acquired(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
+        """Read a ``respawn`` agent's stderr until it reports its acquire done; return what was read.
+
+        Only from then on is a loss "lost" (exit 3): the interface vanishing during the acquire's announce
+        is a failed acquire (exit 1). Reads the raw descriptor, so a later ``communicate()`` loses nothing.
+        """
+        assert proc.stderr is not None
+        fd = proc.stderr.fileno()
+        seen = b""
+        deadline = time.monotonic() + timeout
+        while b": acquired; monitoring every" not in seen:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk:
+                raise AssertionError(f"the agent never reported its acquire done; stderr: {seen.decode()}")
+            seen += chunk
+        return seen.decode()
 
     # -- observing ------------------------------------------------------------------------------------------
 

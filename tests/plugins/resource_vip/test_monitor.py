@@ -38,9 +38,11 @@ def test_respawn_re_adds_a_removed_address_and_releases_on_sigterm(lan: Lan, vip
 def test_respawn_exits_lost_when_the_interface_disappears(lan: Lan) -> None:
     ns, dev = lan.a.ns, lan.a.dev
     proc = lan.spawn_agent(lan.a, "respawn", f"192.0.2.51/24 dev={dev} monitor_interval=0.1 arp_count=1")
-    wait_for("the agent to add the VIP", lambda: "192.0.2.51/24" in lan.addresses(ns, dev))
+    early = lan.wait_acquired(proc)
+    assert "192.0.2.51/24" in lan.addresses(ns, dev)
 
     ip("-n", ns, "link", "del", dev)
-    _, stderr = proc.communicate(timeout=20)
+    _, rest = proc.communicate(timeout=20)
+    stderr = early + rest
     assert proc.returncode == EXIT_LOST, stderr
     assert "interface veth-a of 192.0.2.51/24 is gone" in stderr

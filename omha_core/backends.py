@@ -73,8 +73,13 @@ class Store:
         """Called after the core adopted ``doc`` (backends that replicate copies, like openMosix MFS)."""
 
     def put_document(self, name: str, text: str, expect_version: str | None) -> str:
-        """Write a new version; with ``expect_version``, only if the current version is still that one
-        (else raise :class:`omha_core.errors.ConflictError`). Returns the new version token."""
+        """Write a new version and return its token.
+
+        ``expect_version`` makes the write a compare-and-swap, so that two writers who read the same version
+        cannot overwrite each other silently: a version token means "only if the current version is still this
+        one", ``""`` means "only if the document does not exist yet" (the first write of a new cluster races
+        like any other), and ``None`` writes unconditionally. A failed comparison raises
+        :class:`omha_core.errors.ConflictError`."""
         raise NotImplementedError
 
     # -- claims -----------------------------------------------------------------------------------------

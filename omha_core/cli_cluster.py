@@ -99,7 +99,8 @@ def tell(store: Store, group: str, level: str, attempts: int = 10) -> str:
             raise OmhaError("the newest hactl is invalid; fix it first (omha check):\n  " + "\n  ".join(errors))
         text = set_hactl_level(current.text if current else "", group, level)
         try:
-            return store.put_document("hactl", text, docs[0].version if docs else None)
+            # "" when there is no hactl yet: a first write must not silently replace another first write
+            return store.put_document("hactl", text, docs[0].version if docs else "")
         except ConflictError:
             time.sleep(0.05)
     raise OmhaError(f"hactl kept changing under us; {group} was not set to {level}; try again")
@@ -139,7 +140,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         return 1
     for name, text in texts.items():
         current = store.documents(name)
-        version = store.put_document(name, text, current[0].version if current else None)
+        version = store.put_document(name, text, current[0].version if current else "")
         print(f"{name}: published version {version}")
     return 0
 

@@ -111,7 +111,7 @@ class SharedDirStore(Store):
         with open(self._p(".doclock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.documents(name)
-            cur_version = current[0].version if current else None
+            cur_version = current[0].version if current else ""
             if expect_version is not None and cur_version != expect_version:
                 raise ConflictError(
                     f"{self._p(name)} changed since it was read (someone else wrote it); read it again and retry"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from omha_core.builtin.sharedfs import SharedDirStore
+from omha_core.cli_cluster import tell
 from omha_core.config import validate_config
 from omha_core.errors import ConflictError, StoreError
 
@@ -54,6 +55,33 @@ def test_documents_compare_and_swap(tmp_path: Path) -> None:
     with pytest.raises(ConflictError, match="changed since it was read"):
         s.put_document("hactl", "web 3\n", v1)  # a stale writer is refused, nothing lost
     assert s.documents("hactl")[0].text == "web 2\n" and s.documents("hactl")[0].version == v2
+
+
+def test_expect_absent_writes_a_first_version_only_once(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    v1 = s.put_document("hactl", "web run\n", "")
+    with pytest.raises(ConflictError, match="changed since it was read"):
+        s.put_document("hactl", "db run\n", "")  # a second "first write" is refused, not merged away
+    assert [(d.text, d.version) for d in s.documents("hactl")] == [("web run\n", v1)]
+
+
+class _RacedStore(SharedDirStore):
+    """A store on which another operator's first hactl lands between this writer's read and its write."""
+
+    raced = False
+
+    def put_document(self, name: str, text: str, expect_version: str | None) -> str:
+        if not self.raced:
+            self.raced = True
+            SharedDirStore.put_document(self, "hactl", "other run\n", "")
+        return super().put_document(name, text, expect_version)
+
+
+def test_tell_on_a_cluster_without_hactl_keeps_a_concurrent_first_tell(tmp_path: Path) -> None:
+    s = _RacedStore(validate_config({"sharedfs": {"path": str(tmp_path)}}))
+    s.open()
+    tell(s, "web", "run")
+    assert sorted(s.documents("hactl")[0].text.splitlines()) == ["other run", "web run"]
 
 
 def test_fence_lock_one_fencer_per_incarnation(tmp_path: Path) -> None:

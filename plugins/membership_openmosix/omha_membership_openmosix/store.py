@@ -226,11 +226,11 @@ class OpenMosixStore(Store):
         with self._doclock():
             copies = self._copies(name)
             ordered = versions.newest_first(copies)
-            current = ordered[0].token if ordered else None
+            current = ordered[0].token if ordered else ""
             if expect_version is not None and expect_version != current:
                 raise ConflictError(
-                    f"{name} changed since it was read (now version {current}, expected {expect_version}); "
-                    "read it again and retry"
+                    f"{name} changed since it was read (now version {current or 'none'}, "
+                    f"expected {expect_version or 'none'}); read it again and retry"
                 )
             counter = max((c.counter for c in copies), default=0) + 1
             try:

@@ -92,7 +92,11 @@ def test_expect_absent_creates_only_once(pair: tuple[EtcdStore, EtcdStore]) -> N
         b.put_document("cltab", "second\n", "0")
     with pytest.raises(ConflictError):
         b.put_document("cltab", "second\n", "not-a-revision")
+    with pytest.raises(ConflictError):
+        b.put_document("cltab", "second\n", "")  # the core's spelling of "must not exist yet" (omha tell, load)
     assert b.documents("cltab")[0].text == "first\n"
+    b.put_document("hactl", "web run\n", "")
+    assert a.documents("hactl")[0].text == "web run\n"
 
 
 def test_a_write_that_already_landed_is_no_conflict(pair: tuple[EtcdStore, EtcdStore]) -> None:

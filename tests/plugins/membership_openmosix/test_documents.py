@@ -154,6 +154,14 @@ def test_put_document_numbers_above_every_copy_and_compares_versions(mosix: Fake
     assert s1.put_document("hactl", "web 3\n", None).startswith("9.1.")
 
 
+def test_expect_absent_writes_a_first_version_only_once(mosix: FakeMosix) -> None:
+    s1 = store(mosix, 1)
+    first = s1.put_document("cltab", CLTAB_V1, "")  # "": only if there is no copy yet
+    with pytest.raises(ConflictError, match=r"now version 1\.1\."):
+        s1.put_document("cltab", CLTAB_V2, "")
+    assert [(d.text, d.version) for d in store(mosix, 2).documents("cltab")] == [(CLTAB_V1, first)]
+
+
 def test_adopt_refuses_a_text_that_does_not_match_its_version(mosix: FakeMosix) -> None:
     mosix.put_copy(1, "hactl", "web 1\n", version=(2, 1))
     s2 = store(mosix, 2)

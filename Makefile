@@ -31,7 +31,7 @@ pytest: venv system-packages
 test: system-packages venv lint pytest
 
 bench: venv
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info plugins/*/build

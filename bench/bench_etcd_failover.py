@@ -15,21 +15,19 @@ seconds) expires and the watch wakes the survivors.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
-import signal
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+from failover_trials import failover_trials, summary  # noqa: E402
 from omha_membership_etcd.options import lease_ttl  # noqa: E402
 
 from omha_core.localcluster import LocalCluster  # noqa: E402
@@ -41,48 +39,15 @@ HACTL = "web run\n"
 NAMES = ["n1", "n2", "n3"]
 
 
-def rejoined(cluster: LocalCluster, node: str) -> bool:
-    return bool(cluster.report()["nodes"].get(node, {}).get("state") == "up")
-
-
-def trials(cluster: LocalCluster, count: int, label: str) -> list[float]:
-    """``count`` failovers of ``web`` by SIGKILL of its node; seconds from the kill to DONE elsewhere."""
-    times: list[float] = []
-    cluster.start()
-    for trial in range(count):
-        victim = cluster.wait_for("web running", lambda: cluster.running("web"), 60)[0]
-        t0 = time.monotonic()
-        cluster.kill(victim, signal.SIGKILL)
-        while True:
-            now_running = [n for n in cluster.running("web") if n != victim]
-            if now_running:
-                break
-            if time.monotonic() - t0 > 60:
-                raise SystemExit(f"{label} trial {trial + 1}: no failover in 60 s\n{cluster.diagnostics()}")
-            time.sleep(0.02)
-        took = time.monotonic() - t0
-        times.append(took)
-        print(f"{label} trial {trial + 1:2d}: {victim} -> {now_running[0]} in {took:.2f} s", flush=True)
-        cluster.start(victim)
-        cluster.wait_for(f"{victim} rejoined", functools.partial(rejoined, cluster, victim), 60)
-    return times
-
-
 def run(make: Callable[[Path], LocalCluster], count: int, label: str) -> list[float]:
     tmp = Path(tempfile.mkdtemp(prefix=f"omha-bench-{label}-"))
     cluster = make(tmp)
     try:
-        return trials(cluster, count, label)
+        cluster.start()
+        return failover_trials(cluster, count, label)
     finally:
         cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def summary(label: str, times: list[float]) -> str:
-    return (
-        f"{label:>9}: median {statistics.median(times):.2f} s, min {min(times):.2f} s, max {max(times):.2f} s "
-        f"({len(times)} trials)"
-    )
 
 
 def main() -> None:
@@ -112,8 +77,8 @@ def main() -> None:
         f"\nfailover by SIGKILL, no fence device; heartbeat {args.heartbeat:g} s, dead_after {args.dead_after:g} s "
         f"(etcd: {args.etcd_members} member(s), lease TTL {lease_ttl(args.dead_after)} s)"
     )
-    print(summary("sharedfs", shared))
-    print(summary("etcd", on_etcd_times))
+    print(summary(f"{'sharedfs':>9}", shared))
+    print(summary(f"{'etcd':>9}", on_etcd_times))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ import argparse
 import os
 import shutil
 import signal
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from failover_trials import failover_trials, summary
 
 from omha_core.localcluster import LocalCluster, fence_device
 
@@ -40,42 +43,15 @@ def main() -> None:
         config={"cluster": {"name": f"bench-{os.getpid()}"}, "timing": timing, "fencing": {"action": "off"}},
         devices=[fence_device(tmp, names)] if args.fenced else [],
     )
-    times: list[float] = []
     try:
         cluster.start()
-        for trial in range(args.trials):
-            victim = cluster.wait_for("web running", lambda: cluster.running("web"), 60)[0]
-            t0 = time.monotonic()
-            if args.fenced:
-                cluster.kill(victim, signal.SIGSTOP)
-            else:
-                cluster.kill(victim, signal.SIGKILL)
-            while True:
-                now_running = [n for n in cluster.running("web") if n != victim]
-                if now_running:
-                    break
-                if time.monotonic() - t0 > 60:
-                    raise SystemExit(f"trial {trial}: no failover in 60 s")
-                time.sleep(0.02)
-            took = time.monotonic() - t0
-            times.append(took)
-            print(f"trial {trial + 1:2d}: {victim} -> {now_running[0]} in {took:.2f} s", flush=True)
-            proc = cluster.procs[victim]
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.kill()
-                proc.wait()
-            cluster.start(victim)
-            cluster.wait_for(f"{victim} rejoined", lambda v=victim: cluster.report()["nodes"][v]["state"] == "up", 60)
+        times = failover_trials(cluster, args.trials, "failover", signal.SIGSTOP if args.fenced else signal.SIGKILL)
     finally:
         cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     kind = "SIGSTOP + fencing (command device)" if args.fenced else "SIGKILL, no fencing device"
-    print(
-        f"\nfailover ({kind}), heartbeat {args.heartbeat:g} s, dead_after {args.dead_after:g} s, "
-        f"{len(times)} trials: median {statistics.median(times):.2f} s, "
-        f"min {min(times):.2f} s, max {max(times):.2f} s"
-    )
+    print(f"\nfailover ({kind}), heartbeat {args.heartbeat:g} s, dead_after {args.dead_after:g} s")
+    print(summary("failover", times))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -109,34 +109,24 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes of process group ``pgid``."""
-    out = []
+def _proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) for every process still readable."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
+                yield int(name), fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            out.append(int(name))
-    return out
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    return [pid for pid, fields in _proc_stats() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
 def zombie_children(ppid: int | None = None) -> list[int]:
     """Zombie processes whose parent is ``ppid`` (this process by default)."""
     ppid = os.getpid() if ppid is None else ppid
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == ppid:
-            out.append(int(name))
-    return out
+    return [pid for pid, fields in _proc_stats() if fields[0] == "Z" and int(fields[1]) == ppid]

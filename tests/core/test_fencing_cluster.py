@@ -54,6 +54,11 @@ def record(c: Cluster, node: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def heartbeat(c: Cluster, node: str) -> Any:
+    """The sequence number of the node's last published status."""
+    return json.loads((c.shared / "nodes" / node / "status.json").read_text())["seq"]
+
+
 def test_frozen_node_is_fenced_exactly_once_before_takeover(cluster: Any, tmp_path: Path) -> None:
     c = cluster([counting(tmp_path, fence_device(tmp_path, ["n1", "n2", "n3"]))], {"action": "off"})
     c.start()
@@ -83,8 +88,13 @@ def test_minority_partition_fences_nobody(cluster: Any, tmp_path: Path) -> None:
     holder = c.wait_running("web")
     others = [n for n in c.names if n != holder]
     survivor = others[0]
-    for n in [holder, others[1]]:  # two of three frozen: the survivor is a minority
-        c.kill(n, signal.SIGSTOP)
+    # Two of three frozen: the survivor is a minority. The holder must not look lost before the other frozen
+    # node does (the survivor would then still have a quorum and rightly fence it), so freeze the other node
+    # first and the holder only after it has published one more heartbeat.
+    c.kill(others[1], signal.SIGSTOP)
+    seq = heartbeat(c, holder)
+    c.wait_for("one more heartbeat from the holder", lambda: heartbeat(c, holder) != seq, 5)
+    c.kill(holder, signal.SIGSTOP)
     c.wait_for(
         "the survivor to see both lost",
         lambda: (

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ from omha_core.liveness import Liveness
 from omha_core.plugins import call_tagged, lookup
 from omha_core.quorum import Quorum
 from omha_core.status import NodeStatus, StatusProblem, parse_status
+from omha_core.uniqueness import DuplicateNode, impostor, lock_state_dir, wait_out_previous
 from omha_core.validate import check_document
 
 log = logging.getLogger("omha.daemon")
@@ -81,7 +83,7 @@ class Daemon:
         self.incarnation = uuid.uuid4().hex[:12]
         self.seq = 0
         self.liveness = Liveness(self.dead_after)
-        os.makedirs(config.state_dir, exist_ok=True)
+        self._lock_fd = lock_state_dir(config.state_dir)  # one daemon per state directory, for life
         self.quorum = Quorum(config.section("quorum"), os.path.join(config.state_dir, "quorum.json"))
         self.store, self.membership = open_backends(config, pm)
         self.node = config.data.get("node") or self.membership.local_node() or config.node
@@ -107,6 +109,11 @@ class Daemon:
         #: monotonic time of the last complete cycle (store read, decisions, status published)
         self.last_ok = time.monotonic()
         self.isolated = False
+        #: set when another daemon turned out to publish as this node: stop everything and exit non-zero
+        self.duplicate: str | None = None
+        #: incarnations whose status under this node name is ours: this one, and until our first publication the
+        #: dead predecessor found at start-up (should it come back to life and publish again, it is a duplicate)
+        self.own_incarnations = {self.incarnation}
 
     # -- life cycle -------------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -116,6 +123,13 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        # before publishing anything or touching a claim: is another daemon already this node?
+        previous = await asyncio.to_thread(
+            wait_out_previous, self.store, self.node, self.dead_after, self.heartbeat / 2
+        )
+        if previous is not None:
+            self.own_incarnations.add(previous.incarnation)
+        self.started = time.monotonic()  # settle from now: the wait above heard nothing from the others
         await asyncio.to_thread(self._adopt_documents)
         self.init = LocalInit(
             self.cltab,
@@ -125,8 +139,8 @@ class Daemon:
             config_path=self.config.path if os.path.exists(self.config.path) else None,
             on_change=self.wake.set,
         )
+        server = await self._start_control()  # first: refuses to start when another daemon answers on it
         await self.init.start()
-        server = await self._start_control()
         log.info("node %s up (incarnation %s, store %s)", self.node, self.incarnation, type(self.store).__name__)
         ready = False
         watchdog = asyncio.ensure_future(self._watchdog())
@@ -146,7 +160,7 @@ class Daemon:
             watchdog.cancel()
             sd_notify("STOPPING=1")
             await self._shutdown(server)
-        return 0
+        return 1 if self.duplicate else 0
 
     async def _sleep(self, begun: float) -> None:
         # ``wake`` was cleared when the cycle began: a local change during the cycle starts the next one at once
@@ -173,8 +187,10 @@ class Daemon:
             await self.init.shutdown()
         self.stopped_cleanly = True  # every local process is gone: nobody needs to fence this node now
         await self.fencer.close()
+        # a duplicate daemon under our name may still be running the groups of these claims: leave them to the
+        # others, who break them only after fencing this node
         with contextlib.suppress(Exception):
-            claims = await asyncio.to_thread(self.store.claims)
+            claims = {} if self.duplicate else await asyncio.to_thread(self.store.claims)
             for group, held in claims.items():
                 if held.get("node") == self.node:
                     await asyncio.to_thread(self.store.release_claim, group, self.node)
@@ -235,6 +251,9 @@ class Daemon:
         await asyncio.to_thread(self.membership.heartbeat)
         raw, claims, records, up, member = await asyncio.to_thread(self._read_cluster)
         self.store_error = None
+        if clash := impostor(raw, self.node, self.own_incarnations):
+            self._duplicate_found(clash)
+            return
         now = time.monotonic()
         self._observe(raw)
         alive = {self.node} | {n for n in self.statuses if n != self.node and self._alive(n, up)}
@@ -266,6 +285,14 @@ class Daemon:
         if self.isolated:
             log.warning("contact with the store is back")
             self.isolated = False
+
+    def _duplicate_found(self, message: str) -> None:
+        """Another daemon publishes as this node: both cannot be trusted with its claims, so stop everything
+        here and exit; the others see this node lost and take its groups over after fencing it."""
+        if self.duplicate is None:
+            log.error("%s: stopping every local group and exiting; give each node its own node name", message)
+        self.duplicate = message
+        self.stopping.set()
 
     def _alive(self, node: str, up: set[str] | None) -> bool:
         """Is ``node`` alive? Heartbeats decide, unless the membership layer's view is proof of life."""
@@ -483,6 +510,7 @@ class Daemon:
             "seq": self.seq,
             "time": time.time(),
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             "version": __version__,
             "quorum": bool(self.last_view.get("quorum", {}).get("have", False)),
             "shutting_down": self.shutting_down,
@@ -510,6 +538,7 @@ class Daemon:
         self.seq += 1
         doc = self.status_document()
         await asyncio.to_thread(self.store.publish, self.node, doc)
+        self.own_incarnations = {self.incarnation}
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         try:
@@ -521,6 +550,8 @@ class Daemon:
     async def _start_control(self) -> asyncio.AbstractServer | None:
         path = self.config.socket_path
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        if await _answers(path):
+            raise DuplicateNode(f"control socket {path} is in use by another running omha daemon")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         try:
@@ -547,6 +578,16 @@ class Daemon:
             log.debug("control connection: %s", exc)
         finally:
             writer.close()
+
+
+async def _answers(path: str) -> bool:
+    """Does a server listen on the unix socket ``path``? (A stale socket file refuses the connection.)"""
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 2.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
 def sd_notify(state: str) -> bool:
@@ -586,8 +627,7 @@ def run_daemon(config: Config, pm: pluggy.PluginManager) -> int:
     """Entry point of ``omha daemon``."""
     setup_logging(config, config.data.get("node") or config.node)
     try:
-        daemon = Daemon(config, pm)
+        return asyncio.run(Daemon(config, pm).run())
     except OmhaError as exc:
         log.error("%s", exc)
         return 1
-    return asyncio.run(daemon.run())

@@ -185,7 +185,11 @@ def _decide_group(
             if want is None or (inst.level == STOP_LEVEL and inst.state == DONE):
                 return [Action("release", group, reason="not running here")]
             if inst.level is None:
-                # a claim left from an earlier incarnation of this daemon: start from plan again
+                # a claim left from an earlier incarnation of this daemon: start from plan again, but only once
+                # settled, so that a second daemon running under this node name is caught first (uniqueness.py)
+                if view.settling:
+                    result.why[group] = "starting up: resuming this node's claim once settled"
+                    return []
                 return [Action("tell", group, PLAN, "claim held, resuming")]
         if want is None:
             return []

@@ -234,5 +234,7 @@ def test_node_without_quorum_is_no_candidate() -> None:
     ]
 
 
-def test_restarted_daemon_resumes_its_claim() -> None:
+def test_restarted_daemon_resumes_its_claim_once_settled() -> None:
     assert acts(view(mine={}, claims={"web": "n1"})) == [("tell", "web", "plan")]
+    settling = decide(view(mine={}, claims={"web": "n1"}, settling=True))
+    assert settling.actions == [] and "once settled" in settling.why["web"]

@@ -37,6 +37,9 @@ class VipAgent(ResourceAgent):
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
         super().__init__(args, params, options)
         self._spec: VipSpec | None = None
+        #: (index, name) of the interface the address was last put on or seen on: what monitor watches when
+        #: ``dev=`` is omitted (IPv6 addresses leave an interface that goes down, so the address alone cannot say)
+        self._held: tuple[int, str] | None = None
 
     @property
     def spec(self) -> VipSpec:
@@ -58,6 +61,7 @@ class VipAgent(ResourceAgent):
         spec = self.spec
         with Netlink() as nl:
             link = self._link(nl)
+            self._held = (link.index, link.name)
             if not link.up:
                 raise ResourceError(f"interface {link.name} is down (bring it up: ip link set {link.name} up)")
             prefixlen = self._prefixlen(nl, link)
@@ -108,22 +112,25 @@ class VipAgent(ResourceAgent):
                 nl.delete(addr, ifname)
 
     def monitor(self) -> bool:
-        """True while the address is on its interface; a vanished address is re-added and re-announced."""
+        """True while the address is on its interface and that interface is up; a vanished address is re-added
+        and re-announced. False (the resource is lost) when the interface holding it is gone or down.
+
+        The interface watched is ``dev=``, else the one the address is found on, else (the address vanished)
+        the one it was last on: an interface set down must fail the monitor whether or not ``dev=`` was given.
+        """
         spec = self.spec
         with Netlink() as nl:
-            index = None
-            if spec.dev is not None:
-                link = nl.link(spec.dev)
-                if link is None:
-                    log.warning("interface %s of %s is gone", spec.dev, spec.text)
-                    return False
-                if not link.up:
-                    log.warning("interface %s of %s is down", spec.dev, spec.text)
-                    return False
-                index = link.index
-            if any(not a.dadfailed for a in nl.find(spec.address, index)):
+            link = self._holding_link(nl)
+            if link is None:
+                name = spec.dev or (self._held[1] if self._held else "?")
+                log.warning("interface %s of %s is gone", name, spec.text)
+                return False
+            if not link.up:
+                log.warning("interface %s of %s is down", link.name, spec.text)
+                return False
+            if any(not a.dadfailed for a in nl.find(spec.address, link.index)):
                 return True
-        log.warning("%s vanished from %s; re-adding it", spec.text, spec.dev or "its interface")
+        log.warning("%s vanished from %s; re-adding it", spec.text, link.name)
         try:
             self.acquire()
         except ResourceError as exc:
@@ -142,6 +149,27 @@ class VipAgent(ResourceAgent):
         self._refuse_duplicate(link, "ARP probe" if self.spec.version == 4 else "duplicate address detection")
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    def _holding_link(self, nl: Netlink) -> Link | None:
+        """The interface that holds (or last held) the address; None when it no longer exists.
+
+        With ``dev=``, that interface. Without, the interface the address is configured on now (remembered),
+        else the one remembered from acquire or an earlier monitor, else the one whose subnet holds the address
+        (:class:`ResourceError` when none does).
+        """
+        spec = self.spec
+        links = {link.index: link for link in nl.links()}
+        if spec.dev is not None:
+            return next((link for link in links.values() if link.name == spec.dev), None)
+        where = [a.index for a in nl.find(spec.address) if not a.dadfailed and a.index in links]
+        if where:
+            index = self._held[0] if self._held and self._held[0] in where else where[0]
+            self._held = (index, links[index].name)
+        if self._held is None:
+            link = self._link(nl)
+            self._held = (link.index, link.name)
+            return link
+        return links.get(self._held[0])
 
     def _link(self, nl: Netlink) -> Link:
         """The interface to use: ``dev=``, else the one whose subnet contains the address."""

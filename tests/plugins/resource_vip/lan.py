@@ -24,6 +24,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from tests.plugins.resource_vip.capture import Capture
 
 SETPRIV_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -64,6 +67,7 @@ class Lan:
         self.b = Node(f"{tag}-b", "veth-b", "02:00:00:00:00:0b")
         self._made: list[str] = []
         self._procs: list[subprocess.Popen[str]] = []
+        self._captures: list[Capture] = []
 
     def open(self) -> Lan:
         """Create the namespaces, the bridge and the links, and bring everything up."""
@@ -87,7 +91,9 @@ class Lan:
         return self
 
     def close(self) -> None:
-        """Stop every agent process still running, then delete the namespaces (and so every link)."""
+        """Stop every capture and agent process still running, then delete the namespaces (and every link)."""
+        for capture in self._captures:
+            capture.close()
         for proc in self._procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -142,7 +148,29 @@ class Lan:
             seen += chunk
         return seen.decode()
 
-    # -- observing ------------------------------------------------------------------------------------------
+    # -- observing the wire ----------------------------------------------------------------------------------
+
+    def capture(self, ns: str | None = None, ifname: str = "br0") -> Capture:
+        """Start capturing what ``ifname`` in ``ns`` (default: the client's bridge) receives from other hosts."""
+        script = str(Path(__file__).with_name("capture.py"))
+        cmd = ["ip", "netns", "exec", ns or self.client, sys.executable, script, ifname]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            capture = Capture(proc)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        self._captures.append(capture)
+        return capture
+
+    def ping_from(self, node: Node, address: str = "192.0.2.1") -> None:
+        """One echo request from ``node`` to ``address`` (the client by default), answered or failing the test."""
+        cmd = ["ip", "netns", "exec", node.ns, "ping", "-n", "-c", "1", "-W", "5", address]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        assert done.returncode == 0, f"{node.ns} cannot ping {address}: {done.stdout}{done.stderr}"
+
+    # -- observing addresses and reachability ----------------------------------------------------------------
 
     def addresses(self, ns: str, dev: str) -> list[str]:
         """``ADDRESS/PREFIX`` of every address on ``dev`` in ``ns``."""

@@ -46,3 +46,22 @@ def test_respawn_exits_lost_when_the_interface_disappears(lan: Lan) -> None:
     stderr = early + rest
     assert proc.returncode == EXIT_LOST, stderr
     assert "interface veth-a of 192.0.2.51/24 is gone" in stderr
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("vip", "extra"), [("192.0.2.52/24", ""), ("2001:db8::52/64", "dad=no")], ids=["ipv4", "ipv6"])
+def test_respawn_without_dev_exits_lost_when_the_holding_interface_goes_down(lan: Lan, vip: str, extra: str) -> None:
+    """No ``dev=``: the monitor watches the interface the address was found on. Set down, it loses the VIP's
+    traffic (IPv4 keeps the address configured, IPv6 drops it): either way the entry is lost, exit 3, and
+    stderr names the interface."""
+    ns, dev = lan.a.ns, lan.a.dev
+    proc = lan.spawn_agent(lan.a, "respawn", f"{vip} monitor_interval=0.1 arp_count=1 {extra}")
+    early = lan.wait_acquired(proc)
+    assert vip in lan.addresses(ns, dev)
+
+    ip("-n", ns, "link", "set", dev, "down")
+    _, rest = proc.communicate(timeout=20)
+    stderr = early + rest
+    assert proc.returncode == EXIT_LOST, stderr
+    assert f"interface {dev} of {vip} is down" in stderr
+    assert "resource lost" in stderr

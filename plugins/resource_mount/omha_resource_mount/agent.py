@@ -2,9 +2,11 @@
 
 The agent's promises, each verified in /proc/self/mountinfo rather than taken from a command's exit status:
 after ``acquire`` our source is mounted on the mount point with the expected type, writable unless ``ro`` was
-asked; after ``release`` it is not mounted there any more, whatever was using it (release fails, loudly,
-rather than claim success over a mount that is still there); ``monitor`` fails when either stops being true
-behind omha's back; ``check`` fails on a node that cannot see the device.
+asked; after ``release`` it is not mounted there any more, whatever was using it, nor anywhere else on this
+node (release fails, loudly, rather than claim success while another node could not safely mount it: a mount
+stacked on ours, a bind mount of it, and for a block device any mount namespace still holding it are named
+in the error, never unmounted); ``monitor`` fails when either stops being true behind omha's back; ``check``
+fails on a node that cannot see the device.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from omha_resource_mount.params import MountSpec, parse_spec
 from omha_resource_mount.probe import write_probe
 from omha_resource_mount.source import (
     TAGS,
+    device_in_use,
     entry_matches,
     fstype_available,
     is_network,
@@ -36,6 +39,8 @@ log = logging.getLogger("omha.mount")
 
 #: umount attempts in one release (each may stop the processes found using the mount first)
 RELEASE_ROUNDS = 4
+#: seconds release waits for the kernel to let go of a block device once it is unmounted
+EXCLUSIVE_WAIT = 1.0
 #: types the kernel reports under another name than the one mount(8) was given
 _SAME_TYPE = {"nfs": {"nfs4"}, "smb3": {"cifs"}, "smbfs": {"cifs"}}
 
@@ -211,13 +216,14 @@ class MountAgent(ResourceAgent):
             device, unresolved = None, True
             log.warning("release %s: %s; unmounting what is mounted on %s", self.spec.describe(), exc, target)
         blocked = "busy"
+        devnos: set[tuple[int, int]] = set()  # the filesystems unmounted from the target in this release
         for _ in range(RELEASE_ROUNDS):
             entries = read_mounts()
             top = top_mount_at(target, entries)
             if top is None or not self._is_ours(top, device, unresolved):
-                if top is not None:
-                    log.warning("release: %s is not ours, left alone", top.describe())
+                self._verify_released(target, device, unresolved, devnos)
                 return
+            devnos.add((top.major, top.minor))
             result = commands.umount(target)
             if result.ok:
                 continue
@@ -225,6 +231,70 @@ class MountAgent(ResourceAgent):
                 raise ResourceError(f"cannot unmount {target}: {result.message}")
             blocked = self._free(top, entries)
         raise ResourceError(f"busy: {target} is still mounted after {RELEASE_ROUNDS} attempts: {blocked}")
+
+    def leftovers(
+        self, entries: list[MountEntry], device: str | None, unresolved: bool, devnos: set[tuple[int, int]]
+    ) -> list[str]:
+        """What still keeps our filesystem mounted in this namespace once nothing of ours is visible at the
+        mount point: a mount of ours covered by another one stacked on top of it, a bind mount of it, or
+        another mount of the same source. Empty when it is really gone.
+
+        :param entries: this namespace's mounts.
+        :param device: the resolved device (None for a network source, or when it vanished).
+        :param unresolved: True when the device vanished; then a mount is ours when it is of the configured type
+            on the mount point, or shows the device number of a mount this release took off the mount point.
+        :param devnos: ``(major, minor)`` of the mounts this release unmounted from the mount point.
+        """
+        target = self.target()
+        top = top_mount_at(target, entries)
+        found = []
+        for entry in entries:
+            if entry.target == target:
+                ours = self._is_ours(entry, device, unresolved)
+                if ours and entry != top:
+                    covering = top.describe() if top is not None else "another mount"
+                    found.append(f"it is still mounted on {target}, covered by {covering} mounted on top of it")
+                continue
+            if unresolved:
+                ours = not self.network and (entry.major, entry.minor) in devnos
+            else:
+                ours = entry_matches(entry, self.spec.source, device)
+            if ours:
+                part = f" (its directory {entry.root})" if entry.root != "/" else ""
+                found.append(f"it is still mounted on {entry.target}{part}")
+        return found
+
+    def _verify_released(self, target: str, device: str | None, unresolved: bool, devnos: set[tuple[int, int]]) -> None:
+        """Raise unless the filesystem is gone from this node: no mount of it left in this namespace, and (for a
+        block device) the kernel no longer holds the device, whichever namespace mounted it."""
+        spec = self.spec
+        entries = read_mounts()
+        top = top_mount_at(target, entries)
+        if top is not None and not self._is_ours(top, device, unresolved):
+            log.warning("release: %s is not ours, left alone", top.describe())
+        left = self.leftovers(entries, device, unresolved, devnos)
+        if left:
+            raise ResourceError(
+                f"busy: {spec.describe()} is not released: {'; '.join(left)}. @mount unmounts only its own mount "
+                "point, never a mount stacked on it, a bind mount or another mount of the same filesystem: "
+                "remove those, then stop the entry again"
+            )
+        if device is None or unresolved:
+            return
+        deadline = time.monotonic() + EXCLUSIVE_WAIT
+        while device_in_use(device):
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            why = (
+                f"{target} is not mounted here any more, but the kernel still holds {device}: it is mounted in "
+                "another mount namespace on this node (a container?), detached by a lazy unmount with users left, "
+                "or opened exclusively by something else (LVM, md, mkfs, fsck)"
+            )
+            if spec.lazy:
+                log.warning("release %s: %s; reporting success anyway because lazy=yes", spec.describe(), why)
+                return
+            raise ResourceError(f"busy: {why}; another node must not mount it yet")
 
     def _free(self, entry: MountEntry, entries: list[MountEntry]) -> str:
         """Make a busy mount unmountable: stop its users (kill=yes), or unmount lazily (lazy=yes).

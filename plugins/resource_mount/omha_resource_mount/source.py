@@ -8,6 +8,7 @@ by device number, canonical path, loop backing file or (network sources) the sou
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -156,6 +157,20 @@ def entry_matches(entry: MountEntry, source: str, device: str | None) -> bool:
         return (entry.major, entry.minor) == (os.major(st.st_rdev), os.minor(st.st_rdev))
     # an image file mounted through a loop device
     return _loop_backing_file(entry.source) == device
+
+
+def device_in_use(device: str) -> bool:
+    """True when ``device`` is a block device the kernel holds: mounted in any mount namespace of this node,
+    or opened exclusively (``O_EXCL``) by someone else. False for anything else (an image file, a device that
+    vanished or that this process may not open): the caller has nothing more to learn from it then."""
+    try:
+        if not stat.S_ISBLK(os.stat(device).st_mode):
+            return False
+        fd = os.open(device, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        return exc.errno == errno.EBUSY
+    os.close(fd)
+    return False
 
 
 def _kernel_modules() -> set[str]:

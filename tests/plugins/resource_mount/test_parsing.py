@@ -18,6 +18,7 @@ def test_the_plugin_registers_the_mount_agent() -> None:
 
 def test_label_and_uuid_words_are_the_device_not_parameters() -> None:
     agent = MountAgent.from_command("LABEL=www /srv/www type=ext4 options=noatime,nodev fsck=yes")
+    assert isinstance(agent, MountAgent)
     assert agent.spec.source == "LABEL=www"
     assert agent.spec.target == "/srv/www"
     assert (agent.spec.fstype, agent.spec.options, agent.spec.fsck) == ("ext4", "noatime,nodev", True)

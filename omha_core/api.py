@@ -37,4 +37,4 @@ class HA:
         """The cluster report (schema in :mod:`omha_core.report`)."""
         from omha_core.report import cluster_report
 
-        return cluster_report(self.store, self.config.cluster_name)
+        return cluster_report(self.store, self.config.cluster_name, float(self.config.timing["dead_after"]))

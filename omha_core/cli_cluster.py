@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from omha_core.backends import Store
+    from omha_core.backends import Store, Versioned
     from omha_core.config import Config
 
 
@@ -63,7 +63,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     config, pm = _setup(args)
     store = _store(config, pm)
     while True:
-        rep = cluster_report(store, config.cluster_name)
+        rep = cluster_report(store, config.cluster_name, float(config.timing["dead_after"]))
         if args.json:
             print(json.dumps(rep, indent=2, sort_keys=True))
         else:
@@ -148,21 +148,35 @@ def cmd_load(args: argparse.Namespace) -> int:
 @_guard
 def cmd_show(args: argparse.Namespace) -> int:
     from omha_core.errors import ParseError
+    from omha_core.report import adopted_version
     from omha_core.validate import check_document
 
     config, pm = _setup(args)
-    for doc in _store(config, pm).documents(args.what):
+    store = _store(config, pm)
+    running, observer = adopted_version(store, args.what)
+    newest_valid: Versioned | None = None
+    shown: Versioned | None = None
+    for doc in store.documents(args.what):
         try:
             check_document(args.what, doc.text, doc.origin or args.what, pm, config)
         except ParseError as exc:
             print(f"# skipped invalid version {doc.version} ({doc.origin}):", file=sys.stderr)
             print(exc, file=sys.stderr)
             continue
-        print(f"# {args.what} version {doc.version} ({doc.origin})", file=sys.stderr)
-        print(doc.text, end="" if doc.text.endswith("\n") else "\n")
-        return 0
-    print(f"omha show: no valid {args.what} in the store", file=sys.stderr)
-    return 1
+        newest_valid = newest_valid or doc
+        if running is None or doc.version == running:
+            shown = doc
+            break
+    shown = shown or newest_valid  # the version the daemons run is gone from the store: the newest valid one
+    if shown is None:
+        print(f"omha show: no valid {args.what} in the store", file=sys.stderr)
+        return 1
+    where = f"the version {observer} runs" if shown.version == running else "not adopted by any daemon yet"
+    print(f"# {args.what} version {shown.version} ({shown.origin}): {where}", file=sys.stderr)
+    if newest_valid is not None and newest_valid.version != shown.version:
+        print(f"# a newer valid version {newest_valid.version} is in the store, not adopted yet", file=sys.stderr)
+    print(shown.text, end="" if shown.text.endswith("\n") else "\n")
+    return 0
 
 
 def control(path: str, cmd: str, timeout: float = 5.0) -> dict[str, Any]:

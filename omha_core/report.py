@@ -2,16 +2,22 @@
 
 Liveness cannot be judged from one look at the store, so node states come from the *view* that live daemons
 publish in their status (each judges liveness on its own monotonic clock); the report takes the view of the
-node whose status is freshest. The JSON schema (``omha status --json``)::
+node whose status is freshest. When even that status is older than ``dead_after`` (by this machine's clock, the
+one place a wall-clock age is used, and only for display), no daemon is known to be alive: every node is shown
+``unknown`` rather than as the dead observer last saw it. The JSON schema (``omha status --json``)::
 
-    {"cluster": "omha", "observer": "n1", "quorum": {"have": true, "detail": "3 of 3 expected nodes"},
-     "nodes": {"n1": {"state": "up", "silent": 0.0, "problem": null, "fencing": null}},
+    {"cluster": "omha", "observer": "n1", "stale": null,
+     "quorum": {"have": true, "member": true, "detail": "3 of 3 expected nodes"},
+     "nodes": {"n1": {"state": "up", "silent": 0.0, "age": 0.1, "problem": null, "fencing": null,
+                      "config_errors": []}},
      "groups": {"web": {"want": "run", "running_on": ["n2"], "why": null,
-                        "instances": {"n2": {"level": "run", "state": "DONE", "since": 1764097000.1}}}},
+                        "instances": {"n2": {"level": "run", "state": "DONE", "since": 1764097000.1,
+                                             "entries": {"srv": {"pid": 123, "state": "running", ...}}}}}},
      "config": {"cltab": "<version>", "hactl": "<version>", "errors": []}}
 
-Node states: ``up``, ``lost``, ``fencing``, ``fenced``, ``fence-failed``, ``unfenced``, ``grace``,
-``waiting`` (lost, but this partition has no quorum to fence it), ``stopped`` (shut down cleanly).
+``config`` names the versions the observer runs (adopted after validation), not merely the newest in the store.
+Node states: ``up``, ``stopping``, ``lost``, ``fencing``, ``fenced``, ``fence-failed``, ``unfenced``, ``grace``,
+``waiting`` (lost, but this partition has no quorum to fence it), ``stopped`` (shut down cleanly), ``unknown``.
 """
 
 from __future__ import annotations
@@ -36,14 +42,47 @@ def newest_valid_hactl(store: Store) -> tuple[dict[str, str], str | None, list[s
     return {}, None, errors
 
 
-def cluster_report(store: Store, cluster: str = "omha") -> dict[str, Any]:
-    """Assemble the report from what the store holds now."""
+def adopted_version(store: Store, name: str) -> tuple[str | None, str | None]:
+    """(version of ``name`` the freshest daemon runs, that daemon), or (None, None) when no daemon published one."""
+    docs = {n: d for n, d in store.statuses().items() if isinstance(d, Mapping)}
+    for node in sorted(docs, key=lambda n: _time(docs[n]), reverse=True):
+        config = docs[node].get("config")
+        version = config.get(name) if isinstance(config, Mapping) else None
+        if isinstance(version, str):
+            return version, node
+    return None, None
+
+
+def adopted_hactl(store: Store, version: str | None) -> tuple[dict[str, str], str | None, list[str]]:
+    """The hactl the daemons run (``version``, as adopted by the observer); the newest valid one when that
+    version is unknown or gone. Same return shape as :func:`newest_valid_hactl`."""
+    if version is not None:
+        for doc in store.documents("hactl"):
+            if doc.version == version:
+                try:
+                    return parse_hactl(doc.text, doc.origin or "hactl"), version, []
+                except ParseError:
+                    break
+    return newest_valid_hactl(store)
+
+
+def _time(doc: Mapping[str, Any]) -> float:
+    value = doc.get("time")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0) -> dict[str, Any]:
+    """Assemble the report from what the store holds now (``dead_after``: see the module docstring)."""
     raw = store.statuses()
     docs = {n: d for n, d in raw.items() if isinstance(d, Mapping)}
-    observer = max(docs, key=lambda n: float(docs[n].get("time") or 0), default=None)
+    observer = max(docs, key=lambda n: _time(docs[n]), default=None)
     view: Mapping[str, Any] = (docs[observer].get("view") or {}) if observer else {}
     view_nodes: Mapping[str, Any] = view.get("nodes") or {}
-    wanted, hactl_version, hactl_errors = newest_valid_hactl(store)
+    age = time.time() - _time(docs[observer]) if observer else None
+    stale = round(age, 1) if age is not None and age > dead_after else None
+    adopted = (docs[observer].get("config") or {}) if observer else {}
+    adopted = adopted if isinstance(adopted, Mapping) else {}
+    wanted, hactl_version, hactl_errors = adopted_hactl(store, adopted.get("hactl"))
 
     nodes: dict[str, Any] = {}
     for name in sorted({*raw, *view_nodes}):
@@ -59,18 +98,25 @@ def cluster_report(store: Store, cluster: str = "omha") -> dict[str, Any]:
         }
         if doc.get("shutting_down") and entry["state"] == "up":
             entry["state"] = "stopping"
+        if stale is not None:
+            entry["state"] = "unknown"
         nodes[name] = entry
 
     groups: dict[str, Any] = {}
     names = list(dict.fromkeys([*wanted, *(g for d in docs.values() for g in (d.get("groups") or {}))]))
     why = view.get("why") or {}
     for group in names:
-        instances = {}
+        instances: dict[str, Any] = {}
         for node, doc in docs.items():
             g = (doc.get("groups") or {}).get(group)
             if not isinstance(g, Mapping) or (g.get("level") in (None, STOP_LEVEL) and g.get("state") != "STOPPING"):
                 continue
-            instances[node] = {"level": g.get("level"), "state": g.get("state"), "since": g.get("since")}
+            instances[node] = {
+                "level": g.get("level"),
+                "state": g.get("state"),
+                "since": g.get("since"),
+                "entries": g.get("entries") if isinstance(g.get("entries"), Mapping) else {},
+            }
         want = wanted.get(group)
         running = sorted(n for n, i in instances.items() if i["level"] == want and nodes[n]["state"] == "up")
         groups[group] = {
@@ -80,21 +126,27 @@ def cluster_report(store: Store, cluster: str = "omha") -> dict[str, Any]:
             "why": None if running else why.get(group),
         }
     config_errors = sorted({e for n in nodes.values() for e in n["config_errors"]} | set(hactl_errors))
+    quorum = view.get("quorum") or {"have": None, "detail": "no daemon has published a view yet"}
+    if stale is not None:
+        detail = f"no daemon is known to run: the newest status, {observer}'s, is {stale} s old"
+        quorum = {"have": None, "detail": detail}
     return {
         "cluster": cluster,
         "observer": observer,
-        "quorum": view.get("quorum") or {"have": None, "detail": "no daemon has published a view yet"},
+        "stale": stale,
+        "quorum": quorum,
         "nodes": nodes,
         "groups": groups,
-        "config": {"hactl": hactl_version, "errors": config_errors},
+        "config": {"cltab": adopted.get("cltab"), "hactl": hactl_version, "errors": config_errors},
     }
 
 
 def format_report(rep: Mapping[str, Any]) -> str:
     """Human-readable report, after crm_mon: nodes, quorum, then each group."""
     q = rep["quorum"]
+    have = {True: "yes", False: "NO"}.get(q.get("have"), "UNKNOWN")
     lines = [
-        f"cluster {rep['cluster']}: quorum {'yes' if q.get('have') else 'NO'} ({q.get('detail', '')})"
+        f"cluster {rep['cluster']}: quorum {have} ({q.get('detail', '')})"
         + (f", as seen by {rep['observer']}" if rep["observer"] else ""),
         "",
         "Nodes:",

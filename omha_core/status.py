@@ -2,13 +2,15 @@
 
 A status is a JSON object written only by its node::
 
-    {"node": "n1", "incarnation": "...", "seq": 42, "time": 1764097000.1, "pid": 1234, "version": "0.1.0",
-     "quorum": true, "member": true, "shutting_down": false,
+    {"node": "n1", "incarnation": "...", "seq": 42, "time": 1764097000.1, "pid": 1234, "host": "web1",
+     "version": "0.1.0", "quorum": true, "shutting_down": false,
      "groups": {<LocalInit.status()>},
      "unfit": {"db": "maintenance (site_plugin)"}, "failed": {"web": "test FAILED"},
      "config": {"cltab": "<version>", "hactl": "<version>", "errors": ["cltab:3: ..."]},
-     "view": {"nodes": {"n2": {"state": "up", "silent": 0.4}}, "quorum": "...", "why": {"web": "..."}},
-     "fencing": {"n3": {"state": "pending", ...}}}
+     "view": {"nodes": {"n2": {"state": "up", "silent": 0.4, "fencing": {...}}},
+              "quorum": {"have": true, "member": true, "detail": "..."}, "why": {"web": "..."},
+              "claims": {"web": "n2"}},
+     "store_error": null}
 
 ``time`` is informational (shown by ``omha status``); liveness never compares it with a local clock.
 Another node's document is untrusted input: :func:`parse_status` turns anything, however broken, into either a

@@ -4,6 +4,8 @@ Layout under ``[sharedfs] path``::
 
     cltab, hactl              the cluster's documents, edited in place by operators or written by omha
     nodes/<node>/status.json  each node's status, written only by that node (atomic rename)
+    nodes/<node>/cltab|hactl  the version that node adopted (runs now): the fallbacks when the top-level
+                              file is invalid, so a daemon started then runs what the others run
     claims/<group>.json       group claims, created with link(2): exactly one node wins
     fence/<node>.<inc>.lock   who fences one incarnation of a lost node (link(2) again)
     fence/<node>.json         the last fence record of a node
@@ -32,6 +34,13 @@ if TYPE_CHECKING:
     from omha_core.config import Config
 
 
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
 def _version(text: str) -> str:
     import hashlib  # not at import time: `omha --help` / `omha plugins` load this module
 
@@ -57,6 +66,13 @@ class SharedDirStore(Store):
         return os.path.join(self.base, *parts)
 
     def open(self) -> None:
+        """Create the layout inside the shared directory, which must exist already: creating a mistyped path or
+        an unmounted mount point would quietly give this node a cluster of its own."""
+        if not os.path.isdir(self.base):
+            raise StoreError(
+                f"{self.config.path}: [sharedfs] path: {self.base} is not a directory; mount the shared directory"
+                " there (or create it, for a cluster whose nodes all run on this machine)"
+            )
         try:
             for sub in ("nodes", "claims", "fence"):
                 os.makedirs(self._p(sub), exist_ok=True)
@@ -95,16 +111,43 @@ class SharedDirStore(Store):
 
     # -- documents
     def documents(self, name: str) -> list[Versioned]:
+        """The top-level file, then the other versions nodes adopted, most recently adopted first (none when
+        the top-level file is missing: that is a cluster without the document, and the next write starts it)."""
         assert name in DOCUMENTS
-        path = self._p(name)
+        current = self._read_document(self._p(name))
+        if current is None:
+            return []
+        out = [current]
+        for path in sorted(self._copies(name), key=_mtime, reverse=True):
+            copy = self._read_document(path)
+            if copy is not None and all(copy.version != d.version for d in out):
+                out.append(copy)
+        return out
+
+    def _read_document(self, path: str) -> Versioned | None:
         try:
             with open(path, encoding="utf-8", errors="surrogateescape") as fh:
                 text = fh.read()
         except FileNotFoundError:
-            return []
+            return None
         except OSError as exc:
             raise StoreError(f"{path}: {exc.strerror}") from None
-        return [Versioned(text=text, version=_version(text), origin=path)]
+        return Versioned(text=text, version=_version(text), origin=path)
+
+    def _copies(self, name: str) -> list[str]:
+        try:
+            nodes = os.listdir(self._p("nodes"))
+        except FileNotFoundError:
+            return []
+        return [self._p("nodes", node, name) for node in nodes if not node.startswith(".")]
+
+    def adopt(self, name: str, doc: Versioned) -> None:
+        """Keep this node's (``node`` in omha.toml, else the short host name) copy of the version it now runs."""
+        path = self._p("nodes", self.config.node, name)
+        held = self._read_document(path)
+        if held is None or held.version != doc.version:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write(path, doc.text)
 
     def put_document(self, name: str, text: str, expect_version: str | None) -> str:
         assert name in DOCUMENTS

@@ -155,6 +155,13 @@ def test_bad_input_is_reported_and_nothing_is_lost(make_cluster, tmp_path: Path)
     assert "mode 'sometimes' is not one of" in out.stdout and "status unreadable" in out.stdout
     assert c.running("web") == [node]  # the last good cltab keeps running
     assert all(c.procs[n].poll() is None for n in c.names)  # no daemon crashed
+    # a daemon started now adopts the last good version, from the copy of a node that runs it
+    other = next(n for n in c.names if n != node)
+    c.kill(other, signal.SIGTERM)
+    c.start(other)
+    c.wait_for(f"{other} to adopt a node's copy", lambda: f"from {c.shared}/nodes/" in c.log(other))
+    shown = c.omha(other, "show", "cltab")
+    assert shown.stdout == good_cltab and "runs" in shown.stderr
     (c.shared / "cltab").write_text(good_cltab)
     c.wait_for("error cleared", lambda: not c.report()["config"]["errors"])
 

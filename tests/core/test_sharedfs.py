@@ -28,11 +28,20 @@ def _race(args: tuple[str, str, int]) -> tuple[str, bool]:
 def test_claim_is_exclusive_across_processes(tmp_path: Path) -> None:
     for round_ in range(5):
         base = tmp_path / f"r{round_}"
+        base.mkdir()
         with multiprocessing.get_context("fork").Pool(8) as pool:
             results = pool.map(_race, [(str(base), f"n{i}", round_) for i in range(16)])
         winners = [n for n, won in results if won]
         assert len(winners) == 1, results
         assert store(base).claims()["web"]["node"] == winners[0]
+
+
+def test_missing_shared_directory_is_refused_not_created(tmp_path: Path) -> None:
+    """A mistyped path or an unmounted mount point must not quietly become a cluster of one."""
+    missing = tmp_path / "not-mounted"
+    with pytest.raises(StoreError, match=r"\[sharedfs\] path: .*not-mounted is not a directory; mount"):
+        store(missing)
+    assert not missing.exists()
 
 
 def test_claim_release_and_break(tmp_path: Path) -> None:
@@ -112,3 +121,20 @@ def test_missing_path_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigError, match=r"\[sharedfs\] path: required"):
         SharedDirStore(validate_config({}))
+
+
+def test_documents_list_the_file_then_the_versions_nodes_adopted(tmp_path: Path) -> None:
+    nodes = {n: SharedDirStore(validate_config({"node": n, "sharedfs": {"path": str(tmp_path)}})) for n in "abc"}
+    s = nodes["a"]
+    s.open()
+    assert s.documents("hactl") == []
+    s.put_document("hactl", "web 1\n", "")
+    nodes["a"].adopt("hactl", s.documents("hactl")[0])
+    s.put_document("hactl", "web 2\n", None)
+    nodes["b"].adopt("hactl", s.documents("hactl")[0])
+    nodes["c"].adopt("hactl", s.documents("hactl")[0])  # the same version twice is listed once
+    s.put_document("hactl", "web run extra\n", None)  # invalid, written by hand
+    assert [d.text for d in s.documents("hactl")] == ["web run extra\n", "web 2\n", "web 1\n"]
+    assert s.documents("hactl")[2].origin == str(tmp_path / "nodes" / "a" / "hactl")
+    (tmp_path / "hactl").unlink()  # no document at all: copies are not resurrected
+    assert s.documents("hactl") == []

@@ -1,8 +1,9 @@
 """``omha demo``: three nodes on this machine, a real failover, then clean-up.
 
 It writes a cltab with a web group (a fitness test, then a respawning HTTP server on 127.0.0.1) and a second
-group, starts three ``omha daemon`` processes on a temporary shared directory, shows the status, kills the node
-running the web group with SIGKILL, and shows the group move and the page served again by another node.
+group, starts three ``omha daemon`` processes on a temporary shared directory, shows the status, freezes the node
+running the web group with SIGSTOP (its server keeps running), lets the others fence it through a ``command``
+device that kills the frozen node (the "power off"), and shows the group move and the page served again.
 """
 
 from __future__ import annotations

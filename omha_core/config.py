@@ -48,6 +48,9 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("settle"): cv.non_negative_float,
         # a node out of touch with the store this long stops its groups (default: dead_after / 2)
         vol.Optional("isolate_after"): cv.positive_float,
+        # a group whose test (or plan, or a wait entry) FAILED on a node is not retried there for this long,
+        # unless cltab or hactl change; then that node is a candidate again (a transient failure heals)
+        vol.Optional("failed_retry", default=30.0): cv.positive_float,
     },
     vol.Optional("daemon", default={}): {
         vol.Optional("socket"): cv.path,

@@ -49,8 +49,6 @@ from omha_core.validate import check_document
 
 log = logging.getLogger("omha.daemon")
 
-#: how long a failed test keeps a node out of the running for a group (unless cltab/hactl change)
-FAILED_RETRY = 30.0
 #: shortest time between two cycles when local state changes quickly (a respawn storm)
 MIN_CYCLE = 0.02
 
@@ -80,6 +78,8 @@ class Daemon:
         self.settle = float(self.dead_after if settle is None else settle)
         isolate = timing.get("isolate_after")
         self.isolate_after = float(self.dead_after / 2 if isolate is None else isolate)
+        #: how long a failed test keeps this node out of the running for a group (unless cltab/hactl change)
+        self.failed_retry = float(timing["failed_retry"])
         self.incarnation = uuid.uuid4().hex[:12]
         self.seq = 0
         self.liveness = Liveness(self.dead_after)
@@ -381,7 +381,8 @@ class Daemon:
 
     def _failed(self, now: float) -> dict[str, str]:
         for group, (since, _) in list(self.failed.items()):
-            if now - since > FAILED_RETRY:
+            if now - since > self.failed_retry:
+                log.info("%s: failed here %.0f s ago; this node is a candidate again", group, now - since)
                 del self.failed[group]
         return {g: reason for g, (_, reason) in self.failed.items()}
 

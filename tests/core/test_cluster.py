@@ -118,6 +118,17 @@ def test_failed_test_lands_group_on_another_node(make_cluster, tmp_path: Path) -
     assert starts == ["n3"]
 
 
+def test_node_whose_test_failed_is_tried_again_after_failed_retry(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # no node is fit at first; then one becomes fit, with nothing in cltab or hactl changing
+    cltab = cltab_for(tmp_path, ["web"], test={"web": f'test -f {tmp_path}/fit-"$OMHA_NODE"'})
+    c = make_cluster(nodes=3, cltab=cltab, hactl="web run\n", config={"timing": {"failed_retry": 1.0}})
+    c.start()
+    c.wait_for("web to fail everywhere", lambda: all("web: test FAILED on this node" in c.log(n) for n in c.names))
+    (tmp_path / "fit-n2").touch()
+    assert c.wait_running("web", 20) == "n2"
+    assert "web: failed here" in c.log("n2") and "this node is a candidate again" in c.log("n2")
+
+
 def test_removed_from_hactl_stops_everywhere(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     c = make_cluster(nodes=3, cltab=cltab_for(tmp_path, ["a", "b"]), hactl="a run\nb run\n")
     c.start()

@@ -126,6 +126,22 @@ def test_plan_done_goes_to_test() -> None:
     assert acts(view(mine={"web": ("plan", "DONE")}, claims={"web": "n1"})) == [("tell", "web", "test")]
 
 
+def test_plan_failed_stops_and_remembers() -> None:
+    d = decide(view(mine={"web": ("plan", "FAILED")}, claims={"web": "n1"}))
+    assert [(a.kind, a.group, a.level, a.reason) for a in d.actions] == [
+        ("failed", "web", None, "plan FAILED"),
+        ("tell", "web", "stop", "plan FAILED here"),
+    ]
+
+
+def test_wait_entry_failed_at_run_level_stops_and_remembers() -> None:
+    d = decide(view(mine={"web": ("run", "FAILED")}, claims={"web": "n1"}))
+    assert [(a.kind, a.level, a.reason) for a in d.actions] == [
+        ("failed", None, "FAILED at level run"),
+        ("tell", "stop", "FAILED at level run here"),
+    ]
+
+
 # (6) needs plan
 def test_wanted_and_nowhere_best_node_claims_and_plans() -> None:
     best = best_node("web", ["n1", "n2", "n3"])

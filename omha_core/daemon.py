@@ -515,6 +515,7 @@ class Daemon:
             "version": __version__,
             "quorum": bool(self.last_view.get("quorum", {}).get("have", False)),
             "shutting_down": self.shutting_down,
+            "stopped": self.stopped_cleanly,
             "groups": self._published_groups(),
             "unfit": self._fitness() if self.hactl else {},
             "failed": {g: r for g, (_, r) in self.failed.items()},

@@ -17,7 +17,8 @@ one place a wall-clock age is used, and only for display), no daemon is known to
 
 ``config`` names the versions the observer runs (adopted after validation), not merely the newest in the store.
 Node states: ``up``, ``stopping``, ``lost``, ``fencing``, ``fenced``, ``fence-failed``, ``unfenced``, ``grace``,
-``waiting`` (lost, but this partition has no quorum to fence it), ``stopped`` (shut down cleanly), ``unknown``.
+``waiting`` (lost, but this partition has no quorum to fence it), ``stopped`` (its daemon shut down cleanly: its
+own last word, shown even when stale), ``unknown``.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
         }
         if doc.get("shutting_down") and entry["state"] == "up":
             entry["state"] = "stopping"
-        if stale is not None:
+        if doc.get("stopped"):
+            entry["state"] = "stopped"
+        elif stale is not None:
             entry["state"] = "unknown"
         nodes[name] = entry
 

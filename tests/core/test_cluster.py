@@ -279,3 +279,28 @@ def test_load_show_tell_through_the_store_without_a_daemon(tmp_path: Path) -> No
     (c.shared / "hactl").write_text("web run extra\n")
     out = c.omha("n1", "tell", "web", "stop", check=False)
     assert out.returncode == 1 and "the newest hactl is invalid" in out.stderr
+
+
+def test_sigterm_stops_groups_in_reverse_cltab_order_then_exits_0(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "order.log"
+
+    def entry(group: str) -> str:
+        trap = f"trap 'echo stop {group} >> {log}; exit 0' INT TERM"
+        body = f"{trap}; echo start {group} >> {log}; while :; do sleep 0.05; done"
+        return f'{group}:{group}srv:run:respawn:sh -c "{body}"\n'
+
+    c = make_cluster(nodes=1, cltab=entry("a") + entry("b") + entry("c"), hactl="a run\nb run\nc run\n")
+    c.start()
+    c.wait_for("all three running", lambda: all(c.running(g) == ["n1"] for g in "abc"))
+    # each entry's state is in the store and in `omha status --json`
+    entry = json.loads(c.omha("n1", "status", "--json").stdout)["groups"]["a"]["instances"]["n1"]["entries"]["asrv"]
+    assert entry["mode"] == "respawn" and entry["state"] == "running" and entry["restarts"] == 0
+    assert "echo start a" in Path(f"/proc/{entry['pid']}/cmdline").read_text()
+    c.kill("n1", signal.SIGTERM)  # waits for the daemon to exit
+    assert c.procs["n1"].returncode == 0
+    lines = log.read_text().splitlines()
+    assert sorted(lines[:3]) == ["start a", "start b", "start c"]
+    # reverse cltab order, each stopped before the next (a trap may run twice: INT then TERM, stop_grace 0)
+    assert list(dict.fromkeys(lines[3:])) == ["stop c", "stop b", "stop a"]
+    assert not list((c.shared / "claims").glob("*.json"))  # claims released: the others may start them at once
+    assert c.report()["nodes"]["n1"]["state"] == "stopped"

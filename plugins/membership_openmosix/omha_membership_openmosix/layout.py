@@ -42,7 +42,8 @@ class Settings:
     :param mfsbase: the MFS mount point (``/mfs``).
     :param varpath: each node's omha directory, relative to its root (``var/mosix-ha``).
     :param whois: the command that prints this node's number.
-    :param timeout: seconds without a status change after which ``hastat`` flags a node stale.
+    :param timeout: seconds without a status change after which a node up in the kernel counts as lost (the
+        membership leaves it out, ``hastat`` lists it stale).
     """
 
     hpcbase: str = DEFAULTS["hpcbase"]

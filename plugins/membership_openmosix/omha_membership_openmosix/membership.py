@@ -1,9 +1,11 @@
-"""The ``openmosix`` membership: who is up is what the openMosix kernel says in ``/proc/hpc``.
+"""The ``openmosix`` membership: who is up is what the openMosix kernel says in ``/proc/hpc``, less the nodes
+whose daemon stopped publishing.
 
-``up_nodes()`` are the nodes whose ``status`` has bit value 2 set. OpenMosix::HA counted exactly these for its
-quorum, including nodes that were up in the kernel but not running OpenMosix::HA. omha's core does not: it
-also requires each node's published status ``seq`` to keep changing (its heartbeat tracker, judged on the
-observer's monotonic clock), so only nodes whose daemon is alive count.
+OpenMosix::HA counted every node whose ``status`` has bit value 2 set for its quorum, including nodes that were
+up in the kernel but not running OpenMosix::HA. Here ``up_nodes()`` leaves out the other nodes whose published
+status has not changed for ``[openmosix] timeout`` seconds (the original's ``timeout``, judged on this node's
+monotonic clock), and the core on top of that requires each node's ``seq`` to change within ``[timing]
+dead_after``: a node is lost after whichever is shorter, and only nodes whose daemon is alive count.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from omha_core.backends import Membership, Store
 from omha_core.errors import ConfigError
-from omha_membership_openmosix import hpc
+from omha_membership_openmosix import hastat, hpc
 from omha_membership_openmosix.layout import Settings, local_node
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ class OpenMosixMembership(Membership):
         super().__init__(config, store)
         self.settings = Settings.from_config(config)
         self._me: str | None = None
+        #: with a store other than openmosix's, this membership reads the statuses itself to judge ``timeout``
+        self.silence = hastat.Silence()
 
     def open(self) -> None:
         nodes_dir = os.path.join(self.settings.hpcbase, "nodes")
@@ -47,9 +51,22 @@ class OpenMosixMembership(Membership):
         return self._me
 
     def up_nodes(self) -> set[str]:
-        """The nodes the kernel sees up (``status & 2``); unreadable or garbage entries are down."""
-        return hpc.up_nodes(self.settings.hpcbase)
+        """The nodes the kernel sees up (``status & 2``; unreadable or garbage entries are down), less the other
+        nodes whose status has not changed for ``[openmosix] timeout`` seconds."""
+        up = hpc.up_nodes(self.settings.hpcbase)
+        return up - self._stale(up)
+
+    def _stale(self, up: set[str]) -> set[str]:
+        from omha_membership_openmosix.store import OpenMosixStore
+
+        if isinstance(self.store, OpenMosixStore):
+            # the daemon read every status through this store just before asking: its observations are current
+            return self.store.stale_nodes(up)
+        statuses = self.store.statuses()
+        for node in set(statuses) | up:
+            self.silence.observe(node, hastat.token(statuses.get(node)))
+        return self.silence.stale(up - {self.local_node()}, self.settings.timeout)
 
     def is_member(self) -> bool:
         """True while the kernel lists this node as up; False when openMosix dropped it (stop local groups)."""
-        return self.local_node() in self.up_nodes()
+        return self.local_node() in hpc.up_nodes(self.settings.hpcbase)

@@ -45,11 +45,13 @@ class OpenMosixStore(Store):
         self.settings = Settings.from_config(config)
         self.layout = Layout(self.settings)
         self.replicas = Replicas(self.layout.node_dir, self.layout.node_root)
+        #: how long each node's status has stayed unchanged, observed on every read: feeds ``hastat`` and the
+        #: openmosix membership's ``timeout``
         self.silence = hastat.Silence()
         self._me: str | None = None
-        #: set once this store published this node's status: it belongs to the node's daemon, which alone
-        #: writes hastat (a CLI reading statuses must not replace the daemon's view with a fresh one)
-        self._daemon = False
+        #: the statuses and kernel up set of the last read, which hastat is built from when this node's daemon
+        #: publishes (its status then carries its judgement of that same read)
+        self._last: tuple[dict[str, Mapping[str, Any] | Exception], set[str]] | None = None
 
     # -- who and where ----------------------------------------------------------------------------------
     @property
@@ -89,9 +91,14 @@ class OpenMosixStore(Store):
 
     # -- node status ------------------------------------------------------------------------------------
     def publish(self, node: str, status: Mapping[str, Any]) -> None:
+        """Write ``node``'s ``clstat``; for this node (its daemon publishing), then rewrite ``hastat`` too.
+
+        hastat is written here rather than when statuses are read because the daemon's status carries its
+        judgement (which nodes it counts alive, its quorum) of the statuses it read this cycle; a CLI, which
+        only reads, never replaces the daemon's view.
+        """
         check_node_name(node, "[openmosix] publish")
         directory = self.layout.node_dir(node)
-        self._daemon = self._daemon or node == self.me
         try:
             os.makedirs(directory, exist_ok=True)
             atomic_write_json(os.path.join(directory, CLSTAT), dict(status))
@@ -99,6 +106,9 @@ class OpenMosixStore(Store):
             raise StoreError(
                 f"{directory}/{CLSTAT}: cannot publish the status of node {node}: {exc.strerror}"
             ) from None
+        if node == self.me:
+            statuses, up = self._last if self._last is not None else self._read_all()
+            self.write_hastat({**statuses, node: dict(status)}, up)
 
     def _read_status(self, node: str, up: bool) -> Mapping[str, Any] | Exception | None:
         path = self.layout.path(node, CLSTAT)
@@ -117,20 +127,33 @@ class OpenMosixStore(Store):
             return StoreError(f"{path}: status is not a JSON object")
         return doc
 
-    def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
-        """Every readable node's status; on the daemon's store (it publishes), also rewrites ``hastat``."""
+    def _read_all(self) -> tuple[dict[str, Mapping[str, Any] | Exception], set[str]]:
+        """Every readable node's status and the kernel's up set, each node's silence observed."""
         nodes, up = self._nodes()
         out: dict[str, Mapping[str, Any] | Exception] = {}
         for node in nodes:
             doc = self._read_status(node, node in up)
             if doc is not None:
                 out[node] = doc
-        if self._daemon:
-            self.write_hastat(out, up)
-        return out
+        for node in set(nodes) | up:
+            self.silence.observe(node, hastat.token(out.get(node)))
+        self._last = (out, up)
+        return out, up
+
+    def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
+        """Every readable node's status (the up nodes', and any other directory that can be read)."""
+        return dict(self._read_all()[0])
+
+    def stale_nodes(self, nodes: set[str]) -> set[str]:
+        """The nodes among ``nodes``, this one excepted, whose status stayed unchanged over the reads of the last
+        ``[openmosix] timeout`` seconds (the original's ``timeout``; see :mod:`.hastat`)."""
+        return self.silence.stale(nodes - {self.me}, self.settings.timeout)
 
     def write_hastat(self, statuses: Mapping[str, Mapping[str, Any] | Exception], up: set[str]) -> dict[str, Any]:
-        """Write the consolidated view into this node's directory (atomically); return it."""
+        """Write the consolidated view into this node's directory (atomically); return it.
+
+        ``statuses[this node]`` is the status this node's daemon is publishing, whose ``view`` is its judgement.
+        """
         view = hastat.build(self.me, statuses, up, self.silence, self.settings.timeout)
         path = self.layout.path(self.me, HASTAT)
         try:

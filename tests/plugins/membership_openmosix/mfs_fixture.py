@@ -181,7 +181,8 @@ class MosixCluster(LocalCluster):
 
     ``cltab``/``hactl`` are placed (unversioned, as an operator would) in the first node's directory.
     :meth:`leave` is how a node fails the OpenMosix::HA way: its status bit is cleared and its daemon killed;
-    :meth:`crash` does the same in the order of a real crash (everything on the node dies, then the kernel notices).
+    :meth:`crash` does the same in the order of a real crash (everything on the node dies, then the kernel notices);
+    :meth:`kill_daemon` kills only the daemon (and what it ran), leaving the node up in the kernel.
     """
 
     def __init__(
@@ -237,6 +238,15 @@ class MosixCluster(LocalCluster):
         crash, so a takeover without a fence device cannot overlap with the dead node's processes; a node whose
         kernel entry goes down while its processes still run is what fencing is for.
         """
+        self.kill_daemon(node, timeout)
+        self.mosix.down(node)
+
+    def kill_daemon(self, node: str, timeout: float = 10.0) -> None:
+        """``node``'s daemon is SIGKILLed and everything it ran dies with it, but the node stays up in openMosix:
+        its kernel status bit is left set, as when only OpenMosix::HA crashed (the original still counted it).
+
+        Returns once no process the node started is left (AssertionError naming them after ``timeout``).
+        """
         self.kill(node)
         cluster = str(self.sections["cluster"]["name"])
         deadline = time.monotonic() + timeout
@@ -244,4 +254,3 @@ class MosixCluster(LocalCluster):
             if time.monotonic() > deadline:
                 raise AssertionError(f"processes of node {node} outlived its daemon by {timeout:g} s: {left}")
             time.sleep(0.05)
-        self.mosix.down(node)

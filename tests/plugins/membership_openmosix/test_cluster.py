@@ -19,6 +19,7 @@ node went through plan -> test -> start, and how many times each group was start
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shlex
@@ -112,7 +113,7 @@ def edit_by_hand(mosix: FakeMosix, node: str, name: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-MakeCluster = Callable[[str, str], GuardedMosixCluster]
+MakeCluster = Callable[..., GuardedMosixCluster]
 
 
 @pytest.fixture
@@ -122,8 +123,10 @@ def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
     made: list[GuardedMosixCluster] = []
     base = tmp_path / "cluster"
 
-    def make(cltab: str, hactl: str) -> GuardedMosixCluster:
-        c = GuardedMosixCluster(base, FakeMosix(tmp_path / "tree"), cltab=cltab, hactl=hactl, config=QUORUM)
+    def make(cltab: str, hactl: str, config: dict[str, dict[str, Any]] | None = None) -> GuardedMosixCluster:
+        """``config``: sections merged over the default quorum (``{"timing": {...}, "openmosix": {...}}``)."""
+        sections = {name: {**QUORUM.get(name, {}), **values} for name, values in {**QUORUM, **(config or {})}.items()}
+        c = GuardedMosixCluster(base, FakeMosix(tmp_path / "tree"), cltab=cltab, hactl=hactl, config=sections)
         made.append(c)
         return c
 
@@ -177,6 +180,89 @@ def test_groups_of_a_node_leaving_openmosix_move_each_exactly_once(make_cluster:
         )
 
     c.wait_for(f"hastat of {survivor} showing the move", hastat_shows_move, 10)
+
+
+@pytest.mark.parametrize(
+    "liveness",
+    [
+        pytest.param({}, id="dead_after"),
+        # the daemon's own heartbeat timeout far away: [openmosix] timeout alone must find the dead daemon
+        pytest.param({"timing": {"dead_after": 60.0}, "openmosix": {"timeout": 1.0}}, id="openmosix_timeout"),
+    ],
+)
+def test_a_dead_daemon_on_a_node_still_up_in_openmosix_loses_its_groups_and_its_vote(
+    make_cluster: MakeCluster, tmp_path: Path, liveness: dict[str, dict[str, Any]]
+) -> None:
+    """OpenMosix::HA's quorum bug: it counted every node up in the kernel, even one whose OpenMosix::HA had died.
+    Here a daemon is SIGKILLed while its node's status bit stays set: its groups move, hastat shows them moved
+    (and the dead daemon's last word only as lost), and the node no longer counts, so when a second daemon dies
+    the same way the last one (1 of 3 expected) has no quorum and stops everything, although the kernel still
+    lists all three nodes up."""
+    base = tmp_path / "cluster"
+    groups = ["a", "b", "c", "d"]
+    c = make_cluster(
+        "".join(group_entries(base, g, "start", test=None) for g in groups),
+        "".join(f"{g} start\n" for g in groups),
+        liveness,
+    )
+    c.start()
+    c.wait_for("every group running once", lambda: all(len(c.running(g)) == 1 for g in groups), 40)
+    placed = {g: c.running(g)[0] for g in groups}
+    victim = max(c.names, key=lambda n: sum(1 for node in placed.values() if node == n))
+    held = [g for g, node in placed.items() if node == victim]
+
+    c.kill_daemon(victim)
+    assert c.mosix.status_path(victim).read_text().strip() == "3", "the kernel must still see the node up"
+    moved = {g: c.wait_running(g, timeout=20, exclude=(victim,)) for g in held}
+    for g, node in moved.items():
+        assert c.starts(g) == [victim, node], c.safety_log(g)
+    for g in set(groups) - set(held):
+        assert c.running(g) == [placed[g]] and c.starts(g) == [placed[g]], c.safety_log(g)
+    c.wait_for("quorum counting 2 nodes", lambda: c.report()["quorum"]["detail"] == "2 of 3 expected nodes (majority)")
+
+    survivors = [n for n in c.names if n != victim]
+
+    def hastat_of(node: str) -> Callable[[], dict[str, Any] | None]:
+        def read() -> dict[str, Any] | None:
+            try:
+                view: dict[str, Any] = c.mosix.read_json(node, "hastat")
+            except (OSError, ValueError):
+                return None
+            return view
+
+        return read
+
+    def moved_in_hastat(node: str) -> dict[str, Any] | None:
+        view = hastat_of(node)()
+        running = {g: {n: {"level": "start", "state": "DONE"}} for g, n in {**placed, **moved}.items()}
+        if view and view["groups"] == running and view["alive"] == survivors:
+            return view
+        return None
+
+    for node in survivors:
+        view = c.wait_for(f"hastat of {node} showing the move", functools.partial(moved_in_hastat, node), 10)
+        assert victim in view["up"] and view["lost"] == [victim], view  # up in the kernel, lost to the daemon
+        assert view["nodes"][victim]["state"] != "up" and view["nodes"][victim]["alive"] is False
+        for g in held:  # the dead daemon's last word is there, marked, never as running
+            assert view["lost_groups"][g][victim]["state"] == "DONE", view["lost_groups"]
+        assert view["quorum"]["have"] is True
+        if liveness:
+            assert view["stale"] == [victim], view
+
+    # a second daemon dies the same way: the last node alone is 1 of 3, whatever the kernel says
+    second, last = survivors
+    c.kill_daemon(second)
+    c.wait_for(
+        "the last node without quorum", lambda: c.report()["quorum"]["detail"] == "1 of 3 expected nodes (majority)"
+    )
+    assert c.report()["quorum"]["have"] is False
+    assert [n for n in c.names if c.mosix.status_path(n).read_text().strip() == "3"] == c.names
+    c.wait_for(
+        f"{last} stopping every group",
+        lambda: (v := hastat_of(last)()) is not None and v["alive"] == [last] and v["groups"] == {},
+        20,
+    )
+    c.wait_for("no group's command running anywhere", lambda: all(c.lock_free(g) for g in groups), 20)
 
 
 def test_openmosix_ha_scenario_each_group_ends_where_the_original_documents(

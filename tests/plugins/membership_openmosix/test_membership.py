@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omha_membership_openmosix.hastat import Silence
 from omha_membership_openmosix.hpc import node_table, parse_whois
 from omha_membership_openmosix.membership import OpenMosixMembership
 from omha_membership_openmosix.store import OpenMosixStore
 
+from omha_core.backends import Store
 from omha_core.errors import ConfigError
 from omha_core.plugins import get_plugin_manager, lookup, registry
 from tests.plugins.membership_openmosix.mfs_fixture import FakeMosix, plugin_manager, whois_command
@@ -65,6 +67,72 @@ def test_is_member_follows_this_nodes_own_bit(mosix: FakeMosix) -> None:
     mosix.down(2)
     assert not m.is_member()
     assert m.up_nodes() == {"1", "3"}
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def heartbeat(store: Store, node: str, seq: int) -> None:
+    store.publish(node, {"node": node, "incarnation": f"inc{node}", "seq": seq, "groups": {}})
+
+
+def test_up_nodes_leave_out_nodes_whose_status_stops_changing_for_timeout(mosix: FakeMosix) -> None:
+    """The original's ``timeout``: up in the kernel but not publishing (daemon dead or hung) is not up.
+    The daemon reads the statuses through the store every cycle just before asking for the up nodes."""
+    mosix.add_node(4)  # up in the kernel, never runs a daemon: the original counted it for its quorum
+    m = membership(mosix, 1, timeout=30)
+    assert isinstance(m.store, OpenMosixStore)
+    clock = Clock()
+    m.store.silence = Silence(clock)
+    m.store.open()
+    for node in ("1", "2", "3"):
+        heartbeat(m.store, node, 1)
+    m.store.statuses()
+    assert m.up_nodes() == {"1", "2", "3", "4"}  # nobody has been silent for 30 s yet
+    clock.now += 20
+    heartbeat(m.store, "2", 2)
+    m.store.statuses()
+    assert m.up_nodes() == {"1", "2", "3", "4"}
+    clock.now += 15  # node 3 and node 4 silent for 35 s, node 2 for 15 s; this node never judges itself
+    m.store.statuses()
+    assert m.up_nodes() == {"1", "2"}
+    assert m.is_member()
+    heartbeat(m.store, "3", 2)  # node 3's daemon is back
+    m.store.statuses()
+    assert m.up_nodes() == {"1", "2", "3"}
+    mosix.down(2)  # and the kernel still has the last word
+    assert m.up_nodes() == {"1", "3"}
+
+
+def test_timeout_also_applies_with_another_store(mosix: FakeMosix, tmp_path: Path) -> None:
+    """With the sharedfs store the membership reads the statuses itself to judge ``timeout``."""
+    from omha_core.builtin.sharedfs import SharedDirStore
+    from omha_core.config import validate_config
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    raw = mosix.raw_config(1, timeout=30)
+    raw["cluster"]["store"] = "sharedfs"
+    raw["sharedfs"] = {"path": str(shared)}
+    config = validate_config(raw, "omha-1.toml", plugin_manager())
+    store = SharedDirStore(config)
+    store.open()
+    m = OpenMosixMembership(config, store)
+    clock = Clock()
+    m.silence = Silence(clock)
+    for node in ("1", "2", "3"):
+        heartbeat(store, node, 1)
+    assert m.up_nodes() == {"1", "2", "3"}
+    clock.now += 31
+    heartbeat(store, "2", 2)
+    assert m.up_nodes() == {"1", "2"}
 
 
 def test_open_without_an_openmosix_kernel_says_so(tmp_path: Path) -> None:

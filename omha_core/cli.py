@@ -32,8 +32,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from omha_core.cltab import Cltab
-    from omha_core.config import DEFAULT_PATH, load_config
-    from omha_core.errors import ConfigError, ParseError
+    from omha_core.config import DEFAULT_PATH, deployment_problems, load_config
+    from omha_core.errors import ConfigError, OmhaError, ParseError
     from omha_core.hactl import check_hactl_against_cltab
     from omha_core.plugins import get_plugin_manager
     from omha_core.validate import check_document
@@ -47,6 +47,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             failed = True
+        for problem in deployment_problems(config) if config else []:
+            print(problem, file=sys.stderr)
+            failed = True
     docs: dict[str, Cltab | dict[str, str]] = {}
     for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
         if not path:
@@ -59,6 +62,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
             failed = True
         except ParseError as exc:
             print(exc, file=sys.stderr)
+            failed = True
+        except OmhaError as exc:  # e.g. two plugins registering the same agent name
+            print(f"{path}: cannot check: {exc}", file=sys.stderr)
             failed = True
     cltab, wanted = docs.get("cltab"), docs.get("hactl")
     warnings = [str(w) for w in cltab.warnings] if isinstance(cltab, Cltab) else []

@@ -113,6 +113,16 @@ def decode_text(data: str | bytes, filename: str) -> str:
         raise ParseError([Problem(filename, line, f"not valid UTF-8 text (byte {exc.start})")]) from None
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of ``text`` as an editor numbers them: split on ``\\n`` only (a ``\\r`` before it dropped), not on
+    the form feeds, vertical tabs and Unicode separators that :meth:`str.splitlines` also breaks at, which would
+    shift every later line number in error messages."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def parse_cltab(data: str | bytes, filename: str = "cltab") -> Cltab:
     """Parse a cltab, reporting every problem in the file at once as :class:`ParseError`."""
     text = decode_text(data, filename)
@@ -121,7 +131,7 @@ def parse_cltab(data: str | bytes, filename: str = "cltab") -> Cltab:
     entries: list[Entry] = []
     settings: dict[str, str] = {}
     tags: dict[str, int] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(text_lines(text), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -158,32 +158,60 @@ def load_config(path: str | None = None, pm: pluggy.PluginManager | None = None)
 
 
 def validate_config(raw: Mapping[str, Any], path: str = "omha.toml", pm: pluggy.PluginManager | None = None) -> Config:
-    """Validate an already-parsed configuration mapping."""
-    from omha_core.plugins import get_plugin_manager, registry
-
-    pm = pm or get_plugin_manager()
+    """Validate an already-parsed configuration mapping; raise :class:`ConfigError` listing every problem."""
+    pm = pm or _plugin_manager()
     schema = dict(CORE_SCHEMA)
     for name, (section, _plugin) in registry_sections(pm).items():
         schema[vol.Optional(name, default={})] = section
-    try:
-        data = vol.Schema(schema)(dict(raw))
-    except vol.Invalid as exc:
-        raise ConfigError("\n".join(cv.humanize(exc, path))) from None
     problems: list[str] = []
-    devices = registry(pm, "omha_fence_devices")
+    try:
+        data: dict[str, Any] = vol.Schema(schema)(dict(raw))
+    except vol.Invalid as exc:
+        # keep going on the raw values, so one run reports the devices' and agents' problems too
+        problems += cv.humanize(exc, path)
+        data = {}
+    devices = _section(data, raw, "fencing").get("devices")
+    devices = [d for d in devices if isinstance(d, Mapping)] if isinstance(devices, list) else []
+    checked = _check_devices(devices, path, pm, problems)
+    _check_backends(_section(data, raw, "cluster"), path, pm, problems)
+    _check_agent_sections(_section(data, raw, "agents"), path, pm, problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    data["fencing"]["devices"] = checked
+    return Config(data, path)
+
+
+def _plugin_manager() -> pluggy.PluginManager:
+    from omha_core.plugins import get_plugin_manager
+
+    return get_plugin_manager()
+
+
+def _section(data: Mapping[str, Any], raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A section, validated when the whole file was, else as written (to check what can still be checked)."""
+    value = data[name] if data else raw.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _check_devices(
+    devices: list[Mapping[str, Any]], path: str, pm: pluggy.PluginManager, problems: list[str]
+) -> list[dict[str, Any]]:
+    """Validate each ``[[fencing.devices]]`` against its kind's schema; return the validated devices."""
+    from omha_core.fence_devices import device_schema
+    from omha_core.plugins import registry
+
+    kinds = registry(pm, "omha_fence_devices")
     checked = []
     names: set[str] = set()
-    from omha_core.fence_devices import device_schema
-
-    for i, dev in enumerate(data["fencing"]["devices"]):
+    for i, dev in enumerate(devices):
         label = dev.get("name", f"#{i + 1}")
         kind = dev.get("kind")
-        if kind not in devices:
-            known = ", ".join(sorted(devices)) or "none"
+        if kind not in kinds:
+            known = ", ".join(sorted(kinds)) or "none"
             problems.append(f"{path}: [fencing.devices] {label}: kind {kind!r} is not installed (known: {known})")
             continue
         try:
-            checked.append(device_schema(devices[kind][0].schema)(dev))
+            checked.append(device_schema(kinds[kind][0].schema)(dict(dev)))
         except vol.Invalid as exc:
             problems += [
                 m.replace(f"{path}: ", f"{path}: [fencing.devices] {label}: ", 1) for m in cv.humanize(exc, path)
@@ -192,10 +220,46 @@ def validate_config(raw: Mapping[str, Any], path: str = "omha.toml", pm: pluggy.
         if label in names:
             problems.append(f"{path}: [fencing.devices] {label}: device name used twice")
         names.add(label)
-    if problems:
-        raise ConfigError("\n".join(problems))
-    data["fencing"]["devices"] = checked
-    return Config(data, path)
+    return checked
+
+
+def _check_backends(cluster: Mapping[str, Any], path: str, pm: pluggy.PluginManager, problems: list[str]) -> None:
+    """``[cluster] store`` and ``membership`` name installed backends."""
+    from omha_core.plugins import registry
+
+    for key, hook in (("store", "omha_store_backends"), ("membership", "omha_membership_backends")):
+        name = cluster.get(key, "sharedfs")
+        known = registry(pm, hook)
+        if name not in known:
+            installed = ", ".join(sorted(known)) or "none"
+            problems.append(f"{path}: [cluster] {key}: {name!r} is not installed (installed: {installed})")
+
+
+def deployment_problems(config: Config) -> list[str]:
+    """What a daemon would refuse at start-up although the file is valid in itself (``omha check`` reports it):
+    a sharedfs cluster without ``[sharedfs] path``."""
+    cluster = config.section("cluster")
+    if "sharedfs" in (cluster["store"], cluster["membership"]) and not config.section("sharedfs").get("path"):
+        return [f"{config.path}: [sharedfs] path: required when store or membership is 'sharedfs' (the shared dir)"]
+    return []
+
+
+def _check_agent_sections(agents: Mapping[str, Any], path: str, pm: pluggy.PluginManager, problems: list[str]) -> None:
+    """Each ``[agents.<name>]`` names an installed agent and only the options that agent declares."""
+    from omha_core.plugins import registry
+
+    installed = registry(pm, "omha_resource_agents")
+    for name, options in agents.items():
+        if name not in installed:
+            known = ", ".join(sorted(installed)) or "none"
+            problems.append(f"{path}: [agents.{name}]: no resource agent @{name} is installed (installed: {known})")
+            continue
+        accepted = getattr(installed[name][0], "option_names", None)
+        unknown = sorted(set(options) - set(accepted)) if accepted is not None and isinstance(options, Mapping) else []
+        if unknown:
+            problems.append(
+                f"{path}: [agents.{name}] {unknown[0]}: unknown option (known: {', '.join(sorted(accepted or ()))})"
+            )
 
 
 def registry_sections(pm: pluggy.PluginManager) -> dict[str, tuple[Any, str]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from omha_core.cltab import LEVEL_RE, NAME_RE, decode_text
+from omha_core.cltab import LEVEL_RE, NAME_RE, decode_text, text_lines
 from omha_core.errors import ParseError, Problem
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def parse_hactl(data: str | bytes, filename: str = "hactl") -> dict[str, str]:
     problems: list[Problem] = []
     wanted: dict[str, str] = {}
     lines: dict[str, int] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(text_lines(text), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -53,7 +53,7 @@ def set_hactl_level(text: str, group: str, level: str | None) -> str:
     """Return ``text`` with ``group`` set to ``level`` (None removes the line), keeping comments and order."""
     out: list[str] = []
     done = False
-    for raw in text.splitlines():
+    for raw in text_lines(text):
         words = raw.split("#", 1)[0].split()
         if len(words) == 2 and words[0] == group:
             if level is not None and not done:

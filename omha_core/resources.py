@@ -31,6 +31,9 @@ class ResourceAgent:
 
     #: seconds between two monitor calls under ``respawn`` (an agent may set it per instance from its params)
     monitor_interval: float = 2.0
+    #: the keys ``[agents.<name>]`` in omha.toml may hold (``omha check`` and the daemon refuse others);
+    #: None leaves the section unchecked (the agent validates it in :meth:`validate`)
+    option_names: frozenset[str] | None = None
 
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
         self.args = args

@@ -20,6 +20,7 @@ class FileAgent(ResourceAgent):
     """``@file /path/to/marker [content=TEXT]``."""
 
     monitor_interval = 0.2
+    option_names = frozenset()  # no [agents.file] options
 
     @property
     def path(self) -> str:

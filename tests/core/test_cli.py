@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from omha_core import __version__
 
 DATA = Path(__file__).parent / "data"
@@ -63,3 +65,41 @@ def test_check_invalid_config(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert f"{cfg}: node: expected a name of letters, digits" in out.stderr
     assert f"{cfg}: [timing] heartbeat: expected a positive number of seconds, got 'fast'" in out.stderr
+
+
+def test_check_names_a_sharedfs_cluster_without_its_path(tmp_path: Path) -> None:
+    cfg = tmp_path / "omha.toml"
+    cfg.write_text('node = "n1"\n')
+    out = run("-c", str(cfg), "check")
+    assert out.returncode == 1
+    assert f"{cfg}: [sharedfs] path: required when store or membership is 'sharedfs'" in out.stderr
+    cfg.write_text(f'node = "n1"\n[sharedfs]\npath = "{tmp_path}"\n')
+    assert run("-c", str(cfg), "check").returncode == 0
+
+
+def test_check_with_two_plugins_registering_one_agent_says_so_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from omha_core import cli, hookimpl, plugins
+    from omha_core.builtin.file_agent import FileAgent
+
+    class Clash:
+        @hookimpl
+        def omha_resource_agents(self) -> dict[str, object]:
+            return {"file": FileAgent}
+
+    make = plugins.get_plugin_manager
+
+    def with_clash() -> object:
+        pm = make()
+        pm.register(Clash(), name="site_clash")
+        return pm
+
+    monkeypatch.setattr(plugins, "get_plugin_manager", with_clash)
+    monkeypatch.delenv("OMHA_CONFIG", raising=False)
+    cltab = tmp_path / "cltab"
+    cltab.write_text("web:f:start:wait:@file /tmp/x\n")
+    assert cli.main(["check", "--cltab", str(cltab)]) == 1
+    err = capsys.readouterr().err
+    assert f"{cltab}: cannot check: omha_resource_agents: 'file' is registered by both plugin" in err
+    assert "site_clash" in err and "Traceback" not in err

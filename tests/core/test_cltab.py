@@ -98,3 +98,12 @@ def test_arbitrary_text_raise_only_parse_error(text: str) -> None:
     else:
         tags = [e.tag for e in cltab.entries]
         assert len(tags) == len(set(tags))
+
+
+def test_line_numbers_count_newlines_only() -> None:
+    """A form feed or Unicode line separator inside a line must not shift later line numbers; CRLF is fine."""
+    text = "web:a:run:once:printf 'x\\fy\u2028z'\r\nweb:b:run:never:true\r\n"
+    with pytest.raises(ParseError) as info:
+        parse_cltab(text, "cltab")
+    assert [(p.line, "mode 'never'" in p.message) for p in info.value.problems] == [(2, True)]
+    assert parse_cltab(text.replace("never", "once")).entries[0].command == "printf 'x\\fy\u2028z'"

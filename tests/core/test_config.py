@@ -104,3 +104,32 @@ def test_plugin_sections_are_validated_by_the_plugin_schema() -> None:
         validate_config({"site": {"pager": "ops", "retries": "x"}}, pm=pm)
     with pytest.raises(ConfigError, match=r"omha.toml: site: unknown key"):
         validate_config({"site": {"pager": "ops"}})  # without the plugin the section is unknown
+
+
+def test_unknown_backends_and_agent_sections_are_named() -> None:
+    raw = {
+        "cluster": {"store": "etcdd", "membership": "sharedfs"},
+        "sharedfs": {"path": "/x"},
+        "agents": {"nosuch": {"a": 1}, "file": {"content": "x"}},
+    }
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw, "site.toml")
+    lines = str(info.value).splitlines()
+    assert any(line.startswith("site.toml: [cluster] store: 'etcdd' is not installed (installed: ") for line in lines)
+    assert any(line.startswith("site.toml: [agents.nosuch]: no resource agent @nosuch is installed") for line in lines)
+    assert "site.toml: [agents.file] content: unknown option (known: )" in lines
+    assert len(lines) == 3
+
+
+def test_one_run_reports_schema_and_device_problems_together() -> None:
+    raw = {
+        "timing": {"heartbeat": "fast"},
+        "fencing": {"devices": [{"name": "pdu1", "kind": "nope", "nodes": {"n1": "1"}}]},
+        "agents": {"ghost": {}},
+    }
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw, "site.toml")
+    text = str(info.value)
+    assert "[timing] heartbeat: expected a positive number of seconds" in text
+    assert "[fencing.devices] pdu1: kind 'nope' is not installed" in text
+    assert "[agents.ghost]: no resource agent @ghost" in text

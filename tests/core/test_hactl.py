@@ -59,3 +59,9 @@ def test_writer_round_trips(wanted: dict[str, str]) -> None:
     for group, level in wanted.items():
         text = set_hactl_level(text, group, level)
     assert parse_hactl(text) == wanted
+
+
+def test_line_numbers_count_newlines_only() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_hactl("web run # a\x0bcomment\r\ndb run extra\r\n", "hactl")
+    assert [p.line for p in info.value.problems] == [2]

@@ -76,6 +76,7 @@ db:daemon:run:respawn:exec sleep 100000
         web = cluster.wait_for("web to start", lambda: cluster.running("web"), 60)[0]
         cluster.wait_for("db to start", lambda: cluster.running("db"), 60)
         _say(format_report(cluster.report()))
+        cluster.wait_for("the page", lambda: "hello from" in _fetch(port), 20)  # the server may still be binding
         _say(f"\nGET http://127.0.0.1:{port}/ -> {_fetch(port)}")
         _say(f"\nFreezing {web} with SIGSTOP: its daemon stops heartbeating but its HTTP server keeps running.")
         _say("The others must fence it (power it off) before starting web elsewhere...")

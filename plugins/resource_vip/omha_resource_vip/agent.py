@@ -23,7 +23,7 @@ from omha_core.resources import ResourceAgent
 from omha_resource_vip.announce import announce
 from omha_resource_vip.duplicates import find_duplicate
 from omha_resource_vip.links import Link, Netlink, dad_timeout, enable_promote_secondaries
-from omha_resource_vip.spec import VipSpec, parse_spec
+from omha_resource_vip.spec import TUNABLES, VipSpec, parse_spec
 
 log = logging.getLogger("omha.vip")
 
@@ -33,6 +33,8 @@ _DAD_POLL = 0.05
 class VipAgent(ResourceAgent):
     """``@vip ADDRESS[/PREFIX] [dev=IF] [label=NAME] [arp_count=N] [arp_interval=S] [dad=yes|no]
     [probe_timeout=S] [monitor_interval=S]`` (see the plugin's README for each parameter)."""
+
+    option_names = frozenset(TUNABLES)  # [agents.vip]: site defaults for the tunable parameters
 
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
         super().__init__(args, params, options)

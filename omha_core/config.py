@@ -64,6 +64,7 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("respawn_window", default=1.0): cv.positive_float,
         vol.Optional("respawn_pause", default=60.0): cv.non_negative_float,
         vol.Optional("agent_timeout", default=60.0): cv.positive_float,
+        vol.Optional("cgroup", default="auto"): cv.one_of("auto", "off"),
     },
     vol.Optional("fencing", default={}): {
         vol.Optional("action", default="reboot"): cv.one_of("off", "reboot"),

@@ -1,7 +1,9 @@
 """One operating-system process started by the init, and how it is stopped.
 
 Each child is started with ``posix_spawn`` in a new session (so its process group is its own and every
-process it forks can be signalled at once), with stdin on ``/dev/null``, stdout and stderr on a pipe read by a
+process it forks can be signalled at once) and inside its own *cell* (:mod:`omha_core.init.cells`: a cgroup
+v2, or an environment marker where cgroups are unavailable) that also holds the descendants that leave the
+process group with ``setsid()``, with stdin on ``/dev/null``, stdout and stderr on a pipe read by a
 :class:`~omha_core.init.output.LineLogger`, every signal disposition reset to the default (a daemon started
 from a script with ``&`` ignores SIGINT, and children would inherit that), and an empty signal mask.
 
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from omha_core.init.cells import Cell, Cells
 from omha_core.init.guard import group_alive, signal_group
 from omha_core.init.output import LineLogger
 
@@ -76,14 +79,15 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str], stdin_fd: int | None) ->
 
 
 class Child:
-    """A running (or exited) child process and its process group.
+    """A running (or exited) child process, its process group and its cell.
 
     :param argv: program and arguments; ``argv[0]`` must be an absolute path.
     :param label: how its output lines and messages are tagged (``group/tag``).
     :param on_exit: called in the event loop once the process has exited and been reaped.
     :param guard: told about the process group so that it dies with the daemon.
+    :param cells: where to make the child's cell (None: its process group only, as for the guard itself).
     :param stdin_fd: a file descriptor for its stdin instead of ``/dev/null``.
-    :raises OSError: the program could not be started.
+    :raises OSError: the program could not be started, or its cell not made.
     """
 
     def __init__(
@@ -95,13 +99,25 @@ class Child:
         *,
         on_exit: Callable[[Child], None] | None = None,
         guard: Registry | None = None,
+        cells: Cells | None = None,
         stdin_fd: int | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.label = label
         self.logger = logger
-        self.pid, out = _spawn(argv, env, stdin_fd)
+        self.cell: Cell | None = None
+        if cells is not None:
+            self.cell = cells.new(label)
+            argv, env = self.cell.prepare(argv, env)
+        try:
+            self.pid, out = _spawn(argv, env, stdin_fd)
+        except BaseException:
+            if self.cell is not None:
+                self.cell.remove()
+            raise
         self.pgid = self.pid
+        if self.cell is not None:
+            self.cell.attach(self.pid)
         self.started = time.monotonic()
         self.returncode: int | None = None
         self.exited: asyncio.Future[int] = self.loop.create_future()
@@ -115,8 +131,10 @@ class Child:
             self._pidfd = os.pidfd_open(self.pid)
         except OSError:
             # without a pidfd (Linux < 5.3) nothing would ever reap it: do not leave it running unsupervised
-            signal_group(self.pgid, signal.SIGKILL)
+            self._send(signal.SIGKILL)
             os.waitpid(self.pid, 0)
+            if self.cell is not None:
+                self.cell.remove()
             raise
         self.loop.add_reader(self._pidfd, self._reap)
 
@@ -144,21 +162,29 @@ class Child:
                 self.logger.exception("%s: internal error handling the exit of pid %d", self.label, self.pid)
 
     def group_gone(self) -> bool:
-        """True when the process has exited and no live process is left in its process group."""
+        """True when the process has exited and no live process is left in its process group or its cell."""
         if self._gone:
             return True
-        if self.alive or group_alive(self.pgid):
+        if self.alive or (self.cell is not None and self.cell.populated()) or group_alive(self.pgid):
             return False
         self._gone = True
+        if self.cell is not None:
+            self.cell.remove()
         if self._guard is not None:
             self._guard.remove(self.pgid)
         return True
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to the whole process group (unless it is known to be gone)."""
+        """Send ``sig`` to the whole process group and to every other process of the cell (unless all is known to
+        be gone; each process gets it once); SIGKILL kills the whole cell at once (``cgroup.kill``)."""
         if self._gone:
             return  # found gone before: the number may belong to a new process group by now
+        self._send(sig)
+
+    def _send(self, sig: int) -> None:
         signal_group(self.pgid, sig)
+        if self.cell is not None:
+            self.cell.signal(sig)
 
     async def wait_gone(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the process and its whole group to be gone; True if they are."""
@@ -178,13 +204,18 @@ class Child:
         return True
 
     async def terminate(self, steps: Sequence[tuple[int, float]]) -> bool:
-        """Stop the whole process group: for each ``(signal, delay)`` wait ``delay`` seconds for it to be gone,
-        else send the signal; after the last one wait up to :data:`AFTER_KILL`. True when all is gone."""
+        """Stop the whole process group and cell: for each ``(signal, delay)`` wait ``delay`` seconds for it to be
+        gone, else send the signal; after the last one wait up to :data:`AFTER_KILL`, sending the last signal
+        again now and then (a cell tracked through /proc may show a straggler only later). True when all is gone."""
         for sig, delay in steps:
             if await self.wait_gone(delay):
                 return True
             self.signal(sig)
-        if await self.wait_gone(AFTER_KILL):
-            return True
-        self.logger.error("%s: process group %d is still alive after SIGKILL", self.label, self.pgid)
-        return False
+        deadline = time.monotonic() + AFTER_KILL
+        while not await self.wait_gone(min(0.2, max(deadline - time.monotonic(), 0.0))):
+            if time.monotonic() >= deadline:
+                self.logger.error("%s: processes of pid %d are still alive after SIGKILL", self.label, self.pgid)
+                return False
+            if steps:
+                self.signal(steps[-1][0])
+        return True

@@ -21,11 +21,16 @@ RESTART_DELAY = 1.0
 
 
 class GuardLink:
-    """Starts the guard process and tells it about every process group the init creates and loses."""
+    """Starts the guard process and tells it about every process group the init creates and loses (the init's
+    cgroup tree or environment marker, which hold every process however it left its group, it gets at start)."""
 
-    def __init__(self, logger: logging.Logger, grace: float = guard.DEFAULT_GRACE) -> None:
+    def __init__(
+        self, logger: logging.Logger, grace: float = guard.DEFAULT_GRACE, where: list[str] | None = None
+    ) -> None:
+        """:param where: the init's cells as the guard's arguments (``--cgroup DIR`` or ``--marker PREFIX``)."""
         self.logger = logger
         self.grace = grace
+        self.where = list(where or [])
         self.pgids: set[int] = set()
         self._fd = -1
         self._child: Child | None = None
@@ -41,7 +46,7 @@ class GuardLink:
         """Start the guard process (in the running event loop) and tell it every group known so far."""
         self._timer = None
         r, w = os.pipe2(os.O_CLOEXEC)
-        argv = [sys.executable, "-I", "-S", os.path.abspath(guard.__file__), str(self.grace)]
+        argv = [sys.executable, "-I", "-S", os.path.abspath(guard.__file__), str(self.grace), *self.where]
         try:
             self._child = Child(argv, "guard", self.logger, dict(os.environ), on_exit=self._exited, stdin_fd=r)
         except BaseException:

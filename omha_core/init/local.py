@@ -2,7 +2,9 @@
 
 Everything runs in the caller's asyncio event loop (the daemon's): children are started with
 ``posix_spawn`` and noticed through pidfds and pipes registered with the loop, so there is no thread per
-process and nothing polls while all is quiet.
+process and nothing polls while all is quiet. Each child runs in a cell of its own (a cgroup v2 where the
+machine allows it, see :mod:`omha_core.init.cells`) so that a stop, and the guard when the daemon dies, reach
+every process it started, even one that left its process group with ``setsid()``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from omha_core.cltab import LEVEL_RE, Cltab
+from omha_core.init.cells import Cells, open_cells
 from omha_core.init.group import CONFIGURED, Group
 from omha_core.init.guardlink import GuardLink
 from omha_core.init.options import InitOptions
@@ -53,6 +56,7 @@ class LocalInit:
         self._rt = Runtime(self.options, self.logger, child_env, config_path, self._notify)
         self._groups: dict[str, Group] = {}
         self._guard: GuardLink | None = None
+        self._cells: Cells | None = None
         self._closed = False
 
     def _notify(self) -> None:
@@ -64,7 +68,8 @@ class LocalInit:
             self.logger.exception("on_change callback failed")
 
     async def start(self) -> None:
-        """Start the guard that kills every child if the daemon dies. Call once, inside the running loop."""
+        """Make the init's cgroup (or fall back to markers) and start the guard that kills every child if the
+        daemon dies. Call once, inside the running loop."""
         if self._guard is not None:
             raise RuntimeError("LocalInit.start() was already called")
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -72,9 +77,15 @@ class LocalInit:
             new = WANTED_NOFILE if hard == resource.RLIM_INFINITY else min(WANTED_NOFILE, hard)
             if new > soft:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-        self._guard = GuardLink(self.logger)
-        self._guard.start()
+        self._cells = open_cells(self.options.cgroup, self.logger)
+        self._guard = GuardLink(self.logger, where=self._cells.guard_args())
+        try:
+            self._guard.start()
+        except BaseException:
+            self._cells.close()
+            raise
         self._rt.guard = self._guard
+        self._rt.cells = self._cells
 
     def _group(self, name: str) -> Group:
         group = self._groups.get(name)
@@ -145,12 +156,18 @@ class LocalInit:
         return g.state if g is not None else CONFIGURED
 
     @property
+    def containment(self) -> str | None:
+        """How children are held: ``cgroup`` or ``environment marker`` (None before :meth:`start`)."""
+        return self._cells.kind if self._cells is not None else None
+
+    @property
     def guard_pid(self) -> int | None:
         """The guard process's pid (for tests and ``omha status``)."""
         return self._guard.pid if self._guard is not None else None
 
     async def shutdown(self) -> None:
-        """Stop every group, in reverse cltab order and one after the other, then stop the guard.
+        """Stop every group, in reverse cltab order and one after the other, then stop the guard, kill whatever
+        could not be stopped (nothing may outlive the daemon) and remove the init's cgroup.
 
         What the daemon does on SIGTERM/SIGINT (the original's haltwait); the init accepts no tell after it.
         """
@@ -164,3 +181,8 @@ class LocalInit:
                 await self.wait_settled(name)
         if self._guard is not None:
             await self._guard.close()
+        if self._cells is not None:
+            left = self._cells.leftovers()
+            if left:
+                self.logger.error("killing processes left after every group was stopped: %s", sorted(left))
+            self._cells.close()

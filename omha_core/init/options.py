@@ -25,6 +25,9 @@ class InitOptions:
         ``respawn_window`` seconds after the previous start, is "respawning too rapidly"...
     :param respawn_pause: ...and is paused this many seconds before it is started again.
     :param agent_timeout: seconds a resource agent's acquire, check or release may take before it is killed.
+    :param cgroup: ``auto``: hold each child and all its descendants in a cgroup v2 of its own when this machine
+        allows it (a writable ``cgroup2`` mount), else track them by an environment marker; ``off``: always the
+        marker (see :mod:`omha_core.init.cells`).
     """
 
     stop_grace: tuple[float, float, float] = (0.0, 5.0, 10.0)
@@ -32,6 +35,7 @@ class InitOptions:
     respawn_window: float = 1.0
     respawn_pause: float = 60.0
     agent_timeout: float = 60.0
+    cgroup: str = "auto"
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> InitOptions:
@@ -47,6 +51,7 @@ class InitOptions:
             "respawn_window": cv.positive_float,
             "respawn_pause": cv.non_negative_float,
             "agent_timeout": cv.positive_float,
+            "cgroup": cv.one_of("auto", "off"),
         }
         values: dict[str, Any] = {}
         for key, value in options.items():

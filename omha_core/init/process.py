@@ -34,6 +34,7 @@ from typing import Any
 
 from omha_core.cltab import Entry
 from omha_core.config import is_secret
+from omha_core.init.cells import Cells
 from omha_core.init.child import Child, Registry
 from omha_core.init.options import InitOptions
 
@@ -64,6 +65,8 @@ class Runtime:
     config_path: str | None
     notify: Callable[[], None]
     guard: Registry | None = None
+    #: where every child's processes are held (a cgroup each, or an environment marker)
+    cells: Cells | None = None
 
 
 class Supervised:
@@ -161,7 +164,13 @@ class Supervised:
         action = AGENT_ACTIONS[self.mode]
         try:
             self.child = Child(
-                self._argv(action), self.label, self.rt.logger, self._env(), on_exit=self._exited, guard=self.rt.guard
+                self._argv(action),
+                self.label,
+                self.rt.logger,
+                self._env(),
+                on_exit=self._exited,
+                guard=self.rt.guard,
+                cells=self.rt.cells,
             )
         except (OSError, ValueError) as exc:
             self.rt.logger.error("%s: cannot start %s: %s", self.label, self.shown, exc)
@@ -261,7 +270,7 @@ class Supervised:
     # ----------------------------------------------------------------------------------------------- stop
 
     def stop(self) -> asyncio.Task[bool]:
-        """Stop the entry (its whole process group; release an agent's resource). The task's result is False
+        """Stop the entry (its whole process group and cell; release an agent's resource). The task's result is False
         when something could not be stopped or released. Calling it again while it runs returns the same task."""
         if self._stop_task is None:
             self._stop_task = asyncio.get_running_loop().create_task(self._stop())
@@ -300,7 +309,9 @@ class Supervised:
     async def _release(self) -> bool:
         timeout = self.rt.options.agent_timeout
         try:
-            child = Child(self._argv("release"), self.label, self.rt.logger, self._env(), guard=self.rt.guard)
+            child = Child(
+                self._argv("release"), self.label, self.rt.logger, self._env(), guard=self.rt.guard, cells=self.rt.cells
+            )
         except (OSError, ValueError) as exc:
             self.rt.logger.error("%s: cannot start release: %s", self.label, exc)
             return False

@@ -10,14 +10,18 @@ import asyncio
 import itertools
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 from omha_core.cltab import parse_cltab
 from omha_core.init import LocalInit
+from omha_core.init.cells import cgroup2_parent
 from omha_core.init.guard import group_alive
 
 #: fast stops for tests: SIGINT at once, SIGTERM after 0.3 s, SIGKILL after 0.3 s more
@@ -72,6 +76,8 @@ async def running_init(
             for pgid in pgids:
                 if group_alive(pgid):
                     os.killpg(pgid, signal.SIGKILL)
+            if init._cells is not None:
+                init._cells.close()  # whatever left its process group, and the init's cgroup directories
             logger.removeHandler(records)
 
 
@@ -126,7 +132,50 @@ def group_members(pgid: int) -> list[int]:
     return [pid for pid, fields in _proc_stats() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
+def pids_with(text: str, comm: str | None = None) -> list[int]:
+    """Live processes whose command line contains ``text`` (a marker unique to the test), and whose command name
+    is ``comm`` if given (``sleep``, not the shell whose command line holds the same marker)."""
+    found = []
+    needle = text.encode()
+    for pid, fields in _proc_stats():
+        if fields[0] in ("Z", "X"):
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if needle not in fh.read():
+                    continue
+            if comm is not None:
+                with open(f"/proc/{pid}/comm") as fh:
+                    if fh.read().strip() != comm:
+                        continue
+        except OSError:
+            continue
+        found.append(pid)
+    return found
+
+
 def zombie_children(ppid: int | None = None) -> list[int]:
     """Zombie processes whose parent is ``ppid`` (this process by default)."""
     ppid = os.getpid() if ppid is None else ppid
     return [pid for pid, fields in _proc_stats() if fields[0] == "Z" and int(fields[1]) == ppid]
+
+
+def unique() -> str:
+    """A sleep duration no other process on the machine uses: the marker that finds a test's sleepers in /proc."""
+    return f"1000.{random.randrange(10**8):08d}"
+
+
+@pytest.fixture(params=["auto", "off"], ids=["cgroup", "marker"])
+def cell_mode(request: pytest.FixtureRequest) -> str:
+    """``auto`` (a cgroup per child; must be available where it is tested) or ``off`` (the marker fallback)."""
+    mode: str = request.param
+    if mode == "auto":
+        require_cgroup2()
+    return mode
+
+
+def require_cgroup2() -> None:
+    """Skip unless this process may create cgroups on a cgroup2 mount (root on CI machines)."""
+    parent, why = cgroup2_parent()
+    if parent is None:
+        pytest.skip(f"needs a writable cgroup v2 mount: {why}")

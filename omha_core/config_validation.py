@@ -92,7 +92,12 @@ def grace_list(value: Any) -> list[float]:
 
 
 def humanize(error: vol.Invalid, filename: str) -> list[str]:
-    """Turn a voluptuous error (possibly multiple) into ``FILE: [section] key: message`` lines."""
+    """Turn a voluptuous error (possibly multiple) into ``FILE: [section] key: message`` lines.
+
+    A message about a secret option (a key named ``*password``, ``*community``, ... anywhere in its path) never
+    shows the value: validators echo what they got (``expected a string, got [...]``), so for secrets that
+    part is replaced by a note.
+    """
     errors = error.errors if isinstance(error, vol.MultipleInvalid) else [error]
     out = []
     for err in errors:
@@ -107,5 +112,25 @@ def humanize(error: vol.Invalid, filename: str) -> list[str]:
             msg = "unknown key (check the spelling, or install the plugin that provides it)"
         elif msg == "required key not provided":
             msg = "required key is missing"
+        elif _secret_path(keys):
+            msg = hide_value(msg)
         out.append(f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}")
     return sorted(set(out))
+
+
+def _secret_path(keys: list[str]) -> bool:
+    from omha_core.config import is_secret
+
+    return any(is_secret(k) for k in keys)
+
+
+def hide_value(message: str) -> str:
+    """``message`` without the value it quotes: what comes after ``got`` (the validators' wording) is cut; a
+    message that quotes anything in another way (quotes, brackets) is replaced as a whole."""
+    note = "(the value is not shown: it is a secret)"
+    head, sep, _ = message.partition(", got ")
+    if sep:
+        return f"{head} {note}"
+    if any(c in message for c in "'\"[]{}()<>=:"):
+        return f"invalid value {note}"
+    return f"{message} {note}"

@@ -8,11 +8,15 @@ to shared disks, so its groups are started elsewhere only once it is fenced:
   a lock of its own for the same incarnation;
 - devices are tried in configured order (levels) until one succeeds; ``off`` / ``reboot`` results are
   verified by the device where it can read the state back;
-- the outcome is published as a fence record; every node that sees a successful record for the node's last
-  incarnation breaks the node's claims, which lets the decision loop start its groups;
-- when every device fails the groups stay down (``on_fence_failure = "wait"``, retried with backoff) or are
-  taken over anyway (``"takeover"``); a node no device covers is taken over after ``unfenced_grace``
-  seconds, with a warning in the log and in status.
+- one device call at a time: each device declares how long a call may take
+  (:meth:`~omha_core.fence_devices.FenceDevice.max_duration`); a call still running past that is reported as
+  failed and still running, and nothing else (no next level, no retry) starts until it has ended;
+- the outcome is published as a fence record, with what the device really did (its own ``action`` may
+  override the cluster's); every node that sees a successful record for the node's last incarnation breaks
+  the node's claims, which lets the decision loop start its groups;
+- when every device fails the groups stay down (``on_fence_failure = "wait"``, retried with a growing delay
+  capped at ``retry_max``) or are taken over anyway (``"takeover"``, said in status); a node no device covers
+  is taken over after ``unfenced_grace`` seconds, with a warning in the log and in status.
 
 Only a partition with quorum fences anybody. Credentials never appear in records, logs or status: device
 messages are passed through :func:`scrub` against the configured secret values.
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from omha_core.config import is_secret
-from omha_core.fence_devices import FenceDevice, FenceResult
+from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, Target, UnsupportedAction
 
 if TYPE_CHECKING:
     import pluggy
@@ -39,10 +43,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("omha.fencing")
 
+#: what a note about a device call that overran its declared duration is handed to
+OverrunHook = Callable[[str], None]
+
 
 @dataclass
 class Device:
-    """One configured fence device: its instance and its node map."""
+    """One configured fence device: its instance, its node map, and its own action (``off`` / ``reboot``)."""
 
     name: str
     kind: str
@@ -50,7 +57,11 @@ class Device:
     device: FenceDevice
     nodes: Mapping[str, list[str]]
     action: str | None
-    timeout: float
+
+    def action_for(self, action: str) -> str:
+        """What this device does when the cluster asks for ``action``: its own ``action`` replaces a fencing
+        action (``off`` / ``reboot``); ``on`` and ``status`` are asked as they are."""
+        return (self.action or action) if action in ("off", "reboot") else action
 
 
 def build_devices(config: Config, pm: pluggy.PluginManager) -> list[Device]:
@@ -70,34 +81,45 @@ def build_devices(config: Config, pm: pluggy.PluginManager) -> list[Device]:
                 device=cls(entry["name"], options),
                 nodes=entry["nodes"],
                 action=entry.get("action"),
-                timeout=float(entry.get("timeout", 20.0)),
             )
         )
     return out
 
 
 def secret_values(config: Config) -> list[str]:
-    """Every credential value in the fencing configuration, for scrubbing messages: written in the config, or
-    read from a ``*_file`` / ``*_env`` option (what a device actually sends is what might be echoed back)."""
+    """Every credential value in the fencing configuration, for scrubbing messages: written in the config
+    (also inside a device's ``args``), or read from a ``*_file`` / ``*_env`` option (what a device actually
+    sends is what might be echoed back)."""
+    values: list[str] = []
+    for entry in config.section("fencing").get("devices", []):
+        _collect_secrets(entry, values)
+    return sorted(set(values), key=len, reverse=True)
+
+
+def _collect_secrets(options: Mapping[str, Any], values: list[str]) -> None:
     from omha_core.config import read_secret
     from omha_core.errors import ConfigError
 
-    values = []
-    for entry in config.section("fencing").get("devices", []):
-        for key, value in entry.items():
-            base = str(key).removesuffix("_file").removesuffix("_env")
-            if not is_secret(base):
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            _collect_secrets(value, values)
+            continue
+        base = str(key).removesuffix("_file").removesuffix("_env")
+        if not is_secret(base):
+            continue
+        if key == base:
+            values += [str(v) for v in (value if isinstance(value, list) else [value]) if _scalar(v)]
+        else:
+            try:
+                secret = read_secret(options, base)
+            except ConfigError:
                 continue
-            if key == base and isinstance(value, str) and value:
-                values.append(value)
-            elif key != base:
-                try:
-                    secret = read_secret(entry, base)
-                except ConfigError:
-                    continue
-                if secret:
-                    values.append(secret)
-    return sorted(set(values), key=len, reverse=True)
+            if secret:
+                values.append(secret)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool) and str(value) != ""
 
 
 def scrub(message: str, secrets: list[str]) -> str:
@@ -107,45 +129,190 @@ def scrub(message: str, secrets: list[str]) -> str:
     return message
 
 
-def run_device(dev: Device, action: str, node: str, secrets: list[str]) -> FenceResult:
-    """Call one device for ``node`` within the device's ``timeout`` (plus a margin for its own clean-up).
+# -- one device call, bounded -------------------------------------------------------------------------------
 
-    Any exception becomes a failed result; a device call that does not return in time is reported as failed
-    and abandoned in a daemon thread (Python cannot kill a thread), so a hung plugin never blocks fencing.
-    Messages are scrubbed of secrets.
-    """
-    box: list[FenceResult] = []
 
-    def call() -> None:
+def overrun_margin(limit: float) -> float:
+    """Extra seconds granted beyond a device's declared maximum (process clean-up, a loaded machine)."""
+    return max(1.0, 0.1 * limit)
+
+
+@dataclass
+class _Call:
+    """How a bounded call ended: its value or exception; ``overran`` when it outlived its limit; ``abandoned``
+    when the caller stopped waiting (daemon shutdown) while it still ran."""
+
+    value: Any = None
+    error: BaseException | None = None
+    overran: bool = False
+    abandoned: bool = False
+
+
+def _bounded(
+    name: str,
+    call: Callable[[], Any],
+    limit: float,
+    overrun_note: str,
+    on_overrun: OverrunHook | None,
+    stop: threading.Event | None,
+) -> _Call:
+    """Run ``call`` in a thread; past ``limit`` (and its margin) report ``overrun_note`` and keep waiting
+    until it ends (or ``stop`` is set): a device call cannot be interrupted, so nothing may run beside it."""
+    box: list[_Call] = []
+
+    def worker() -> None:
         try:
-            box.append(dev.device.fence(action, list(dev.nodes[node]), node))
-        except Exception as exc:  # a device plugin's bug must not take the daemon down
-            box.append(FenceResult(ok=False, message=f"{type(exc).__name__}: {exc}"))
+            box.append(_Call(value=call()))
+        except BaseException as exc:  # a device plugin's bug must not take the daemon down
+            box.append(_Call(error=exc))
 
-    worker = threading.Thread(target=call, name=f"fence-{dev.name}", daemon=True)
-    worker.start()
-    worker.join(dev.timeout + 5.0)
-    if not box:
-        result = FenceResult(ok=False, message=f"{dev.name}: no answer within {dev.timeout:g} s (timeout)")
+    thread = threading.Thread(target=worker, name=f"fence-{name}", daemon=True)
+    thread.start()
+    thread.join(limit + overrun_margin(limit))
+    overran = thread.is_alive()
+    if overran:
+        log.error("%s", overrun_note)
+        if on_overrun is not None:
+            on_overrun(overrun_note)
+        while thread.is_alive():
+            if stop is not None and stop.is_set():
+                return _Call(overran=True, abandoned=True)
+            thread.join(0.2)
+    done = box[0]
+    done.overran = overran
+    return done
+
+
+def _limit(dev: Device, action: str, targets: list[str]) -> float:
+    try:
+        return float(dev.device.max_duration(action, targets))
+    except Exception:  # a plugin's bug: fall back to the documented default rather than not fencing
+        log.exception("%s: max_duration(%r) failed; assuming %g s", dev.name, action, DEFAULT_TIMEOUT)
+        return DEFAULT_TIMEOUT
+
+
+def run_device(
+    dev: Device,
+    action: str,
+    node: str,
+    secrets: list[str],
+    on_overrun: OverrunHook | None = None,
+    stop: threading.Event | None = None,
+) -> FenceResult:
+    """Call one device for ``node``, waiting as long as the device says the call may take.
+
+    Any exception becomes a failed result. A call past its maximum is reported through ``on_overrun`` (and the
+    log) as failed and still running, and waited for: its late result is returned, marked as late (a late
+    success is a success: the node was switched). Messages are scrubbed of secrets.
+    """
+    targets = list(dev.nodes[node])
+    limit = _limit(dev, action, targets)
+    note = (
+        f"{dev.name}: {action} of {node} still running after {limit:g} s, the most it should take: counted as "
+        "failed; waiting for it to end before any other device or retry is tried"
+    )
+    call = _bounded(dev.name, lambda: dev.device.fence(action, targets, node), limit, note, on_overrun, stop)
+    if call.abandoned:
+        result = FenceResult(ok=False, message=f"{dev.name}: {action} still running when fencing was stopped")
+    elif call.error is not None:
+        result = FenceResult(ok=False, message=f"{dev.name}: {type(call.error).__name__}: {call.error}")
+    elif not isinstance(call.value, FenceResult):
+        result = FenceResult(ok=False, message=f"{dev.name}: the device returned {type(call.value).__name__}")
     else:
-        result = box[0]
+        result = call.value
+    if call.overran and not call.abandoned:
+        late = f"overran its {limit:g} s limit"
+        message = f"{result.message} ({late})" if result.ok else f"{dev.name}: {late}, then: {result.message}"
+        result = FenceResult(result.ok, result.verified, message, result.state)
     return FenceResult(result.ok, result.verified, scrub(result.message, secrets), result.state)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What fencing a node through the device levels came to.
+
+    :param result: the successful device's result; None when every device failed.
+    :param device: the device that succeeded.
+    :param action: what that device did (its own ``action`` when it overrides the cluster's).
+    :param errors: one scrubbed message per device that failed before, in order.
+    """
+
+    result: FenceResult | None
+    device: Device | None
+    action: str | None
+    errors: list[str]
+
+
+def fence_levels(
+    devices: list[Device],
+    node: str,
+    action: str,
+    secrets: list[str],
+    on_overrun: OverrunHook | None = None,
+    stop: threading.Event | None = None,
+) -> Outcome:
+    """Try every device that covers ``node`` in order, one call at a time, until one succeeds."""
+    errors: list[str] = []
+    for dev in devices:
+        if node not in dev.nodes:
+            continue
+        act = dev.action_for(action)
+        result = run_device(dev, act, node, secrets, on_overrun, stop)
+        if result.ok:
+            return Outcome(result, dev, act, errors)
+        errors.append(f"{dev.name} ({dev.kind}): {result.message or 'failed'}")
+        if stop is not None and stop.is_set():
+            break
+    return Outcome(None, None, None, errors)
 
 
 def fence_node(
     devices: list[Device], node: str, action: str, secrets: list[str]
 ) -> tuple[FenceResult | None, str | None, list[str]]:
-    """Try every device that covers ``node`` in order. Returns (result, device name, errors of the others)."""
-    errors: list[str] = []
-    for dev in devices:
-        if node not in dev.nodes:
-            continue
-        act = (dev.action or action) if action in ("off", "reboot") else action
-        result = run_device(dev, act, node, secrets)
-        if result.ok:
-            return result, dev.name, errors
-        errors.append(f"{dev.name} ({dev.kind}): {result.message or 'failed'}")
-    return None, None, errors
+    """:func:`fence_levels` as ``(result, device name, errors of the others)``."""
+    outcome = fence_levels(devices, node, action, secrets)
+    return outcome.result, outcome.device.name if outcome.device else None, outcome.errors
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One device's answer to an operator's ``status`` or ``list`` (``omha fence NODE --action ...``).
+
+    :param ok: the device answered.
+    :param supported: False when the kind cannot do this at all.
+    :param result: for ``status``: the device's result.
+    :param targets: for ``list``: every target of the device.
+    :param message: why not, when not ``ok`` (scrubbed).
+    """
+
+    device: Device
+    ok: bool
+    supported: bool = True
+    result: FenceResult | None = None
+    targets: list[Target] = field(default_factory=list)
+    message: str = ""
+
+
+def query_device(dev: Device, action: str, node: str, secrets: list[str]) -> Answer:
+    """Ask one device for ``node``'s ``status``, or for the ``list`` of all its targets."""
+    if not dev.device.supports(action):
+        what = "listing its targets" if action == "list" else action
+        return Answer(dev, ok=False, supported=False, message=f"{what} is not supported by kind {dev.kind!r}")
+    if action == "status":
+        result = run_device(dev, "status", node, secrets)
+        return Answer(dev, ok=result.ok, result=result, message="" if result.ok else result.message)
+    limit = _limit(dev, "list", [])
+    note = f"{dev.name}: list still running after {limit:g} s; waiting for it to end"
+    call = _bounded(dev.name, dev.device.list_targets, limit, note, None, None)
+    if isinstance(call.error, UnsupportedAction):
+        return Answer(dev, ok=False, supported=False, message=scrub(str(call.error), secrets))
+    if call.error is not None:
+        return Answer(dev, ok=False, message=scrub(f"{type(call.error).__name__}: {call.error}", secrets))
+    targets = [t for t in (call.value or []) if isinstance(t, Target)]
+    return Answer(dev, ok=True, targets=[Target(t.id, scrub(t.name, secrets), t.state) for t in targets])
+
+
+# -- the daemon's side ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -156,8 +323,14 @@ class _Pending:
     next_try: float = 0.0
     task: asyncio.Task[None] | None = None
     errors: list[str] = field(default_factory=list)
+    #: a device call of the current attempt overran its maximum and still runs (the note says which)
+    running: str | None = None
     #: this node's own successful fence record, until the store shows it (the records are read before the step)
     record: dict[str, Any] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
 
 
 class Fencer:
@@ -184,11 +357,19 @@ class Fencer:
         self.devices = build_devices(config, pm)
         self.secrets = secret_values(config)
         self.pending: dict[str, _Pending] = {}
+        #: attempts whose node was no longer lost (it came back) while a device call still ran: a device call
+        #: cannot be interrupted, so the node is not fenced again until it has ended
+        self.finishing: dict[str, _Pending] = {}
         self.state: dict[str, dict[str, Any]] = {}  # what `omha status` shows per lost node
+        self._stop = threading.Event()
 
     def covered(self, node: str) -> bool:
         """True when some device can fence ``node``."""
         return any(node in d.nodes for d in self.devices)
+
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds before the next attempt after ``attempts`` failed ones: 2, 4, 8, ... capped at ``retry_max``."""
+        return min(self.retry_max, 2.0 ** min(attempts, 10))
 
     def step(
         self,
@@ -208,13 +389,19 @@ class Fencer:
         for node in list(self.pending):
             if node not in lost or self.pending[node].incarnation != lost[node]:
                 p = self.pending.pop(node)
-                if p.task and not p.task.done():
-                    p.task.cancel()
                 self.state.pop(node, None)
+                if p.busy:
+                    self.finishing[node] = p
+        for node in [n for n, p in self.finishing.items() if not p.busy]:
+            del self.finishing[node]
         safe: set[str] = set()
         for node, inc in lost.items():
             if node not in self.pending:
-                self.pending[node] = _Pending(inc, now)
+                old = self.finishing.get(node)
+                if old is not None and old.incarnation == inc:
+                    self.pending[node] = self.finishing.pop(node)  # lost again: its attempt carries on
+                else:
+                    self.pending[node] = _Pending(inc, now)
             p = self.pending[node]
             rec = records.get(node) or {}
             if p.record is not None and not (rec.get("incarnation") == inc and rec.get("ok")):
@@ -235,13 +422,26 @@ class Fencer:
                 continue
             if rec.get("incarnation") == inc and rec.get("result") == "failed" and self.on_failure == "takeover":
                 safe.add(node)
-                self.state[node] = {"state": "fence-failed", "takeover": True, **_public(rec)}
+                if self.state.get(node, {}).get("takeover") is None:
+                    log.warning("%s: fencing FAILED; taking over its groups anyway (on_fence_failure = takeover)", node)
+                self.state[node] = {
+                    "state": "fence-failed",
+                    **_public(rec),
+                    "takeover": True,
+                    "warning": f"fencing failed ({rec.get('message') or 'every device failed'}); its groups were "
+                    "taken over anyway (on_fence_failure = takeover)",
+                }
                 continue
             if not quorum:
                 self.state[node] = {"state": "waiting", "reason": "no quorum: this partition fences nobody"}
                 continue
-            if p.task is not None and not p.task.done():
+            if p.busy:
                 self.state[node] = self._in_progress(p)
+                continue
+            old = self.finishing.get(node)
+            if old is not None and old.busy:
+                reason = old.running or "a fence call of an earlier loss is still running"
+                self.state[node] = {"state": "fencing", "by": self.me, "reason": f"waiting: {reason}"}
                 continue
             if now < p.next_try:
                 self.state[node] = {
@@ -265,7 +465,15 @@ class Fencer:
 
     def _in_progress(self, p: _Pending) -> dict[str, Any]:
         """Fencing under way; after a failure the state stays "fence-failed" while retrying, so that the
-        reason stays visible in status."""
+        reason stays visible in status; a device call past its maximum is "fence-failed" and still running."""
+        if p.running:
+            return {
+                "state": "fence-failed",
+                "by": self.me,
+                "errors": [*p.errors, p.running],
+                "still_running": True,
+                "attempt": p.attempts,
+            }
         if p.errors:
             return {"state": "fence-failed", "by": self.me, "errors": p.errors, "retrying": True, "attempt": p.attempts}
         return {"state": "fencing", "by": self.me, "attempt": p.attempts}
@@ -288,31 +496,46 @@ class Fencer:
 
     async def _fence(self, node: str, inc: str, p: _Pending) -> None:
         log.warning("%s: lost while holding groups; fencing (%s)", node, self.action)
-        result, device, errors = await asyncio.to_thread(fence_node, self.devices, node, self.action, self.secrets)
+
+        def overrun(note: str) -> None:
+            p.running = note
+
+        try:
+            outcome = await asyncio.to_thread(
+                fence_levels, self.devices, node, self.action, self.secrets, overrun, self._stop
+            )
+        finally:
+            p.running = None
+        result, dev = outcome.result, outcome.device
         record: dict[str, Any] = {
             "node": node,
             "incarnation": inc,
             "by": self.me,
             "time": time.time(),
-            "action": self.action,
+            # what was really done: the device's own action where it overrides the cluster's
+            "action": outcome.action or self.action,
+            "requested": self.action,
             "ok": result is not None,
             "result": "ok" if result is not None else "failed",
-            "device": device,
+            "device": dev.name if dev else None,
+            "kind": dev.kind if dev else None,
+            "plugin": dev.plugin if dev else None,
             "verified": bool(result and result.verified),
-            "message": result.message if result else "; ".join(errors),
-            "errors": errors,
+            "message": result.message if result else "; ".join(outcome.errors),
+            "errors": outcome.errors,
         }
         await asyncio.to_thread(self.store.put_fence_record, node, record)
-        if result is not None:
+        if result is not None and dev is not None:
             p.record = record
-            log.warning("%s: fenced by %s (%s%s)", node, device, self.action, "" if result.verified else ", unverified")
-            self._notify("omha_node_fenced", node=node, device=device, action=self.action, result=result)
+            verified = "" if result.verified else ", unverified"
+            log.warning("%s: fenced by %s (%s%s)", node, dev.name, outcome.action, verified)
+            self._notify("omha_node_fenced", node=node, device=dev.name, action=outcome.action, result=result)
         else:
-            p.errors = errors
-            delay = min(self.retry_max, 2.0 ** min(p.attempts, 10))
+            p.errors = outcome.errors
+            delay = self.retry_delay(p.attempts)
             p.next_try = self.clock() + delay
-            log.error("%s: fencing FAILED on every device (%s); retry in %.0f s", node, "; ".join(errors), delay)
-            self._notify("omha_fence_failed", node=node, errors=errors)
+            log.error("%s: fencing FAILED on every device (%s); retry in %.0f s", node, "; ".join(p.errors), delay)
+            self._notify("omha_fence_failed", node=node, errors=p.errors)
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         try:
@@ -321,11 +544,14 @@ class Fencer:
             log.exception("a %s hook implementation failed", hook)
 
     async def close(self) -> None:
-        """Cancel fencing in progress (daemon shutdown)."""
-        for p in self.pending.values():
+        """Stop waiting for fence calls in progress (daemon shutdown): a device call cannot be interrupted,
+        but the daemon need not wait for it to end."""
+        self._stop.set()
+        for p in [*self.pending.values(), *self.finishing.values()]:
             if p.task and not p.task.done():
                 p.task.cancel()
 
 
 def _public(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in ("by", "device", "action", "verified", "time", "message") if k in record}
+    keys = ("by", "device", "kind", "action", "verified", "time", "message")
+    return {k: record.get(k) for k in keys if k in record}

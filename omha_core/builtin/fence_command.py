@@ -3,15 +3,19 @@
 ``command`` is a shell command line run once per target with ``OMHA_NODE`` (the node being fenced),
 ``OMHA_ACTION`` (off, on, reboot, status) and ``OMHA_TARGET`` (the node map value) in its environment, and
 ``OMHA_PASSWORD`` when ``password``, ``password_file`` or ``password_env`` is set (so the secret stays out
-of the command line and the config). Exit
-status 0 means done. For ``status`` it prints ``on`` or ``off``. With ``verify = true``, ``off`` and ``reboot``
-are followed by a ``status`` call that must print ``off`` (for ``off``) before success is reported.
+of the command line and the config). Exit status 0 means done. For ``status`` it prints ``on`` or ``off``.
+
+Each run may take ``timeout`` seconds (a native ``reboot`` run: twice that plus ``reboot_pause``); at the
+deadline its whole process group is killed. A node with several targets (two power supplies) is never
+rebooted target by target: the core switches every target off, pauses, then switches every target on (see
+:meth:`omha_core.fence_devices.FenceDevice.fence`). With ``verify = true``, ``off`` is followed by a
+``status`` run per target that must print ``off`` before success is reported, and ``reboot`` becomes that
+verified off, the pause, and on.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any
 
 import voluptuous as vol
@@ -20,7 +24,7 @@ from omha_core import config_validation as cv
 from omha_core import hookimpl
 from omha_core.config import read_secret
 from omha_core.errors import ConfigError
-from omha_core.fence_devices import FenceDevice, FenceResult
+from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, run_process
 
 
 class CommandDevice(FenceDevice):
@@ -38,6 +42,27 @@ class CommandDevice(FenceDevice):
     def can_verify(self) -> bool:  # type: ignore[override]
         return bool(self.options.get("verify"))
 
+    @property
+    def timeout(self) -> float:
+        """Seconds one run of the command may take."""
+        return self.option_float("timeout", DEFAULT_TIMEOUT)
+
+    def max_duration(self, action: str, targets: list[str]) -> float:
+        """One run per target; ``off`` with ``verify`` adds a status run per target; a native ``reboot`` run
+        gets twice the timeout plus the pause (see :meth:`_native_reboot_timeout`)."""
+        runs = max(1, len(targets))
+        if action == "off" and self.can_verify:
+            return 2 * runs * self.timeout
+        if action == "reboot" and len(targets) == 1 and not self.can_verify:
+            return self._native_reboot_timeout()
+        if action == "reboot":
+            return super().max_duration(action, targets)
+        return runs * self.timeout
+
+    def _native_reboot_timeout(self) -> float:
+        """A script's own reboot switches off, waits, and switches on: two runs' worth and the pause."""
+        return 2 * self.timeout + self.reboot_pause
+
     def _run(self, action: str, target: str, node: str) -> tuple[int, str]:
         env = {**os.environ, "OMHA_NODE": node, "OMHA_ACTION": action, "OMHA_TARGET": target}
         try:
@@ -46,26 +71,25 @@ class CommandDevice(FenceDevice):
             return 1, str(exc)
         if password is not None:
             env["OMHA_PASSWORD"] = password
-        try:
-            out = subprocess.run(
-                ["/bin/sh", "-c", str(self.options["command"])],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=float(self.options.get("timeout", 20.0)),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired:
-            return 124, f"timed out after {self.options.get('timeout', 20.0):g} s"
+        limit = self._native_reboot_timeout() if action == "reboot" else self.timeout
+        out = run_process(["/bin/sh", "-c", str(self.options["command"])], limit, env=env)
         text = (out.stdout.strip() + " " + out.stderr.strip()).strip()
+        if password:
+            text = text.replace(password, "***")
+        if out.returncode is None:
+            return 124, f"timed out after {limit:g} s (killed){': ' + text if text else ''}"
         return out.returncode, text
 
     def _each(self, action: str, targets: list[str]) -> FenceResult:
+        """Run ``action`` for every target, also after one failed (``on`` must reach every supply); ok only
+        when every run succeeded."""
+        failures = []
         for target in targets:
             code, text = self._run(action, target, self.current_node)
             if code != 0:
-                return FenceResult(ok=False, message=f"{self.name}: {action} {target}: exit {code}: {text}"[:500])
+                failures.append(f"{action} {target}: exit {code}: {text}"[:300])
+        if failures:
+            return FenceResult(ok=False, message=f"{self.name}: " + "; ".join(failures))
         return FenceResult(ok=True, message=f"{self.name}: {action} {', '.join(targets)}")
 
     def off(self, targets: list[str]) -> FenceResult:
@@ -75,14 +99,15 @@ class CommandDevice(FenceDevice):
         st = self.status(targets)
         if st.state != "off":
             return FenceResult(ok=False, message=f"{self.name}: off done but status says {st.state or st.message!r}")
-        return FenceResult(ok=True, verified=True, message=res.message + " (verified off)")
+        return FenceResult(ok=True, verified=True, state="off", message=res.message + " (verified off)")
 
     def on(self, targets: list[str]) -> FenceResult:
         return self._each("on", targets)
 
     def reboot(self, targets: list[str]) -> FenceResult:
+        """One target: the script's own ``reboot``, or with ``verify`` a verified power cycle."""
         if self.can_verify:
-            return super().reboot(targets)
+            return self.power_cycle(targets)
         return self._each("reboot", targets)
 
     def status(self, targets: list[str]) -> FenceResult:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from omha_core.config import Config, validate_config
 from omha_core.errors import ConfigError
-from omha_core.fencing import build_devices, fence_node, scrub, secret_values
+from omha_core.fence_devices import FenceDevice, FenceResult
+from omha_core.fencing import Device, Outcome, build_devices, fence_levels, fence_node, scrub, secret_values
 from omha_core.plugins import get_plugin_manager
 
 
-def config(tmp_path: Path, *devices: dict[str, object]) -> Config:
+def config(tmp_path: Path, *devices: dict[str, Any]) -> Config:
     return validate_config({"node": "n1", "fencing": {"devices": list(devices)}}, str(tmp_path / "omha.toml"))
 
 
@@ -100,17 +104,174 @@ def test_secrets_scrubbed_from_device_messages(tmp_path: Path) -> None:
     assert result is None and "not found" in errors[0] and "hunter2" not in errors[0]
 
 
-def test_a_hung_device_plugin_is_abandoned_after_its_timeout(tmp_path: Path) -> None:
-    import time as _time
+class Held(FenceDevice):
+    """A device whose ``off`` does not return until the test lets it (a PDU that hangs mid-command)."""
 
-    from omha_core.fence_devices import FenceDevice, FenceResult
-    from omha_core.fencing import Device, run_device
+    def __init__(self, name: str, options: dict[str, Any], log: list[str], release: threading.Event) -> None:
+        super().__init__(name, options)
+        self.log, self.release = log, release
 
-    class Hangs(FenceDevice):
+    def off(self, targets: list[str]) -> FenceResult:
+        self.log.append(f"{self.name} off starts")
+        self.release.wait(60)
+        self.log.append(f"{self.name} off ends")
+        return FenceResult(ok=False, message="relay did not answer")
+
+
+class Quick(FenceDevice):
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__(name, {})
+        self.log = log
+
+    def off(self, targets: list[str]) -> FenceResult:
+        self.log.append(f"{self.name} off")
+        return FenceResult(ok=True, verified=True, message=f"{self.name}: off")
+
+
+def test_a_call_past_its_maximum_is_failed_and_still_running_and_nothing_starts_beside_it() -> None:
+    log: list[str] = []
+    release = threading.Event()
+    held = Device("stuck", "held", "test", Held("stuck", {"timeout": 0.1}, log, release), {"n2": ["1"]}, None)
+    backup = Device("backup", "quick", "test", Quick("backup", log), {"n2": ["B"]}, None)
+    notes: list[str] = []
+    box: list[Outcome] = []
+    worker = threading.Thread(target=lambda: box.append(fence_levels([held, backup], "n2", "off", [], notes.append)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not notes and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # past its 0.1 s (+ margin): reported as failed and still running...
+        assert notes and "stuck: off of n2 still running after 0.1 s" in notes[0] and "counted as failed" in notes[0]
+        # ...and the next level has not started beside it
+        assert log == ["stuck off starts"] and worker.is_alive()
+    finally:
+        release.set()
+        worker.join(20)
+    assert log == ["stuck off starts", "stuck off ends", "backup off"]  # the next level only once it ended
+    outcome = box[0]
+    assert outcome.device is backup and outcome.action == "off"
+    assert outcome.errors == ["stuck (held): stuck: overran its 0.1 s limit, then: relay did not answer"]
+
+
+def test_each_kind_declares_how_long_a_call_may_take(tmp_path: Path) -> None:
+    cmd = {
+        "name": "sw",
+        "kind": "command",
+        "command": "true",
+        "timeout": 3,
+        "reboot_pause": 2,
+        "nodes": {"n3": ["3", "4"]},
+    }
+    agent = {"name": "pdu", "kind": "fence_agent", "agent": "fence_dummy", "timeout": 5, "nodes": {"n3": ["3", "4"]}}
+    sw, pdu = (d.device for d in build_devices(config(tmp_path, cmd, agent), get_plugin_manager()))
+    assert sw.max_duration("off", ["3", "4"]) == 6  # one run per target
+    assert sw.max_duration("reboot", ["3"]) == 8  # the script's own reboot: off, pause, on
+    assert sw.max_duration("reboot", ["3", "4"]) == 6 + 2 + 6  # power cycle of both supplies
+    verify = build_devices(config(tmp_path, dict(cmd, verify=True)), get_plugin_manager())[0].device
+    assert verify.max_duration("off", ["3", "4"]) == 12  # plus a status run per target
+    assert pdu.max_duration("status", ["3", "4"]) == 10 and pdu.max_duration("reboot", ["3"]) == 11
+    assert pdu.max_duration("reboot", ["3", "4"]) == 10 + 1 + 10
+    assert Quick("q", []).max_duration("reboot", ["1", "2"]) == 20 + 1 + 20  # the base: the device's timeout
+
+
+def test_a_multi_target_call_longer_than_one_timeout_is_not_cut_short(tmp_path: Path) -> None:
+    """Four supplies at 0.6 s each with a 1 s timeout: 2.4 s in all is within what the device declared (4 s),
+    although longer than one timeout and its margin (2 s)."""
+    slow = f"sleep 0.6; {recorder(tmp_path)}"
+    dev = {"name": "sw", "kind": "command", "command": slow, "timeout": 1.0, "nodes": {"n3": ["1", "2", "3", "4"]}}
+    devices = build_devices(config(tmp_path, dev), get_plugin_manager())
+    notes: list[str] = []
+    outcome = fence_levels(devices, "n3", "off", [], notes.append)
+    assert outcome.result is not None and notes == [], (outcome, notes)
+    assert calls(tmp_path) == ["n3 off 1", "n3 off 2", "n3 off 3", "n3 off 4"]
+
+
+def test_a_command_past_its_timeout_is_killed_with_its_whole_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    command = f"sleep 60 & echo $! > {pid_file}; wait"
+    dev = {"name": "sw", "kind": "command", "command": command, "timeout": 0.5, "nodes": {"n2": "1"}}
+    result, _, errors = fence_node(build_devices(config(tmp_path, dev), get_plugin_manager()), "n2", "off", [])
+    assert result is None and "timed out after 0.5 s (killed)" in errors[0]
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not running(child), "the command's background child kept running after the timeout"
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# -- several targets for one node (dual power supplies) -----------------------------------------------------
+
+
+def test_dual_supply_reboot_is_all_off_then_all_on(tmp_path: Path) -> None:
+    dev = {
+        "name": "sw",
+        "kind": "command",
+        "command": recorder(tmp_path),
+        "reboot_pause": 0,
+        "nodes": {"n3": ["3", "4"]},
+    }
+    result, _, _ = fence_node(build_devices(config(tmp_path, dev), get_plugin_manager()), "n3", "reboot", [])
+    assert result is not None and result.ok
+    # never "reboot 3, reboot 4": the node would keep power from the other supply the whole time
+    assert calls(tmp_path) == ["n3 off 3", "n3 off 4", "n3 on 3", "n3 on 4"]
+
+
+def test_dual_supply_reboot_with_verify_reads_both_back_before_power_on(tmp_path: Path) -> None:
+    dev = {
+        "name": "sw",
+        "kind": "command",
+        "command": recorder(tmp_path),
+        "verify": True,
+        "reboot_pause": 0,
+        "nodes": {"n3": ["3", "4"]},
+    }
+    result, _, _ = fence_node(build_devices(config(tmp_path, dev), get_plugin_manager()), "n3", "reboot", [])
+    assert result is not None and result.verified
+    assert calls(tmp_path) == ["n3 off 3", "n3 off 4", "n3 status 3", "n3 status 4", "n3 on 3", "n3 on 4"]
+
+
+def test_dual_supply_reboot_stops_when_one_supply_does_not_go_off(tmp_path: Path) -> None:
+    stuck = f'[ "$OMHA_ACTION $OMHA_TARGET" != "off 4" ] || {{ echo "$OMHA_NODE off 4" >> {tmp_path}/calls; '
+    command = stuck + f"echo stuck >&2; exit 1; }}; {recorder(tmp_path)}"
+    dev = {"name": "sw", "kind": "command", "command": command, "reboot_pause": 0, "nodes": {"n3": ["3", "4"]}}
+    result, _, errors = fence_node(build_devices(config(tmp_path, dev), get_plugin_manager()), "n3", "reboot", [])
+    assert result is None and errors == ["sw (command): sw: off 4: exit 1: stuck"]
+    assert calls(tmp_path) == ["n3 off 3", "n3 off 4"]  # no power-on: the node was never fenced
+
+
+def test_single_supply_reboot_uses_the_commands_own_reboot(tmp_path: Path) -> None:
+    dev = {"name": "sw", "kind": "command", "command": recorder(tmp_path), "nodes": {"n2": "2"}}
+    result, _, _ = fence_node(build_devices(config(tmp_path, dev), get_plugin_manager()), "n2", "reboot", [])
+    assert result is not None and calls(tmp_path) == ["n2 reboot 2"]
+
+
+def test_the_base_class_power_cycles_several_targets_whatever_the_kind_does() -> None:
+    seen: list[str] = []
+
+    class NativeReboot(FenceDevice):
         def off(self, targets: list[str]) -> FenceResult:
-            _time.sleep(3600)
+            seen.append(f"off {','.join(targets)}")
+            return FenceResult(ok=True, verified=True)
+
+        def on(self, targets: list[str]) -> FenceResult:
+            seen.append(f"on {','.join(targets)}")
             return FenceResult(ok=True)
 
-    dev = Device("stuck", "hangs", "test", Hangs("stuck", {}), {"n2": ["1"]}, None, timeout=0.1)
-    result = run_device(dev, "off", "n2", [])  # returns after the timeout and its margin, not after an hour
-    assert not result.ok and result.message == "stuck: no answer within 0.1 s (timeout)"
+        def reboot(self, targets: list[str]) -> FenceResult:
+            seen.append(f"reboot {','.join(targets)}")
+            return FenceResult(ok=True)
+
+    dev = NativeReboot("pdu", {"reboot_pause": 0})
+    assert dev.fence("reboot", ["1"]).ok and seen == ["reboot 1"]
+    seen.clear()
+    result = dev.fence("reboot", ["1", "2"])
+    assert result.ok and result.verified and seen == ["off 1,2", "on 1,2"]

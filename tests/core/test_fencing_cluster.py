@@ -162,16 +162,38 @@ def test_unfenced_node_taken_over_after_grace_with_warning(cluster: Any, tmp_pat
     assert any("UNFENCED" in c.log(n) for n in c.names if n != victim)
 
 
+def test_takeover_after_every_device_failed_when_configured_and_status_says_so(cluster: Any, tmp_path: Path) -> None:
+    broken = {
+        "name": "deadpdu",
+        "kind": "command",
+        "command": "echo PDU unreachable >&2; exit 1",
+        "nodes": {"n1": "1", "n2": "2", "n3": "3"},
+    }
+    c = cluster([broken], {"on_fence_failure": "takeover"})
+    c.start()
+    victim = c.wait_running("web")
+    c.kill(victim, signal.SIGKILL)
+    new = c.wait_running("web", 30, exclude=(victim,))
+    assert record(c, victim)["result"] == "failed"  # taken over only after every device failed...
+    fencing = c.report()["nodes"][victim]["fencing"]
+    assert fencing["state"] == "fence-failed" and fencing["takeover"] is True
+    out = c.omha(new, "status").stdout  # ...and the operator is told so
+    assert "taken over anyway (on_fence_failure = takeover)" in out and "PDU unreachable" in out
+
+
 def test_password_never_reaches_logs_status_or_errors(cluster: Any, tmp_path: Path) -> None:
+    # a (tiny, real) fence agent that prints back everything it was sent, the password in its args included
+    agent_path = tmp_path / "fence_echo"
+    agent_path.write_text("#!/bin/sh\necho \"login refused; sent: $(tr '\\n' ' ')\" >&2\nexit 1\n")
+    agent_path.chmod(0o755)
     agent = {
         "name": "pdu",
         "kind": "fence_agent",
-        "agent": "fence_no_such_agent",
-        "password": PASSWORD,
-        "args": {"ip": "127.0.0.1"},
+        "agent": str(agent_path),
+        "args": {"ip": "127.0.0.1", "passwd": PASSWORD},
         "nodes": {"n1": "1", "n2": "2", "n3": "3"},
     }
-    # the failing agent's message would carry the password if anything echoed it
+    # the failing command's message would carry the password if anything echoed it
     echo = {
         "name": "echoer",
         "kind": "command",
@@ -184,7 +206,7 @@ def test_password_never_reaches_logs_status_or_errors(cluster: Any, tmp_path: Pa
     victim = c.wait_running("web")
     c.kill(victim, signal.SIGKILL)
     c.wait_for("fence failure", lambda: c.report()["nodes"][victim]["state"] == "fence-failed", 30)
-    manual = c.omha("n1", "fence", victim, "--action", "status", check=False)
+    manual = c.omha("n1", "fence", victim, "--action", "off", check=False)
     texts = [
         manual.stdout + manual.stderr,
         c.omha("n1", "status").stdout,
@@ -192,7 +214,8 @@ def test_password_never_reaches_logs_status_or_errors(cluster: Any, tmp_path: Pa
         *(c.log(n) for n in c.names),
         *(p.read_text() for p in c.shared.rglob("*.json")),
     ]
-    assert "refused" in "".join(texts)  # the message itself got through...
+    assert "login with *** refused" in manual.stderr and "passwd=***" in manual.stderr  # the messages got through...
+    assert "passwd=***" in json.dumps(record(c, victim))
     assert not [t for t in texts if PASSWORD in t]  # ...without the password
 
 

@@ -222,23 +222,59 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_fence(args: argparse.Namespace) -> int:
-    from omha_core.fencing import build_devices, fence_node, secret_values
+    from omha_core.fencing import build_devices, fence_levels, secret_values
 
     config, pm = _setup(args)
-    devices = build_devices(config, pm)
-    if not any(args.node in d.nodes for d in devices):
+    devices = [d for d in build_devices(config, pm) if args.node in d.nodes]
+    if not devices:
         print(f"omha fence: no fence device covers node {args.node!r} (see [[fencing.devices]] nodes)", file=sys.stderr)
         return 1
-    result, device, errors = fence_node(devices, args.node, args.action, secret_values(config))
-    for err in errors:
+    secrets = secret_values(config)
+    if args.action in ("status", "list"):
+        return _fence_query(devices, args.node, args.action, secrets)
+
+    def overrun(note: str) -> None:
+        print(f"omha fence: {note}", file=sys.stderr)
+
+    outcome = fence_levels(devices, args.node, args.action, secrets, overrun)
+    for err in outcome.errors:
         print(f"failed: {err}", file=sys.stderr)
-    if result is None:
+    result, dev = outcome.result, outcome.device
+    if result is None or dev is None:
         print(f"{args.node}: {args.action} FAILED on every device", file=sys.stderr)
         return 1
     state = f", state {result.state}" if result.state else ""
     verified = "verified" if result.verified else "not verified (the device cannot read the state back)"
-    print(f"{args.node}: {args.action} done by {device}{state}; {verified}. {result.message}".rstrip())
+    did = outcome.action if outcome.action == args.action else f"{outcome.action} (the device's own action)"
+    print(f"{args.node}: {did} done by {dev.name}{state}; {verified}. {result.message}".rstrip())
     return 0
+
+
+def _fence_query(devices: list[Any], node: str, action: str, secrets: list[str]) -> int:
+    """``omha fence NODE --action status|list``: every device that covers ``node`` answers, one block each.
+    Exit status 0 when at least one device answered."""
+    from omha_core.fencing import query_device
+
+    answered = False
+    for dev in devices:
+        answer = query_device(dev, action, node, secrets)
+        head = f"{dev.name} ({dev.kind}), {node} on {', '.join(dev.nodes[node])}"
+        if not answer.ok:
+            word = "not supported" if not answer.supported else "FAILED"
+            print(f"{head}: {action} {word}: {answer.message}", file=sys.stderr)
+            continue
+        answered = True
+        if action == "status" and answer.result is not None:
+            res = answer.result
+            verified = "read back" if res.verified else "not read back"
+            print(f"{head}: state {res.state or 'unknown'} ({verified}). {res.message}".rstrip())
+            continue
+        mine = set(dev.nodes[node])
+        print(f"{head}: {len(answer.targets)} targets")
+        for t in answer.targets:
+            mark = f"  <- {node}" if t.id in mine or (t.name and t.name in mine) else ""
+            print(f"  {t.id:>6}  {t.name or '-':<28} {t.state or 'unknown':<8}{mark}".rstrip())
+    return 0 if answered else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -282,7 +318,13 @@ def add_cluster_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("fence", parents=[common], help="fence a node by hand through the configured devices")
     p.add_argument("node")
-    p.add_argument("--action", choices=["off", "on", "reboot", "status"], default="reboot")
+    p.add_argument(
+        "--action",
+        choices=["off", "on", "reboot", "status", "list"],
+        default="reboot",
+        help="off/on/reboot: the first device (level) that succeeds; status: what every device covering NODE "
+        "reads; list: every target (outlet, plug) of those devices, NODE's marked",
+    )
     p.set_defaults(func=cmd_fence)
 
     p = sub.add_parser(

@@ -175,6 +175,9 @@ class CgroupCells(Cells):
         if guard.cgroup_populated(self.root):
             guard.cgroup_kill(self.root)
             guard.kill_until_none_new(lambda: guard.cgroup_pids(self.root))
+            deadline = time.monotonic() + 1.0
+            while guard.cgroup_populated(self.root) and time.monotonic() < deadline:
+                time.sleep(0.01)  # killed processes leave the cgroup as they exit; rmdir needs it empty
         guard.remove_cgroup(self.root)
 
     def sweep(self, logger: logging.Logger) -> None:

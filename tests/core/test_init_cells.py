@@ -4,9 +4,11 @@ SIGINT and SIGKILL."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 from omha_core.config import validate_config
 from omha_core.errors import ConfigError
 from omha_core.init import DONE, InitOptions
-from omha_core.init.cells import EXIT_NO_CGROUP, CgroupCells, cgroup2_parent, enter_cgroup
+from omha_core.init.cells import EXIT_NO_CGROUP, CgroupCells, cgroup2_parent, enter_cgroup, open_cells
 from tests.core.init_helpers import (
     cell_mode,
     group_members,
@@ -229,3 +231,34 @@ def test_the_cgroup_option_is_checked_in_omha_toml_and_in_the_init() -> None:
         validate_config({"init": {"cgroup": "yes"}})
     with pytest.raises(ConfigError, match=r"\[init\] cgroup: expected one of 'auto', 'off'"):
         InitOptions.from_mapping({"cgroup": "yes"})
+
+
+def test_closing_the_cells_kills_what_is_left_and_removes_the_cgroups(cell_mode: str, sleepers: list[str]) -> None:
+    """What shutdown does last (and the guard when the daemon dies): nothing the init started outlives it."""
+    marker = unique()
+    sleepers.append(marker)
+    logger = logging.getLogger("omha.test.cells")
+    cells = open_cells(cell_mode, logger)
+    cell = cells.new("g/t")
+    argv, env = cell.prepare(["/bin/sh", "-c", f"setsid sleep {marker} & exec sleep {marker}"], dict(os.environ))
+    proc = subprocess.Popen(argv, env=env)
+    try:
+        cell.attach(proc.pid)
+        deadline = time.monotonic() + 15
+        while len(pids_with(marker, "sleep")) < 2:
+            assert time.monotonic() < deadline, "the two sleepers did not start"
+            time.sleep(0.01)
+        assert cells.leftovers() >= set(pids_with(marker, "sleep"))
+        cells.close()
+        assert proc.wait(15) == -signal.SIGKILL
+        deadline = time.monotonic() + 15
+        while pids_with(marker, "sleep"):
+            assert time.monotonic() < deadline, "a sleeper outlived close()"
+            time.sleep(0.01)
+        if isinstance(cells, CgroupCells):
+            assert not os.path.exists(cells.root)
+    finally:
+        cells.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -168,16 +168,17 @@ def _bounded(
 
     thread = threading.Thread(target=worker, name=f"fence-{name}", daemon=True)
     thread.start()
-    thread.join(limit + overrun_margin(limit))
-    overran = thread.is_alive()
-    if overran:
-        log.error("%s", overrun_note)
-        if on_overrun is not None:
-            on_overrun(overrun_note)
-        while thread.is_alive():
-            if stop is not None and stop.is_set():
-                return _Call(overran=True, abandoned=True)
-            thread.join(0.2)
+    deadline = time.monotonic() + limit + overrun_margin(limit)
+    overran = False
+    while thread.is_alive():
+        if stop is not None and stop.is_set():  # daemon shutdown: stop waiting (the thread is a daemon thread)
+            return _Call(overran=overran, abandoned=True)
+        if not overran and time.monotonic() >= deadline:
+            overran = True
+            log.error("%s", overrun_note)
+            if on_overrun is not None:
+                on_overrun(overrun_note)
+        thread.join(min(0.2, max(0.0, deadline - time.monotonic())) if not overran else 0.2)
     done = box[0]
     done.overran = overran
     return done

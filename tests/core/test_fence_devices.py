@@ -154,6 +154,27 @@ def test_a_call_past_its_maximum_is_failed_and_still_running_and_nothing_starts_
     assert outcome.errors == ["stuck (held): stuck: overran its 0.1 s limit, then: relay did not answer"]
 
 
+def test_daemon_shutdown_stops_waiting_for_a_hung_call() -> None:
+    log: list[str] = []
+    release, stop = threading.Event(), threading.Event()
+    held = Device("stuck", "held", "test", Held("stuck", {"timeout": 30}, log, release), {"n2": ["1"]}, None)
+    backup = Device("backup", "quick", "test", Quick("backup", log), {"n2": ["B"]}, None)
+    box: list[Outcome] = []
+    worker = threading.Thread(target=lambda: box.append(fence_levels([held, backup], "n2", "off", [], None, stop)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not log and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()  # Fencer.close(): well within the call's 30 s
+        worker.join(20)
+        assert not worker.is_alive()
+        assert box[0].errors == ["stuck (held): stuck: off still running when fencing was stopped"]
+        assert log == ["stuck off starts"]  # and no other level was started
+    finally:
+        release.set()
+
+
 def test_each_kind_declares_how_long_a_call_may_take(tmp_path: Path) -> None:
     cmd = {
         "name": "sw",

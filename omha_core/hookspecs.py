@@ -142,7 +142,7 @@ def omha_node_fenced(node: str, device: str, action: str, result: FenceResult) -
 
     :param node: the fenced node.
     :param device: the name of the device that succeeded.
-    :param action: ``off`` or ``reboot``.
+    :param action: what the device did, ``off`` or ``reboot`` (a device may override the cluster's action).
     :param result: the device's result (``verified`` tells whether the state was read back).
     """
 

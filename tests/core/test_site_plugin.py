@@ -64,7 +64,8 @@ def test_core_alone_then_core_plus_fence_x10(clean_venv: Venv) -> None:
 def test_site_fence_plugin_installs_and_fences(clean_venv: Venv, tmp_path: Path) -> None:
     cfg = tmp_path / "omha.toml"
     cfg.write_text(
-        f'node = "n1"\n[[fencing.devices]]\nname = "killer"\nkind = "pid_kill"\npid_dir = "{tmp_path}"\n'
+        f'node = "n1"\n[sharedfs]\npath = "{tmp_path}"\n'
+        f'[[fencing.devices]]\nname = "killer"\nkind = "pid_kill"\npid_dir = "{tmp_path}"\n'
         'nodes = { n2 = "n2" }\n'
     )
     before = clean_venv.omha("-c", str(cfg), "check")
@@ -98,5 +99,14 @@ def test_check_fails_cleanly_without_the_plugin_named_in_config(clean_venv: Venv
     cfg.write_text('node = "n1"\n[cluster]\nstore = "etcd"\n')
     out = clean_venv.omha("-c", str(cfg), "status")
     assert out.returncode == 1
-    assert "unknown store backend 'etcd': installed are sharedfs" in out.stderr
+    assert f"{cfg}: [cluster] store: 'etcd' is not installed (installed: sharedfs)" in out.stderr
     assert sys.executable not in out.stderr  # no traceback
+
+
+def test_the_guide_shows_the_whole_example_as_it_is() -> None:
+    """docs/writing-plugins.md quotes the example plugin; the quote must not drift from the tested file."""
+    code = (ROOT / "examples" / "site_fence_plugin" / "omha_site_fence.py").read_text()
+    body = code[code.index('"""', 3) + 4 :].lstrip("\n")
+    assert body in (ROOT / "docs" / "writing-plugins.md").read_text()
+    lines = [ln for ln in body.splitlines() if ln.strip() and not ln.startswith(("import ", "from "))]
+    assert len(lines) <= 30, f"the example grew to {len(lines)} lines of code"

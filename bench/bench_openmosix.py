@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/bench_openmosix.py [--reps 31] [--nodes 3,16,64] [--failovers 3]
 
-Per cluster size: reading the kernel table, one cycle's store reads (statuses, claims, fence records),
-one publish (the node's status, and hastat from the view it carries), getlatest (documents + adopt of a new version), an uncontended claim + release, and the same claim
-raced by 5 processes. With ``--failovers N``, also the time three ``omha daemon`` processes on a fake tree take
-to restart a group elsewhere after its node leaves openMosix (status bit cleared, daemon killed).
+Per cluster size: reading the kernel table, one cycle's store reads (statuses, claims, fence records), one
+publish (the node's status, and hastat from the view it carries), getlatest (documents + adopt of a new
+version), an uncontended claim + release, and the same claim raced by 5 processes. With ``--failovers N``, also
+the time three ``omha daemon`` processes on a fake tree take to restart a group elsewhere after its node leaves
+openMosix (status bit cleared, daemon killed).
 """
 
 from __future__ import annotations

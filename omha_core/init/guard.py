@@ -249,25 +249,6 @@ def _user_process(name: str) -> bool:
     return len(fields) > 6 and _live(fields[0]) and not int(fields[6]) & PF_KTHREAD
 
 
-def descendants(roots: set[int], pgids: Iterable[int] = ()) -> set[int]:
-    """Live processes among ``roots``, members of the process groups ``pgids``, and all their descendants
-    (by the parent links of one /proc scan)."""
-    stats = _proc_stats() or {}
-    children: dict[int, list[int]] = {}
-    for pid, (_, ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    groups = set(pgids)
-    todo = [pid for pid in roots if pid in stats] + [pid for pid, (_, _, pg) in stats.items() if pg in groups]
-    found: set[int] = set()
-    while todo:
-        pid = todo.pop()
-        if pid in found:
-            continue
-        found.add(pid)
-        todo.extend(children.get(pid, ()))
-    return {pid for pid in found if _live(stats[pid][0])}
-
-
 # ------------------------------------------------------------------------------------------- the guard program
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from omha_core.cltab import parse_cltab
 from omha_core.init import LocalInit
-from omha_core.init.cells import cgroup2_parent
+from omha_core.init.cgroups import cgroup2_parent
 from omha_core.init.guard import group_alive
 
 #: fast stops for tests: SIGINT at once, SIGTERM after 0.3 s, SIGKILL after 0.3 s more

@@ -1,0 +1,174 @@
+"""Cells as cgroups v2: one directory per child below the init's own, entered before the child runs anything.
+
+See :mod:`omha_core.init.cells` for why and how; the primitives shared with the guard (``cgroup.kill``,
+``populated``, removal) are in :mod:`omha_core.init.guard`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from itertools import count
+
+from omha_core.init import guard
+from omha_core.init.cells import Cell, Cells
+
+#: the exit status of a child that could not enter its cgroup (it ran nothing)
+EXIT_NO_CGROUP = 126
+#: the usual mount point of the cgroup v2 hierarchy (preferred when there are several)
+CGROUP_MOUNT = "/sys/fs/cgroup"
+
+
+class CgroupCell(Cell):
+    """A cgroup v2 directory holding one child and all its descendants."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.mkdir(path)
+
+    def prepare(self, argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+        return enter_cgroup(argv, os.path.join(self.path, "cgroup.procs")), dict(env)
+
+    def signal(self, sig: int) -> None:
+        if sig == signal.SIGKILL:
+            guard.cgroup_kill(self.path)
+        else:
+            guard.signal_pids(guard.cgroup_pids(self.path), sig, skip_pgids=(self.pid,))
+
+    def populated(self) -> bool:
+        return guard.cgroup_populated(self.path)
+
+    def remove(self) -> None:
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass  # gone already, or still busy (a process raced in): the init's close removes the whole tree
+
+
+def enter_cgroup(argv: Sequence[str], procs: str) -> list[str]:
+    """``argv`` run by a ``/bin/sh`` that first moves itself into the cgroup whose ``cgroup.procs`` is ``procs``.
+
+    The init's own ``/bin/sh -c COMMAND`` gets the move prepended on the same line (one shell, no extra exec,
+    line numbers in the shell's messages unchanged); any other program is exec'd by the shell after the move.
+    When the move fails, the shell says why (``cannot create …/cgroup.procs: …``) and exits
+    :data:`EXIT_NO_CGROUP` without running anything.
+    """
+    enter = f"echo $$ >{shlex.quote(procs)} || exit {EXIT_NO_CGROUP}; "
+    if len(argv) == 3 and argv[0] == "/bin/sh" and argv[1] == "-c":
+        return ["/bin/sh", "-c", enter + argv[2]]
+    return ["/bin/sh", "-c", enter + 'exec "$@"', "sh", *argv]
+
+
+class CgroupCells(Cells):
+    """Every child in its own cgroup below ``<parent>/omha-<pid>-<hex>`` (created here)."""
+
+    kind = "cgroup"
+
+    def __init__(self, parent: str) -> None:
+        self.parent = parent
+        self.root = os.path.join(parent, f"omha-{os.getpid()}-{os.urandom(3).hex()}")
+        os.mkdir(self.root)
+        if not os.access(os.path.join(self.root, "cgroup.procs"), os.W_OK):
+            os.rmdir(self.root)
+            raise PermissionError(f"cannot move processes into {self.root}")
+        self._ids = count(1)
+
+    def new(self, label: str) -> Cell:
+        name = f"{next(self._ids)}.{label.replace('/', '.')}"[:200]
+        return CgroupCell(os.path.join(self.root, name))
+
+    def guard_args(self) -> list[str]:
+        return ["--cgroup", self.root]
+
+    def leftovers(self) -> set[int]:
+        return guard.cgroup_pids(self.root)
+
+    def close(self) -> None:
+        if guard.cgroup_populated(self.root):
+            guard.cgroup_kill(self.root)
+            guard.kill_until_none_new(lambda: guard.cgroup_pids(self.root))
+            deadline = time.monotonic() + 1.0
+            while guard.cgroup_populated(self.root) and time.monotonic() < deadline:
+                time.sleep(0.01)  # killed processes leave the cgroup as they exit; rmdir needs it empty
+        guard.remove_cgroup(self.root)
+
+    def sweep(self, logger: logging.Logger) -> None:
+        """Remove the empty cgroup trees that inits whose process is gone left behind (their daemon and guard
+        were both killed). A populated one is only reported: its owner may live in another pid namespace."""
+        try:
+            names = os.listdir(self.parent)
+        except OSError:
+            return
+        for name in names:
+            match = STALE_RE.match(name)
+            if match is None or os.path.join(self.parent, name) == self.root or _pid_exists(int(match[1])):
+                continue
+            path = os.path.join(self.parent, name)
+            if guard.cgroup_populated(path):
+                logger.warning("%s holds processes but the init that made it (pid %s) is gone", path, match[1])
+            elif guard.remove_cgroup(path):
+                logger.info("removed %s, left behind by an init that is gone", path)
+
+
+#: the name of an init's cgroup directory: ``omha-<pid>-<hex>``
+STALE_RE = re.compile(r"^omha-(\d+)-[0-9a-f]+$")
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def cgroup2_parent() -> tuple[str | None, str]:
+    """The directory of this process's own cgroup on a writable cgroup v2 mount, or None and why not."""
+    own = None
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                if line.startswith("0::"):
+                    own = line[3:].rstrip("\n")
+    except OSError as exc:
+        return None, f"cannot read /proc/self/cgroup: {exc.strerror}"
+    if own is None or not own.startswith("/") or own.endswith(" (deleted)"):
+        return None, "this process is in no cgroup v2 (no '0::' line in /proc/self/cgroup)"
+    mounts: list[tuple[str, str, list[str]]] = []
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                fields, fstype = left.split(), right.split()[:1]
+                if fstype == ["cgroup2"] and len(fields) >= 6:
+                    mounts.append((_unescape(fields[4]), _unescape(fields[3]), fields[5].split(",")))
+    except OSError as exc:
+        return None, f"cannot read /proc/self/mountinfo: {exc.strerror}"
+    if not mounts:
+        return None, "no cgroup2 filesystem is mounted"
+    mounts.sort(key=lambda m: m[0] != CGROUP_MOUNT)
+    for point, root, opts in mounts:
+        if "rw" not in opts:
+            continue
+        if root == "/":
+            rel = own
+        elif own == root or own.startswith(root + "/"):
+            rel = own[len(root) :]
+        else:
+            continue
+        path = os.path.normpath(point + rel)
+        if os.path.isfile(os.path.join(path, "cgroup.procs")) and os.access(path, os.W_OK):
+            return path, ""
+    return None, f"no writable cgroup2 mount holds this process's cgroup {own} (mounts: {[m[0] for m in mounts]})"
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path with its octal escapes (``\\040`` for a space) decoded."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)

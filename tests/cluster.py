@@ -41,6 +41,20 @@ class Cluster(LocalCluster):
         self.stop()
         self.assert_no_overlap()
 
+    def running(self, group: str) -> list[str]:
+        """As published (see :meth:`LocalCluster.running`), and for a guarded group only once the node's start
+        is in the safety log: a respawn entry is DONE as soon as it is spawned, a moment before its shell logs
+        "start", and a test that read the log right away would see one start too few."""
+        return [n for n in super().running(group) if self.started_last_on(group, n)]
+
+    def started_last_on(self, group: str, node: str) -> bool:
+        """True when ``group`` is not guarded or its latest logged start is on ``node``."""
+        path = self.tmp / "safety" / f"{group}.log"
+        if not path.exists():
+            return True
+        starts = [ln.split()[1] for ln in self.safety_log(group) if ln.startswith("start")]
+        return bool(starts) and starts[-1] == node
+
     def safety_log(self, group: str) -> list[str]:
         path = self.tmp / "safety" / f"{group}.log"
         return path.read_text().splitlines() if path.exists() else []

@@ -129,7 +129,10 @@ class EtcdLocalCluster(Cluster):
             out[g] = sorted(
                 n
                 for n, i in info["instances"].items()
-                if n in up and i["level"] == info["want"] and i["state"] in ("DONE", "PASSED")
+                if n in up
+                and i["level"] == info["want"]
+                and i["state"] in ("DONE", "PASSED")
+                and self.started_last_on(g, n)
             )
         return out
 

@@ -516,6 +516,7 @@ class Daemon:
             "quorum": bool(self.last_view.get("quorum", {}).get("have", False)),
             "shutting_down": self.shutting_down,
             "stopped": self.stopped_cleanly,
+            "containment": self.init.containment if self.init is not None else None,
             "groups": self._published_groups(),
             "unfit": self._fitness() if self.hactl else {},
             "failed": {g: r for g, (_, r) in self.failed.items()},

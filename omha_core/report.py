@@ -9,7 +9,7 @@ one place a wall-clock age is used, and only for display), no daemon is known to
     {"cluster": "omha", "observer": "n1", "stale": null,
      "quorum": {"have": true, "member": true, "detail": "3 of 3 expected nodes"},
      "nodes": {"n1": {"state": "up", "silent": 0.0, "age": 0.1, "problem": null, "fencing": null,
-                      "config_errors": []}},
+                      "config_errors": [], "containment": "cgroup"}},
      "groups": {"web": {"want": "run", "running_on": ["n2"], "why": null,
                         "instances": {"n2": {"level": "run", "state": "DONE", "since": 1764097000.1,
                                              "entries": {"srv": {"pid": 123, "state": "running", ...}}}}}},
@@ -96,6 +96,8 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
             "problem": v.get("problem") or (str(raw[name]) if isinstance(raw.get(name), Exception) else None),
             "fencing": v.get("fencing"),
             "config_errors": (doc.get("config") or {}).get("errors") or [],
+            # how the node's init holds the processes it starts: "cgroup", or the weaker "environment marker"
+            "containment": doc.get("containment"),
         }
         if doc.get("shutting_down") and entry["state"] == "up":
             entry["state"] = "stopping"
@@ -170,6 +172,8 @@ def format_report(rep: Mapping[str, Any]) -> str:
             )
         if n["problem"]:
             extra.append(f"status unreadable: {n['problem']}")
+        if n.get("containment") == "environment marker":
+            extra.append("no cgroup v2: descendants are tracked by environment marker only")
         lines.append(f"  {name:<12} {n['state'].upper():<12} {'; '.join(extra)}")
     lines += ["", "Groups:"]
     if not rep["groups"]:

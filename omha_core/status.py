@@ -3,7 +3,7 @@
 A status is a JSON object written only by its node::
 
     {"node": "n1", "incarnation": "...", "seq": 42, "time": 1764097000.1, "pid": 1234, "host": "web1",
-     "version": "0.1.0", "quorum": true, "shutting_down": false, "stopped": false,
+     "version": "0.1.0", "quorum": true, "shutting_down": false, "stopped": false, "containment": "cgroup",
      "groups": {<LocalInit.status()>},
      "unfit": {"db": "maintenance (site_plugin)"}, "failed": {"web": "test FAILED"},
      "config": {"cltab": "<version>", "hactl": "<version>", "errors": ["cltab:3: ..."]},

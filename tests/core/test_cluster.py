@@ -293,7 +293,9 @@ def test_sigterm_stops_groups_in_reverse_cltab_order_then_exits_0(make_cluster, 
     c.start()
     c.wait_for("all three running", lambda: all(c.running(g) == ["n1"] for g in "abc"))
     # each entry's state is in the store and in `omha status --json`
-    entry = json.loads(c.omha("n1", "status", "--json").stdout)["groups"]["a"]["instances"]["n1"]["entries"]["asrv"]
+    rep = json.loads(c.omha("n1", "status", "--json").stdout)
+    assert rep["nodes"]["n1"]["containment"] in ("cgroup", "environment marker")
+    entry = rep["groups"]["a"]["instances"]["n1"]["entries"]["asrv"]
     assert entry["mode"] == "respawn" and entry["state"] == "running" and entry["restarts"] == 0
     assert "echo start a" in Path(f"/proc/{entry['pid']}/cmdline").read_text()
     c.kill("n1", signal.SIGTERM)  # waits for the daemon to exit

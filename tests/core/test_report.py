@@ -51,11 +51,12 @@ def test_a_dead_observer_view_is_shown_unknown_not_up(tmp_path: Path) -> None:
     assert {n["state"] for n in rep["nodes"].values()} == {"unknown"}
     assert rep["quorum"]["have"] is None and "newest status, n1's, is" in rep["quorum"]["detail"]
     assert rep["groups"]["web"]["running_on"] == []
-    assert "quorum UNKNOWN" in format_report(rep)
-    s.publish("n1", status("n1", age=0.0, hactl=None))  # the same view, fresh: believed
+    assert "quorum UNKNOWN" in format_report(rep) and "environment marker" not in format_report(rep)
+    s.publish("n1", {**status("n1", age=0.0, hactl=None), "containment": "environment marker"})  # fresh: believed
     fresh = cluster_report(s, "c", dead_after=2.0)
     assert fresh["stale"] is None and fresh["nodes"]["n1"]["state"] == "up"
     assert fresh["groups"]["web"]["running_on"] == ["n1"] and "quorum yes" in format_report(fresh)
+    assert "no cgroup v2: descendants are tracked by environment marker only" in format_report(fresh)
 
 
 def test_report_wants_what_the_daemons_adopted_and_shows_entries(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ class Daemon:
         if previous is not None:
             self.own_incarnations.add(previous.incarnation)
         self.started = time.monotonic()  # settle from now: the wait above heard nothing from the others
-        await asyncio.to_thread(self._adopt_documents)
+        await self._adopt_documents()
         self.init = LocalInit(
             self.cltab,
             options=self.config.section("init"),
@@ -258,7 +258,7 @@ class Daemon:
         self._observe(raw)
         alive = {self.node} | {n for n in self.statuses if n != self.node and self._alive(n, up)}
         have_quorum = self.quorum.update(len(alive)) and member
-        await asyncio.to_thread(self._adopt_documents)
+        await self._adopt_documents()
         holders = {g: c.get("node", "?") for g, c in claims.items()}
 
         lost = self._lost_holding_groups(alive, holders)
@@ -459,41 +459,61 @@ class Daemon:
         return out
 
     # -- documents ----------------------------------------------------------------------------------------
-    def _adopt_documents(self) -> None:
-        """Adopt the newest valid cltab and hactl; refuse invalid versions, keeping the last good one."""
+    async def _adopt_documents(self) -> None:
+        """Adopt the newest valid cltab and hactl; refuse invalid versions, keeping the last good one.
+
+        Reading and validating run in a worker thread (store I/O, plugins' checks); applying a new version runs
+        here, on the event loop, because reloading the init starts and stops processes."""
+        found = await asyncio.to_thread(self._newest_valid_documents)
+        for name, (chosen, errors, current_is_newest) in found.items():
+            if chosen is not None:
+                doc, parsed = chosen
+                self._apply(parsed)
+                self.versions[name] = doc.version
+                with contextlib.suppress(StoreError):
+                    await asyncio.to_thread(self.store.adopt, name, doc)
+                log.info("adopted %s version %s from %s", name, doc.version, doc.origin or "store")
+            if errors:
+                if self.doc_errors.get(name) != errors:
+                    kept = "the last good version keeps running" if self.versions[name] else "nothing adopted yet"
+                    log.error("refused invalid %s (%s):\n  %s", name, kept, "\n  ".join(errors))
+                self.doc_errors[name] = errors
+            elif current_is_newest or chosen is not None:
+                self.doc_errors.pop(name, None)
+
+    def _newest_valid_documents(
+        self,
+    ) -> dict[str, tuple[tuple[Versioned, Cltab | dict[str, str]] | None, list[str], bool]]:
+        """Per document (in a worker thread): the newest valid version not adopted yet with its parsed form
+        (None when the one adopted is still the newest valid), the errors of newer invalid versions, and
+        whether the version adopted is the newest in the store."""
+        out: dict[str, tuple[tuple[Versioned, Cltab | dict[str, str]] | None, list[str], bool]] = {}
         for name in DOCUMENTS:
             try:
                 candidates = self.store.documents(name)
             except StoreError as exc:
-                self.doc_errors[name] = [str(exc)]
+                out[name] = (None, [str(exc)], False)
                 continue
             errors: list[str] = []
+            chosen = None
             for doc in candidates:
                 if doc.version == self.versions[name]:
                     break
                 try:
-                    self._apply(name, doc)
+                    parsed = check_document(name, doc.text, doc.origin or name, self.pm, self.config)
                 except ParseError as exc:
                     errors.extend(str(p) for p in exc.problems)
                     continue
                 except OmhaError as exc:
                     errors.append(f"{doc.origin or name}: {exc}")
                     continue
-                self.versions[name] = doc.version
-                with contextlib.suppress(StoreError):
-                    self.store.adopt(name, doc)
-                log.info("adopted %s version %s from %s", name, doc.version, doc.origin or "store")
+                chosen = (doc, parsed)
                 break
-            if errors:
-                if self.doc_errors.get(name) != errors:
-                    kept = "the last good version keeps running" if self.versions[name] else "nothing adopted yet"
-                    log.error("refused invalid %s (%s):\n  %s", name, kept, "\n  ".join(errors))
-                self.doc_errors[name] = errors
-            elif candidates and candidates[0].version == self.versions[name]:
-                self.doc_errors.pop(name, None)
+            newest = bool(candidates) and candidates[0].version == self.versions[name]
+            out[name] = (chosen, errors, newest)
+        return out
 
-    def _apply(self, name: str, doc: Versioned) -> None:
-        parsed = check_document(name, doc.text, doc.origin or name, self.pm, self.config)
+    def _apply(self, parsed: Cltab | dict[str, str]) -> None:
         self.failed.clear()
         if isinstance(parsed, Cltab):
             self.cltab = parsed

@@ -306,3 +306,39 @@ def test_sigterm_stops_groups_in_reverse_cltab_order_then_exits_0(make_cluster, 
     assert list(dict.fromkeys(lines[3:])) == ["stop c", "stop b", "stop a"]
     assert not list((c.shared / "claims").glob("*.json"))  # claims released: the others may start them at once
     assert c.report()["nodes"]["n1"]["state"] == "stopped"
+
+
+def test_a_new_cltab_is_applied_to_running_groups(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Edited under a running daemon: a changed entry restarts with its new command, a new one starts, an entry
+    whose mode became ``off`` stops; the others keep running untouched."""
+
+    def entries() -> dict[str, dict[str, object]]:
+        rep = json.loads(c.omha("n1", "status", "--json").stdout)
+        inst = rep["groups"]["web"]["instances"].get("n1") or {}
+        return dict(inst.get("entries") or {})
+
+    def alive(pid: object) -> bool:
+        return isinstance(pid, int) and Path(f"/proc/{pid}").exists()
+
+    old = "web:keep:run:respawn:sleep 3001\nweb:chg:run:respawn:sleep 3002\nweb:gone:run:respawn:sleep 3003\n"
+    c = make_cluster(nodes=1, cltab=old, hactl="web run\n")
+    c.start()
+    c.wait_for("three entries running", lambda: sum(e.get("state") == "running" for e in entries().values()) == 3)
+    before = entries()
+    new = "web:keep:run:respawn:sleep 3001\nweb:chg:run:respawn:sleep 3012\nweb:gone:run:off:sleep 3003\n"
+    (c.shared / "cltab").write_text(new + "web:add:run:respawn:sleep 3004\n")
+
+    def applied() -> bool:
+        e = entries()
+        return (
+            e.get("chg", {}).get("state") == "running"
+            and "3012" in str(e["chg"].get("command"))
+            and e.get("add", {}).get("state") == "running"
+            and not alive(before["gone"]["pid"])
+        )
+
+    c.wait_for("the new cltab applied", applied, 20)
+    after = entries()
+    assert after["keep"]["pid"] == before["keep"]["pid"]  # untouched
+    assert not alive(before["chg"]["pid"]) and alive(after["chg"]["pid"])
+    assert "cycle failed" not in c.log("n1")

@@ -160,7 +160,7 @@ class Daemon:
             watchdog.cancel()
             sd_notify("STOPPING=1")
             await self._shutdown(server)
-        return 1 if self.duplicate else 0
+        return 1 if self.duplicate or not self.stopped_cleanly else 0
 
     async def _sleep(self, begun: float) -> None:
         # ``wake`` was cleared when the cycle began: a local change during the cycle starts the next one at once
@@ -181,19 +181,25 @@ class Daemon:
     async def _shutdown(self, server: asyncio.AbstractServer | None) -> None:
         log.info("shutting down: stopping every local group")
         self.shutting_down = True
-        with contextlib.suppress(Exception):
-            await self._publish()
-        if self.init is not None:
-            await self.init.shutdown()
-        self.stopped_cleanly = True  # every local process is gone: nobody needs to fence this node now
+        beating = asyncio.ensure_future(self._beat_while_stopping())
+        try:
+            if self.init is not None:
+                await self.init.shutdown()
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        self.groups_stopped = True
+        holding = self._still_holding()
+        if holding:
+            log.error(
+                "could not stop %s: keeping the claims, so that the others fence this node before taking over",
+                ", ".join(sorted(holding)),
+            )
+        self.stopped_cleanly = not holding  # every local process is gone: nobody needs to fence this node now
         await self.fencer.close()
-        # a duplicate daemon under our name may still be running the groups of these claims: leave them to the
-        # others, who break them only after fencing this node
         with contextlib.suppress(Exception):
-            claims = {} if self.duplicate else await asyncio.to_thread(self.store.claims)
-            for group, held in claims.items():
-                if held.get("node") == self.node:
-                    await asyncio.to_thread(self.store.release_claim, group, self.node)
+            await self._release_claims(keep=holding)
         with contextlib.suppress(Exception):
             await self._publish()
         if server is not None:
@@ -206,7 +212,36 @@ class Daemon:
         log.info("node %s stopped", self.node)
 
     shutting_down = False
+    #: the init's shutdown is over: what is not still held is stopped
+    groups_stopped = False
     stopped_cleanly = False
+
+    async def _beat_while_stopping(self) -> None:
+        """Keep heartbeating while the groups stop, which may take longer than ``dead_after``: the others must
+        not declare this node lost and take over groups it is still stopping (the claims are kept until then)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.membership.heartbeat)
+                await self._publish()
+            except Exception as exc:
+                log.warning("while stopping: %s", exc)
+            await asyncio.sleep(self.heartbeat)
+
+    def _still_holding(self) -> set[str]:
+        """After the init's shutdown: the groups whose stop failed (their resources may still be held)."""
+        if self.init is None:
+            return set()
+        return {g for g, st in self.init.status().items() if st.get("state") in ("FAILED", "STOPPING")}
+
+    async def _release_claims(self, keep: set[str]) -> None:
+        """Release this node's claims but those of ``keep``. A duplicate daemon under our name may still run the
+        groups of our claims: then none is released, and the others break them only after fencing this node."""
+        if self.duplicate:
+            return
+        claims = await asyncio.to_thread(self.store.claims)
+        for group, held in claims.items():
+            if held.get("node") == self.node and group not in keep:
+                await asyncio.to_thread(self.store.release_claim, group, self.node)
 
     async def _watchdog(self) -> None:
         """Stop every local group when this node can no longer prove it is a member, or when no cycle has
@@ -550,11 +585,15 @@ class Daemon:
         }
 
     def _published_groups(self) -> dict[str, Any]:
-        """The init's status; after a clean shutdown every group is reported stopped (level ``stop``), so that
-        the others see a node that left with nothing running rather than a lost node holding groups."""
+        """The init's status; after the shutdown every group that stopped is reported at level ``stop``, so that
+        the others see a node that left with nothing running rather than a lost node holding groups (a group
+        whose stop failed is reported as it is: the others fence this node before taking it over)."""
         groups: dict[str, Any] = self.init.status() if self.init is not None else {}
-        if self.stopped_cleanly:
-            groups = {g: {**st, "level": STOP_LEVEL, "state": "DONE"} for g, st in groups.items()}
+        if self.groups_stopped:
+            holding = self._still_holding()
+            groups = {
+                g: st if g in holding else {**st, "level": STOP_LEVEL, "state": "DONE"} for g, st in groups.items()
+            }
         return groups
 
     async def _publish(self) -> None:

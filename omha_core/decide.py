@@ -43,10 +43,8 @@ class Instance:
     @property
     def active(self) -> bool:
         """True while the group holds (or is taking, or releasing) resources on that node."""
-        if self.level is None:
-            return False
-        if self.level == STOP_LEVEL:
-            return self.state == STOPPING
+        if self.level is None or self.level == STOP_LEVEL:  # never told (None), or told to stop
+            return self.state in (STOPPING, FAILED)  # FAILED: a stop failed, its resources may still be held
         return True
 
 
@@ -195,6 +193,10 @@ def _decide_group(
             return []
         return _maybe_start(view, group, want, claimant, load, result)
 
+    if inst.state == FAILED and inst.level in (None, STOP_LEVEL):
+        # a stop that failed may have left resources held (a mount, an address): keep the claim, start nothing
+        result.why[group] = "stop FAILED here: keeping the claim; fix it and restart this node's daemon, or fence it"
+        return []
     # (1) running here but no longer wanted
     if want is None:
         if inst.level == STOP_LEVEL:

@@ -254,3 +254,12 @@ def test_restarted_daemon_resumes_its_claim_once_settled() -> None:
     assert acts(view(mine={}, claims={"web": "n1"})) == [("tell", "web", "plan")]
     settling = decide(view(mine={}, claims={"web": "n1"}, settling=True))
     assert settling.actions == [] and "once settled" in settling.why["web"]
+
+
+@pytest.mark.parametrize("wanted", [{"web": "run"}, {}])
+def test_a_failed_stop_keeps_the_claim_and_starts_nothing(wanted: dict[str, str]) -> None:
+    d = decide(view(mine={"web": ("stop", "FAILED")}, claims={"web": "n1"}, wanted=wanted))
+    assert d.actions == [] and d.why["web"].startswith("stop FAILED here: keeping the claim")
+    # the others see the group still held there, even with no claim left: nobody starts it while its node lives
+    nodes = {"n1": NodeView("n1", groups={"web": Instance("stop", "FAILED")}), "n2": NodeView("n2")}
+    assert decide(View("n2", nodes, {"web": "run"}, CLTAB, {}, waiting={"web": 100.0})).actions == []

@@ -299,6 +299,8 @@ class Daemon:
         lost = self._lost_holding_groups(alive, holders)
         fenced = self.fencer.step(lost, alive, records, have_quorum)
         for node in fenced:
+            if self._claim_breaker(node, records, alive) != self.node:
+                continue  # the others wait for the breaker: the claim stays theirs to see until it is gone
             for group, holder in list(holders.items()):
                 if holder == node:
                     log.warning("%s: breaking %s's claim (fenced)", group, node)
@@ -320,6 +322,14 @@ class Daemon:
         if self.isolated:
             log.warning("contact with the store is back")
             self.isolated = False
+
+    @staticmethod
+    def _claim_breaker(node: str, records: Mapping[str, Mapping[str, Any]], alive: set[str]) -> str:
+        """The one node that breaks a fenced node's claims: its fencer, or the lowest-named live node when the
+        fencer is gone or there was none (the unfenced grace). One breaker, because a break that races with
+        another break and a new claim can hand one group to two claimants on a shared directory."""
+        by = (records.get(node) or {}).get("by")
+        return by if isinstance(by, str) and by in alive else min(alive)
 
     def _duplicate_found(self, message: str) -> None:
         """Another daemon publishes as this node: both cannot be trusted with its claims, so stop everything

@@ -4,7 +4,10 @@ Liveness cannot be judged from one look at the store, so node states come from t
 publish in their status (each judges liveness on its own monotonic clock); the report takes the view of the
 node whose status is freshest. When even that status is older than ``dead_after`` (by this machine's clock, the
 one place a wall-clock age is used, and only for display), no daemon is known to be alive: every node is shown
-``unknown`` rather than as the dead observer last saw it. The JSON schema (``omha status --json``)::
+``unknown`` rather than as the dead observer last saw it. A status stamped more than :data:`CLOCK_SLACK` in the
+future (a clock running ahead) is not chosen as the observer while another is plausible.
+
+The JSON schema (``omha status --json``)::
 
     {"cluster": "omha", "observer": "n1", "stale": null,
      "quorum": {"have": true, "member": true, "detail": "3 of 3 expected nodes"},
@@ -30,6 +33,9 @@ from typing import Any
 from omha_core.backends import Store
 from omha_core.errors import ParseError
 from omha_core.hactl import STOP_LEVEL, parse_hactl
+
+#: how far in the future a status's ``time`` may be and still count as this machine's "now" (clock skew)
+CLOCK_SLACK = 2.0
 
 
 def newest_valid_hactl(store: Store) -> tuple[dict[str, str], str | None, list[str]]:
@@ -76,10 +82,13 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
     """Assemble the report from what the store holds now (``dead_after``: see the module docstring)."""
     raw = store.statuses()
     docs = {n: d for n, d in raw.items() if isinstance(d, Mapping)}
-    observer = max(docs, key=lambda n: _time(docs[n]), default=None)
+    now = time.time()
+    # a status stamped in the future comes from a clock running ahead: it must not win "freshest" forever
+    plausible = [n for n in docs if _time(docs[n]) <= now + CLOCK_SLACK] or list(docs)
+    observer = max(plausible, key=lambda n: _time(docs[n]), default=None)
     view: Mapping[str, Any] = (docs[observer].get("view") or {}) if observer else {}
     view_nodes: Mapping[str, Any] = view.get("nodes") or {}
-    age = time.time() - _time(docs[observer]) if observer else None
+    age = now - _time(docs[observer]) if observer else None
     stale = round(age, 1) if age is not None and age > dead_after else None
     adopted = (docs[observer].get("config") or {}) if observer else {}
     adopted = adopted if isinstance(adopted, Mapping) else {}

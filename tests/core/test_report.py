@@ -96,3 +96,12 @@ def test_show_prints_the_version_the_daemons_run(tmp_path: Path) -> None:
     assert f"version {adopted}" in out.stderr and "the version n1 runs" in out.stderr
     assert f"a newer valid version {newer} is in the store, not adopted yet" in out.stderr
     assert json.loads((shared / "nodes" / "n1" / "status.json").read_text())["config"]["hactl"] == adopted
+
+
+def test_a_dead_node_whose_clock_runs_ahead_is_not_taken_for_the_freshest(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    tell(s, "web", "run")
+    s.publish("n1", status("n1", age=-3600.0, hactl=None))  # died long ago, but stamped an hour ahead
+    s.publish("n2", {**status("n2", age=0.0, hactl=None), "view": {"nodes": {"n1": {"state": "lost"}}}})
+    rep = cluster_report(s, "c", dead_after=2.0)
+    assert rep["observer"] == "n2" and rep["nodes"]["n1"]["state"] == "lost"

@@ -166,6 +166,11 @@ def parse_cltab(data: str | bytes, filename: str = "cltab") -> Cltab:
         if not RUNLEVELS_RE.match(runlevels):
             problems.append(Problem(filename, lineno, f"runlevels {runlevels!r} must be words separated by commas"))
             bad = True
+        elif level_matches(runlevels, "stop") and mode != "off":  # 'off' never runs: the original's files have it
+            # a group at 'stop' counts as holding nothing: an entry running there would be invisible to failover
+            msg = f"runlevels {runlevels!r}: 'stop' is the level at which a group runs nothing; no entry may run at it"
+            problems.append(Problem(filename, lineno, msg))
+            bad = True
         if mode not in MODES:
             problems.append(Problem(filename, lineno, f"mode {mode!r} is not one of {', '.join(MODES)}"))
             bad = True

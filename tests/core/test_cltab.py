@@ -107,3 +107,11 @@ def test_line_numbers_count_newlines_only() -> None:
         parse_cltab(text, "cltab")
     assert [(p.line, "mode 'never'" in p.message) for p in info.value.problems] == [(2, True)]
     assert parse_cltab(text.replace("never", "once")).entries[0].command == "printf 'x\\fy\u2028z'"
+
+
+@pytest.mark.parametrize("levels", ["stop", "run,stop", "stop,"])
+def test_no_entry_may_run_at_the_stop_level(levels: str) -> None:
+    with pytest.raises(ParseError, match=r"cltab:1: runlevels .*'stop' is the level at which a group runs nothing"):
+        parse_cltab(f"web:srv:{levels}:respawn:sleep 1\n", "cltab")
+    parse_cltab("web:srv:stopped,run:respawn:sleep 1\n")  # only the level itself is reserved
+    parse_cltab("bar:barstop:stop:off:\n")  # never runs: found in OpenMosix::HA's own cltab files

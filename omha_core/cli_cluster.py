@@ -236,7 +236,8 @@ def cmd_fence(args: argparse.Namespace) -> int:
     def overrun(note: str) -> None:
         print(f"omha fence: {note}", file=sys.stderr)
 
-    outcome = fence_levels(devices, args.node, args.action, secrets, overrun)
+    # an operator's action is done as asked: a device's own action only replaces the daemon's automatic one
+    outcome = fence_levels(devices, args.node, args.action, secrets, overrun, explicit=True)
     for err in outcome.errors:
         print(f"failed: {err}", file=sys.stderr)
     result, dev = outcome.result, outcome.device
@@ -244,10 +245,21 @@ def cmd_fence(args: argparse.Namespace) -> int:
         print(f"{args.node}: {args.action} FAILED on every device", file=sys.stderr)
         return 1
     state = f", state {result.state}" if result.state else ""
-    verified = "verified" if result.verified else "not verified (the device cannot read the state back)"
-    did = outcome.action if outcome.action == args.action else f"{outcome.action} (the device's own action)"
-    print(f"{args.node}: {did} done by {dev.name}{state}; {verified}. {result.message}".rstrip())
+    done = f"{args.node}: {outcome.action} done by {dev.name}{state}"
+    print(f"{done}; {_verified(result, dev)}. {result.message}".rstrip())
     return 0
+
+
+def _verified(result: Any, dev: Any) -> str:
+    """``verified``, or ``not verified (why)``: the device's own reason, else what its kind allows."""
+    if result.verified:
+        return "verified"
+    why = result.unverified_reason or (
+        "the device did not read the state back"
+        if dev.device.can_verify
+        else f"devices of kind {dev.kind!r} cannot read the state back"
+    )
+    return f"not verified ({why})"
 
 
 def _fence_query(devices: list[Any], node: str, action: str, secrets: list[str]) -> int:
@@ -280,7 +292,7 @@ def _fence_query(devices: list[Any], node: str, action: str, secrets: list[str])
 def cmd_demo(args: argparse.Namespace) -> int:
     from omha_core.demo import run_demo
 
-    return run_demo(keep=args.keep)
+    return run_demo(keep=args.keep, freeze=args.freeze)
 
 
 def add_cluster_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -331,4 +343,7 @@ def add_cluster_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "demo", parents=[common], help="three nodes on this machine: start, fail one, watch the group move"
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument(
+        "--freeze", action="store_true", help="SIGSTOP the web node instead of SIGKILL: only fencing saves the day"
+    )
     p.set_defaults(func=cmd_demo)

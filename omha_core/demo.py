@@ -1,9 +1,10 @@
 """``omha demo``: three nodes on this machine, a real failover, then clean-up.
 
 It writes a cltab with a web group (a fitness test, then a respawning HTTP server on 127.0.0.1) and a second
-group, starts three ``omha daemon`` processes on a temporary shared directory, shows the status, freezes the node
-running the web group with SIGSTOP (its server keeps running), lets the others fence it through a ``command``
-device that kills the frozen node (the "power off"), and shows the group move and the page served again.
+group, starts three ``omha daemon`` processes on a temporary shared directory, shows the status, kills the node
+running the web group with SIGKILL (``--freeze``: freezes it with SIGSTOP, so its server keeps running), lets
+the others fence it through a ``command`` device that kills the node's processes (the "power off"), and shows
+the group move and the page served again.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def run_demo(keep: bool = False) -> int:
-    """Run the demo; return 0 when the web group failed over, 1 otherwise."""
+def run_demo(keep: bool = False, freeze: bool = False) -> int:
+    """Run the demo; return 0 when the web group failed over, 1 otherwise.
+
+    :param freeze: SIGSTOP the web node instead of SIGKILLing it: its server keeps running, so only fencing
+        makes the takeover safe.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="omha-demo-"))
     port = _free_port()
     www = tmp / "www"
@@ -78,10 +83,14 @@ db:daemon:run:respawn:exec sleep 100000
         _say(format_report(cluster.report()))
         cluster.wait_for("the page", lambda: "hello from" in _fetch(port), 20)  # the server may still be binding
         _say(f"\nGET http://127.0.0.1:{port}/ -> {_fetch(port)}")
-        _say(f"\nFreezing {web} with SIGSTOP: its daemon stops heartbeating but its HTTP server keeps running.")
-        _say("The others must fence it (power it off) before starting web elsewhere...")
+        if freeze:
+            _say(f"\nFreezing {web} with SIGSTOP: its daemon stops heartbeating but its HTTP server keeps running.")
+            _say("The others must fence it (power it off) before starting web elsewhere...")
+        else:
+            _say(f"\nKilling {web}'s daemon with SIGKILL: its guard kills everything it ran, as if the node died.")
+            _say("The others fence it (power it off, to be sure) and start web elsewhere...")
         t0 = time.monotonic()
-        cluster.kill(web, signal.SIGSTOP)
+        cluster.kill(web, signal.SIGSTOP if freeze else signal.SIGKILL)
         new = cluster.wait_for("web to move", lambda: [n for n in cluster.running("web") if n != web], 60)[0]
         took = time.monotonic() - t0
         cluster.wait_for("the page", lambda: "hello from" in _fetch(port), 20)

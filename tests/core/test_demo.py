@@ -25,11 +25,13 @@ def cmdlines_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_demo_freezes_fences_and_moves_the_web_group() -> None:
-    out = subprocess.run([sys.executable, "-m", "omha_core.cli", "demo"], capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_demo_kills_or_freezes_fences_and_moves_the_web_group(how: str) -> None:
+    cmd = [sys.executable, "-m", "omha_core.cli", "demo", *(["--freeze"] if how == "SIGSTOP" else [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     shared = re.search(r"sharing (\S+)", out.stdout)
-    frozen = re.search(r"Freezing (n\d) with SIGSTOP", out.stdout)
+    frozen = re.search(rf"(?:Freezing|Killing) (n\d)(?:'s daemon)? with {how}", out.stdout)
     assert shared and frozen, out.stdout
     victim = frozen.group(1)
     assert re.search(rf"{victim} fenced by n\d through device localkill \(off\)", out.stdout), out.stdout

@@ -46,12 +46,15 @@ class FenceResult:
     :param verified: the final state was read back from the device; False for write-only devices (X10 CM17A).
     :param message: a human reason, without secrets.
     :param state: for ``status``: ``"on"``, ``"off"`` or ``None`` when unknown.
+    :param unverified_reason: when ``ok`` but not ``verified``: why the state was not read back (no status
+        query configured, an answer that was neither on nor off, ...), for the operator.
     """
 
     ok: bool
     verified: bool = False
     message: str = ""
     state: str | None = None
+    unverified_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,13 +183,16 @@ class FenceDevice:
             return off
         time.sleep(self.reboot_pause)
         on = self.on(targets)
+        why = off.unverified_reason
         if on.ok:
-            return FenceResult(ok=True, verified=off.verified, state="on", message=f"{off.message}; then on again")
+            message = f"{off.message}; then on again"
+            return FenceResult(ok=True, verified=off.verified, state="on", message=message, unverified_reason=why)
         return FenceResult(
             ok=True,
             verified=off.verified,
             state="off",
             message=f"{off.message}; power on afterwards failed: {on.message}",
+            unverified_reason=why,
         )
 
     # -- helpers for kinds ------------------------------------------------------------------------------
@@ -232,39 +238,109 @@ class ProcessResult:
         return self.returncode is None
 
 
+#: The guard every fence command runs under (``python -I -S -c _GUARD FD ARGV...``, standard library only). It
+#: leads the command's process group and session, runs the command in that group, and exits with its status;
+#: when the read end FD of the caller's pipe sees end-of-file (the caller died: its write end closed with it)
+#: or the guard gets SIGTERM / SIGHUP / SIGINT, it kills the whole group, the command's children included.
+#: PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked exits (fence calls run in worker
+#: threads) and reaches the direct child only, never a script's children.
+_GUARD = r"""# omha fence guard: runs a fence command, kills its process group when omha dies
+import os, select, signal, sys
+fd, argv = int(sys.argv[1]), sys.argv[2:]
+def stop(*_):
+    os.killpg(0, signal.SIGKILL)
+for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    signal.signal(sig, stop)
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        os.write(2, f"{argv[0]}: {exc.strerror}\n".encode())
+    os._exit(127)
+poller = select.poll()
+poller.register(fd, select.POLLIN)
+try:
+    poller.register(os.pidfd_open(pid), select.POLLIN)
+    wait = None
+except (AttributeError, OSError):
+    wait = 50
+while True:
+    events = poller.poll(wait)
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if any(f == fd for f, _ in events) and os.read(fd, 64) == b"":
+        stop()
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+os._exit(code)
+"""
+
+
+def guarded(argv: list[str], lifeline: int) -> list[str]:
+    """``argv`` run under the guard (see ``_GUARD``), which watches the pipe read end ``lifeline``; ``argv``
+    itself when no Python interpreter can be found to run the guard."""
+    import shutil
+    import sys
+
+    python = sys.executable or shutil.which("python3")
+    if not python:
+        return argv
+    return [python, "-I", "-S", "-c", _GUARD, str(lifeline), *argv]
+
+
 def run_process(
     argv: list[str], timeout: float, *, input: str | None = None, env: Mapping[str, str] | None = None
 ) -> ProcessResult:
-    """Run a fence command or agent, bounded by ``timeout`` seconds.
+    """Run a fence command or agent, bounded by ``timeout`` seconds, and never beyond its caller's life.
 
     It runs in a session of its own; at the deadline the whole process group is killed (not only the
-    direct child, whose children would otherwise keep switching outlets after the core gave up on it).
+    direct child, whose children would otherwise keep switching outlets after the core gave up on it). It is
+    started under a small guard process that kills the same group when this process dies (a SIGKILLed
+    daemon): a fence call left running would switch the node beside the next fencer's call.
     """
     import os
     import signal
     import subprocess
 
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(env) if env is not None else None,
-        start_new_session=True,
-    )
+    lifeline, held = os.pipe()  # both ends close-on-exec: only the guard gets the read end (pass_fds)
     try:
-        out, err = proc.communicate(input, timeout=timeout)
-        return ProcessResult(proc.returncode, out, err)
-    except subprocess.TimeoutExpired:
+        proc = subprocess.Popen(
+            guarded(argv, lifeline),
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            pass_fds=(lifeline,),
+        )
+    except BaseException:
+        os.close(held)
+        raise
+    finally:
+        os.close(lifeline)
+    try:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            out, err = proc.communicate(timeout=5.0)
-        except subprocess.TimeoutExpired:  # a descendant left the group and holds the pipes: stop reading
-            proc.kill()
-            out, err = "", ""
-        proc.wait()
-        return ProcessResult(None, out or "", err or "")
+            out, err = proc.communicate(input, timeout=timeout)
+            return ProcessResult(proc.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                out, err = proc.communicate(timeout=5.0)
+            except subprocess.TimeoutExpired:  # a descendant left the group and holds the pipes: stop reading
+                proc.kill()
+                out, err = "", ""
+            proc.wait()
+            return ProcessResult(None, out or "", err or "")
+    finally:
+        os.close(held)

@@ -12,8 +12,9 @@ to shared disks, so its groups are started elsewhere only once it is fenced:
   (:meth:`~omha_core.fence_devices.FenceDevice.max_duration`); a call still running past that is reported as
   failed and still running, and nothing else (no next level, no retry) starts until it has ended;
 - the outcome is published as a fence record, with what the device really did (its own ``action`` may
-  override the cluster's); every node that sees a successful record for the node's last incarnation breaks
-  the node's claims, which lets the decision loop start its groups;
+  override the cluster's, never an operator's explicit ``omha fence --action``); every node that sees a
+  successful record for the node's last incarnation breaks the node's claims, which lets the decision loop
+  start its groups;
 - when every device fails the groups stay down (``on_fence_failure = "wait"``, retried with a growing delay
   capped at ``retry_max``) or are taken over anyway (``"takeover"``, said in status); a node no device covers
   is taken over after ``unfenced_grace`` seconds, with a warning in the log and in status.
@@ -29,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from omha_core.config import is_secret
@@ -58,10 +59,16 @@ class Device:
     nodes: Mapping[str, list[str]]
     action: str | None
 
-    def action_for(self, action: str) -> str:
-        """What this device does when the cluster asks for ``action``: its own ``action`` replaces a fencing
-        action (``off`` / ``reboot``); ``on`` and ``status`` are asked as they are."""
-        return (self.action or action) if action in ("off", "reboot") else action
+    def action_for(self, action: str, explicit: bool = False) -> str:
+        """What this device does when asked for ``action``.
+
+        Its own ``action`` replaces the cluster's fencing action (``off`` / ``reboot``) in automatic fencing
+        only; an ``explicit`` action (an operator's ``omha fence NODE --action off``) is done as asked, and
+        ``on`` and ``status`` always are.
+        """
+        if explicit or action not in ("off", "reboot"):
+            return action
+        return self.action or action
 
 
 def build_devices(config: Config, pm: pluggy.PluginManager) -> list[Device]:
@@ -224,8 +231,10 @@ def run_device(
     if call.overran and not call.abandoned:
         late = f"overran its {limit:g} s limit"
         message = f"{result.message} ({late})" if result.ok else f"{dev.name}: {late}, then: {result.message}"
-        result = FenceResult(result.ok, result.verified, message, result.state)
-    return FenceResult(result.ok, result.verified, scrub(result.message, secrets), result.state)
+        result = replace(result, message=message)
+    return replace(
+        result, message=scrub(result.message, secrets), unverified_reason=scrub(result.unverified_reason, secrets)
+    )
 
 
 @dataclass(frozen=True)
@@ -251,13 +260,19 @@ def fence_levels(
     secrets: list[str],
     on_overrun: OverrunHook | None = None,
     stop: threading.Event | None = None,
+    *,
+    explicit: bool = False,
 ) -> Outcome:
-    """Try every device that covers ``node`` in order, one call at a time, until one succeeds."""
+    """Try every device that covers ``node`` in order, one call at a time, until one succeeds.
+
+    :param explicit: ``action`` was asked for by an operator: it is done as asked, whatever a device's own
+        ``action`` (which only replaces the cluster's action in automatic fencing).
+    """
     errors: list[str] = []
     for dev in devices:
         if node not in dev.nodes:
             continue
-        act = dev.action_for(action)
+        act = dev.action_for(action, explicit)
         result = run_device(dev, act, node, secrets, on_overrun, stop)
         if result.ok:
             return Outcome(result, dev, act, errors)

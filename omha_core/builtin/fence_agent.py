@@ -9,6 +9,9 @@ Boolean options in ``args`` follow the agents' own stdin parser (fencing.py ``_p
 is only set by a value, ``name=1`` (a bare ``name`` line is ignored with a warning), so ``true`` is written
 ``name=1`` and ``false`` is left out: older agents test a flag's presence, and would read ``name=0`` as set.
 
+``args`` may not hold what omha sets itself: ``action`` (and its old name ``option``), ``plug``, ``port``,
+``uuid``, ``nodename``; the configuration is refused, naming the key (see :data:`RESERVED_ARGS`).
+
 Secrets (``password``, ``community``) come from the device entry directly, or better from ``password_file`` /
 ``password_env`` (likewise ``community_*``), and are passed to the agent on stdin, never on its command line.
 Secret-named keys inside ``args`` (``args = { passwd = "..." }``) are secrets too: they are scrubbed from every
@@ -45,6 +48,29 @@ from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, T
 SECRETS = ("password", "community")
 log = logging.getLogger("omha.fencing")
 
+#: ``args`` keys that would override what omha itself tells the agent, by every name the agents' stdin parser
+#: accepts for them (fencing.py ``all_opt`` keys and long options, ``-`` and ``_`` alike): the agent keeps the
+#: last value it reads, so ``args = { action = "on" }`` would switch a node on when asked to fence it.
+RESERVED_ARGS: dict[str, str] = {
+    "action": "the action asked for: [fencing] action, the device's action, or omha fence --action",
+    "option": "the agents' old name for action; omha sends the action asked for",
+    "port": "from the device's nodes map",
+    "plug": "from the device's nodes map",
+    "uuid": "an alias of plug in some agents; the plug comes from the device's nodes map",
+    "nodename": "the node is named by the device's nodes map",
+    "node_name": "the node is named by the device's nodes map",
+}
+
+
+def agent_args(value: Any) -> dict[str, Any]:
+    """``args``: the agent's own options (name -> string, number or boolean), none of :data:`RESERVED_ARGS`."""
+    checked: dict[str, Any] = vol.Schema({cv.identifier: vol.Any(str, int, float, bool)})(value)
+    for key in checked:
+        why = RESERVED_ARGS.get(key.lower().replace("-", "_"))
+        if why is not None:
+            raise vol.Invalid(f"omha sets {key!r} itself ({why}); remove it from args", path=[key])
+    return checked
+
 
 def stdin_value(value: Any) -> str | None:
     """How one ``args`` value is written for an agent's stdin parser; None: leave the option out."""
@@ -58,7 +84,7 @@ class FenceAgentDevice(FenceDevice):
 
     schema = {
         vol.Required("agent"): cv.string,
-        vol.Optional("args", default={}): {cv.identifier: vol.Any(str, int, float, bool)},
+        vol.Optional("args", default={}): agent_args,
         **{vol.Optional(f"{s}{suffix}"): cv.string for s in SECRETS for suffix in ("", "_file", "_env")},
     }
     can_verify = True
@@ -104,9 +130,9 @@ class FenceAgentDevice(FenceDevice):
         return text
 
     def _stdin(self, action: str, plug: str | None) -> str:
-        lines = [f"action={action}"]
-        if plug is not None:
-            lines.append(f"plug={plug}")
+        """The agent's input: ``args``, the secrets, then ``action`` and ``plug`` last, so that omha's own values
+        win even if ``args`` somehow held them (the agents keep the last value of a repeated name)."""
+        lines = []
         for key, value in dict(self.options.get("args", {})).items():
             written = stdin_value(value)
             if written is not None:
@@ -115,6 +141,9 @@ class FenceAgentDevice(FenceDevice):
             value = read_secret(self.options, secret)
             if value is not None:
                 lines.append(f"{secret}={value}")
+        lines.append(f"action={action}")
+        if plug is not None:
+            lines.append(f"plug={plug}")
         return "\n".join(lines) + "\n"
 
     def _run(self, action: str, plug: str | None) -> tuple[int, str, str]:

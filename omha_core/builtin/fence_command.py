@@ -8,9 +8,15 @@ of the command line and the config). Exit status 0 means done. For ``status`` it
 Each run may take ``timeout`` seconds (a native ``reboot`` run: twice that plus ``reboot_pause``); at the
 deadline its whole process group is killed. A node with several targets (two power supplies) is never
 rebooted target by target: the core switches every target off, pauses, then switches every target on (see
-:meth:`omha_core.fence_devices.FenceDevice.fence`). With ``verify = true``, ``off`` is followed by a
-``status`` run per target that must print ``off`` before success is reported, and ``reboot`` becomes that
-verified off, the pause, and on.
+:meth:`omha_core.fence_devices.FenceDevice.fence`).
+
+Verification. ``status_command`` (optional) is run instead of ``command`` for ``status``, with the same
+environment; it prints ``on`` or ``off``. ``verify`` says whether ``off`` is read back with a status run per
+target: it defaults to true when ``status_command`` is set, false otherwise (``command`` alone may not
+implement ``status``: a script written for off/on only would be run a second time, as if asked to switch).
+With verification, ``off`` succeeds verified when every target reads ``off``, fails when one still reads
+``on``, and succeeds *unverified* (the reason in the result) when the answer is neither (a status run that
+fails, or prints something else); ``reboot`` becomes that off, the pause, and on.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ class CommandDevice(FenceDevice):
 
     schema = {
         vol.Required("command"): cv.string,
-        vol.Optional("verify", default=False): cv.boolean,
+        vol.Optional("status_command"): cv.string,
+        # default: true when status_command is set (see can_verify)
+        vol.Optional("verify"): cv.boolean,
         vol.Optional("password"): cv.string,
         vol.Optional("password_file"): cv.path,
         vol.Optional("password_env"): cv.string,
@@ -40,7 +48,9 @@ class CommandDevice(FenceDevice):
 
     @property
     def can_verify(self) -> bool:  # type: ignore[override]
-        return bool(self.options.get("verify"))
+        """Whether ``off`` is read back: ``verify``, by default true exactly when ``status_command`` is set."""
+        verify = self.options.get("verify")
+        return bool(self.options.get("status_command")) if verify is None else bool(verify)
 
     @property
     def timeout(self) -> float:
@@ -72,7 +82,8 @@ class CommandDevice(FenceDevice):
         if password is not None:
             env["OMHA_PASSWORD"] = password
         limit = self._native_reboot_timeout() if action == "reboot" else self.timeout
-        out = run_process(["/bin/sh", "-c", str(self.options["command"])], limit, env=env)
+        command = self.options.get("status_command") if action == "status" else None
+        out = run_process(["/bin/sh", "-c", str(command or self.options["command"])], limit, env=env)
         text = (out.stdout.strip() + " " + out.stderr.strip()).strip()
         if password:
             text = text.replace(password, "***")
@@ -90,16 +101,24 @@ class CommandDevice(FenceDevice):
                 failures.append(f"{action} {target}: exit {code}: {text}"[:300])
         if failures:
             return FenceResult(ok=False, message=f"{self.name}: " + "; ".join(failures))
-        return FenceResult(ok=True, message=f"{self.name}: {action} {', '.join(targets)}")
+        why = ""
+        if not self.can_verify:
+            why = "verify = false" if self.options.get("verify") is False else "no status_command configured"
+        return FenceResult(ok=True, message=f"{self.name}: {action} {', '.join(targets)}", unverified_reason=why)
 
     def off(self, targets: list[str]) -> FenceResult:
+        """Off on every target; with verification, read back: ``off`` verified, ``on`` failed, anything else
+        (no answer, or neither word) done but unverified."""
         res = self._each("off", targets)
         if not res.ok or not self.can_verify:
             return res
         st = self.status(targets)
-        if st.state != "off":
-            return FenceResult(ok=False, message=f"{self.name}: off done but status says {st.state or st.message!r}")
-        return FenceResult(ok=True, verified=True, state="off", message=res.message + " (verified off)")
+        if st.ok and st.state == "off":
+            return FenceResult(ok=True, verified=True, state="off", message=res.message + " (verified off)")
+        if st.ok:
+            return FenceResult(ok=False, message=f"{self.name}: off done but status says {st.state!r}")
+        why = f"the status query gave no on/off answer ({st.message.removeprefix(self.name + ': ')})"
+        return FenceResult(ok=True, message=f"{res.message}; unverified: {why}", unverified_reason=why)
 
     def on(self, targets: list[str]) -> FenceResult:
         return self._each("on", targets)

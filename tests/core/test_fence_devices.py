@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,8 +15,9 @@ import pytest
 
 from omha_core.config import Config, validate_config
 from omha_core.errors import ConfigError
-from omha_core.fence_devices import FenceDevice, FenceResult
+from omha_core.fence_devices import FenceDevice, FenceResult, ProcessResult, run_process
 from omha_core.fencing import Device, Outcome, build_devices, fence_levels, fence_node, scrub, secret_values
+from omha_core.localcluster import kill_strays
 from omha_core.plugins import get_plugin_manager
 
 
@@ -296,3 +301,153 @@ def test_the_base_class_power_cycles_several_targets_whatever_the_kind_does() ->
     seen.clear()
     result = dev.fence("reboot", ["1", "2"])
     assert result.ok and result.verified and seen == ["off 1,2", "on 1,2"]
+
+
+# -- verification of the `command` kind: a status_command reads `off` back by default ------------------------
+
+
+def status_recorder(tmp_path: Path, answer: str, exit_code: int = 0) -> str:
+    """A status_command that logs its call and answers ``answer``."""
+    return f'echo "$OMHA_NODE status-command $OMHA_TARGET" >> {tmp_path}/calls; echo {answer}; exit {exit_code}'
+
+
+def off_with(tmp_path: Path, **options: Any) -> FenceResult | None:
+    dev = {"name": "sw", "kind": "command", "command": recorder(tmp_path), "nodes": {"n2": "7"}, **options}
+    result, _, _ = fence_node(build_devices(config(tmp_path, dev), get_plugin_manager()), "n2", "off", [])
+    return result
+
+
+def test_a_status_command_makes_off_verified_by_default(tmp_path: Path) -> None:
+    result = off_with(tmp_path, status_command=status_recorder(tmp_path, "off"))
+    assert result is not None and result.ok and result.verified and result.state == "off"
+    assert calls(tmp_path) == ["n2 off 7", "n2 status-command 7"]  # the status query ran, not `command`
+
+
+def test_a_status_command_that_still_reads_on_fails_the_off(tmp_path: Path) -> None:
+    result = off_with(tmp_path, status_command=status_recorder(tmp_path, "on"))
+    assert result is None
+
+
+def test_an_answer_neither_on_nor_off_leaves_off_done_but_unverified_and_says_why(tmp_path: Path) -> None:
+    result = off_with(tmp_path, status_command=status_recorder(tmp_path, "dunno"))
+    assert result is not None and result.ok and not result.verified
+    assert "the status query gave no on/off answer" in result.unverified_reason
+    assert "dunno" in result.unverified_reason
+    (tmp_path / "calls").unlink()
+    broken = off_with(tmp_path, status_command=status_recorder(tmp_path, "", exit_code=3))
+    assert broken is not None and broken.ok and not broken.verified and "exit 3" in broken.unverified_reason
+
+
+def test_without_a_status_command_off_is_not_read_back_and_the_reason_says_so(tmp_path: Path) -> None:
+    result = off_with(tmp_path)
+    assert result is not None and result.ok and not result.verified
+    assert result.unverified_reason == "no status_command configured"
+    assert calls(tmp_path) == ["n2 off 7"]  # `command` is not run a second time as if it knew `status`
+    (tmp_path / "calls").unlink()
+    off = off_with(tmp_path, status_command=status_recorder(tmp_path, "off"), verify=False)
+    assert off is not None and not off.verified and off.unverified_reason == "verify = false"
+    assert calls(tmp_path) == ["n2 off 7"]
+
+
+def test_omha_fence_says_why_a_result_is_not_verified(tmp_path: Path, omha_env: dict[str, str]) -> None:
+    base = 'node = "n1"\n[[fencing.devices]]\nname = "sw"\nkind = "command"\nnodes = { n2 = "7" }\n'
+    (tmp_path / "omha.toml").write_text(base + f"command = '{recorder(tmp_path)}'\n")
+    out = omha(tmp_path, omha_env, "fence", "n2", "--action", "off")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("n2: off done by sw; not verified (no status_command configured). ")
+    (tmp_path / "omha.toml").write_text(
+        base + f"command = '{recorder(tmp_path)}'\nstatus_command = '{status_recorder(tmp_path, 'off')}'\n"
+    )
+    out = omha(tmp_path, omha_env, "fence", "n2", "--action", "off")
+    assert out.stdout.startswith("n2: off done by sw, state off; verified. "), out.stdout + out.stderr
+
+
+def omha(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "omha_core.cli", args[0], "-c", str(tmp_path / "omha.toml"), *args[1:]]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+# -- a device's own action overrides the daemon's automatic action, never an operator's ------------------------
+
+
+def test_a_devices_own_action_replaces_only_the_automatic_one(tmp_path: Path) -> None:
+    dev = {"name": "sw", "kind": "command", "command": recorder(tmp_path), "action": "reboot", "nodes": {"n2": "2"}}
+    devices = build_devices(config(tmp_path, dev), get_plugin_manager())
+    automatic = fence_levels(devices, "n2", "off", [])
+    assert automatic.action == "reboot" and calls(tmp_path) == ["n2 reboot 2"]
+    explicit = fence_levels(devices, "n2", "off", [], explicit=True)
+    assert explicit.action == "off" and calls(tmp_path) == ["n2 reboot 2", "n2 off 2"]
+
+
+def test_omha_fence_off_is_not_turned_into_the_devices_reboot(tmp_path: Path, omha_env: dict[str, str]) -> None:
+    (tmp_path / "omha.toml").write_text(
+        f'node = "n1"\n[[fencing.devices]]\nname = "sw"\nkind = "command"\naction = "reboot"\n'
+        f"command = '{recorder(tmp_path)}'\nnodes = {{ n2 = \"2\" }}\n"
+    )
+    out = omha(tmp_path, omha_env, "fence", "n2", "--action", "off")
+    assert out.returncode == 0, out.stderr
+    assert calls(tmp_path) == ["n2 off 2"]
+    assert out.stdout.startswith("n2: off done by sw;")
+
+
+# -- a fence command never outlives the process that started it ------------------------------------------------
+
+
+def test_a_fence_command_dies_with_the_process_that_runs_it(tmp_path: Path) -> None:
+    """The caller (a daemon, its fence call in a worker thread) is SIGKILLed mid-call: the guard kills the
+    command's whole process group, its background child included."""
+    marker = f"omha-fence-marker-{os.getpid()}-{time.monotonic_ns()}"
+    pid_file = tmp_path / "child.pid"
+    command = f": {marker}; sleep 300 & echo $! > {pid_file}; wait"
+    caller = (
+        "import threading, time\n"
+        "from omha_core.fence_devices import run_process\n"
+        f"threading.Thread(target=run_process, args=(['/bin/sh', '-c', {command!r}], 600)).start()\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", caller])
+    try:
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child = int(pid_file.read_text())
+        assert running(child) and marked(marker)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while (running(child) or marked(marker)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not running(child), "the fence command's child outlived its caller"
+        assert marked(marker) == [], "the fence command outlived its caller"
+    finally:
+        proc.kill()
+        proc.wait(10)
+        kill_strays(marker)
+        if pid_file.exists() and pid_file.read_text().strip() and running(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def marked(marker: str) -> list[int]:
+    """Live processes whose command line holds ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and running(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def test_the_guard_passes_on_exit_status_signal_input_and_output() -> None:
+    assert run_process(["/bin/sh", "-c", "cat; echo err >&2; exit 3"], 10, input="in\n") == ProcessResult(
+        3, "in\n", "err\n"
+    )
+    assert run_process(["/bin/sh", "-c", "kill -TERM $$"], 10).returncode == -signal.SIGTERM
+    missing = run_process(["/no/such/fence-agent"], 10)
+    assert missing.returncode == 127 and "/no/such/fence-agent: No such file or directory" in missing.stderr
+    # SIGPIPE is back to its default in the command (Python ignores it, and the command would inherit that)
+    assert run_process(["/bin/sh", "-c", "yes | head -1 >/dev/null; echo done"], 10).stdout == "done\n"

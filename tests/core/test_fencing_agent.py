@@ -16,6 +16,7 @@ import pytest
 
 from omha_core.builtin.fence_agent import FenceAgentDevice
 from omha_core.config import Config, validate_config
+from omha_core.errors import ConfigError
 from omha_core.fencing import build_devices, fence_levels, query_device, secret_values
 from omha_core.plugins import get_plugin_manager
 
@@ -49,7 +50,27 @@ def test_booleans_are_written_as_the_agents_stdin_parser_reads_them() -> None:
     dev = FenceAgentDevice("pdu", {"agent": "fence_x", "args": {"verbose": True, "quiet": False, "ipport": 161}})
     # fencing.py's _parse_input_stdin: a bare "verbose" is ignored; "quiet=0" would *set* --quiet on agents
     # that test a flag's presence (Debian's 4.12 does)
-    assert dev._stdin("off", "3").splitlines() == ["action=off", "plug=3", "verbose=1", "ipport=161"]
+    assert dev._stdin("off", "3").splitlines() == ["verbose=1", "ipport=161", "action=off", "plug=3"]
+
+
+@pytest.mark.parametrize("key", ["action", "option", "plug", "port", "uuid", "nodename", "node_name", "node-name"])
+def test_args_may_not_set_what_omha_sets_itself(tmp_path: Path, key: str) -> None:
+    """The agents keep the last value of a repeated name: ``args = { action = "on" }`` must not be able to turn
+    a fence into a power-on, nor another plug or node be switched than the nodes map says."""
+    dev = dict(dummy(tmp_path), args={"ip": "192.0.2.7", key: "on"})
+    with pytest.raises(ConfigError) as err:
+        config(tmp_path, dev)
+    assert f"[fencing.devices] dummy: [args] {key}: omha sets {key!r} itself" in str(err.value)
+    assert "remove it from args" in str(err.value)
+
+
+def test_omhas_action_wins_even_over_args_that_bypassed_the_schema(tmp_path: Path) -> None:
+    """Belt and braces: the real agent reads omha's ``action`` last, so it is the one it does."""
+    (tmp_path / "power").write_text("on")
+    options = {"agent": require_agent("fence_dummy"), "args": {**dummy(tmp_path)["args"], "action": "on"}}
+    result = FenceAgentDevice("dummy", options).fence("off", ["1"], "n2")
+    assert result.ok and result.verified, result.message
+    assert (tmp_path / "power").read_text() == "off"
 
 
 def test_fence_dummy_off_status_on(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Taking its groups over without fencing would run them twice, which the safety ch
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -15,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from omha_core.localcluster import fence_device
+from omha_core.localcluster import fence_device, kill_strays
 from tests.cluster import Cluster, web_cltab
 from tests.conftest import require_commands
+from tests.core.test_fence_devices import marked, running
 
 pytestmark = pytest.mark.slow
 PASSWORD = "s3cr3t-Pa55word-do-not-leak"
@@ -230,3 +232,51 @@ def test_clean_shutdown_is_not_fenced(cluster: Any, tmp_path: Path) -> None:
     time.sleep(1.0)
     assert fence_calls(tmp_path) == []
     assert c.fence_record(holder) == {}
+
+
+def test_a_fence_command_dies_with_its_daemon(cluster: Any, tmp_path: Path) -> None:
+    """The fencer is SIGKILLed while its fence command runs: the command (and its child) must not run on
+    unsupervised, to switch the node beside the next fencer's call."""
+    marker = f"omha-fence-marker-{tmp_path.name}"
+    pid_file = tmp_path / "fence-sleep.pid"
+    hang = {
+        "name": "hang",
+        "kind": "command",
+        "command": f": {marker}; sleep 300 & echo $! > {pid_file}; wait",
+        "timeout": 120,
+        "nodes": {"n1": "1", "n2": "2", "n3": "3"},
+    }
+    c = cluster([hang], {"action": "off"})
+    try:
+        c.start()
+        victim = c.wait_running("web")
+        c.kill(victim, signal.SIGSTOP)
+        child = int(c.wait_for("the fence command", lambda: pid_file.exists() and pid_file.read_text().strip(), 30))
+        daemons = {p.pid: n for n, p in c.procs.items()}
+        fencer = c.wait_for(
+            "the fencing daemon", lambda: next((daemons[a] for a in ancestors(child) if a in daemons), None), 5
+        )
+        assert fencer != victim and marked(marker)
+        c.kill(fencer, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (running(child) or marked(marker)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(child), "the fence command's child outlived the daemon"
+        assert marked(marker) == [], "the fence command outlived the daemon"
+    finally:
+        kill_strays(marker)
+        if pid_file.exists() and pid_file.read_text().strip() and running(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def ancestors(pid: int) -> list[int]:
+    """``pid``'s parent, grandparent, ... up to init."""
+    out = []
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        out.append(pid)
+    return out

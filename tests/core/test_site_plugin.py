@@ -83,7 +83,7 @@ def test_site_fence_plugin_installs_and_fences(clean_venv: Venv, tmp_path: Path)
         assert status.returncode == 0 and "state on" in status.stdout
         off = clean_venv.omha("-c", str(cfg), "fence", "n2", "--action", "off")
         assert off.returncode == 0, off.stderr
-        assert "verified" in off.stdout
+        assert off.stdout.startswith("n2: off done by killer, state off; verified. "), off.stdout
         deadline = time.monotonic() + 10
         while victim.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)

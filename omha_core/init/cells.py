@@ -5,7 +5,7 @@ double-forks into a new session) leaves its process group and would escape both 
 guard. So every child the init starts gets a *cell* that holds it and every process descending from it:
 
 - cgroups (preferred; :mod:`omha_core.init.cgroups`): a cgroup v2 directory per child,
-  ``<own cgroup>/omha-<pid>-<hex>/<n>.<group>.<tag>``, created below the daemon's own cgroup on a writable
+  ``<own cgroup>/omha-<pid>-<start>-<hex>/<n>.<group>.<tag>``, created below the daemon's own cgroup on a writable
   ``cgroup2`` mount (``/sys/fs/cgroup``, or ``/sys/fs/cgroup/unified`` on a hybrid system). No process can
   leave a cgroup by itself, whatever it does with sessions and parents. The child enters its cgroup before it
   runs anything: the ``/bin/sh`` the init starts writes its own pid to ``cgroup.procs`` as its first act
@@ -14,8 +14,8 @@ guard. So every child the init starts gets a *cell* that holds it and every proc
   this is race-free without ``clone3(CLONE_INTO_CGROUP)``. If the move fails the child exits 126 without
   running the command. Signals go to the process group and to every other process of the cgroup; the final
   kill is ``cgroup.kill``, which no fork can outrun; the kernel's ``populated`` flag says when everything is
-  gone. The guard kills the whole ``omha-…`` tree if the daemon dies, and removes it; an init removes the
-  empty trees of dead inits when it starts.
+  gone. The guard kills the whole ``omha-…`` tree if the daemon dies, and removes it; an init that starts kills
+  and removes the trees of dead inits (both daemon and guard killed; :mod:`omha_core.init.owners`).
 - environment markers (fallback, no writable cgroup2 or ``[init] cgroup = "off"``;
   :mod:`omha_core.init.markers`): every child gets an
   environment variable ``OMHA_CELL=<token>.<n>``, which every descendant inherits through fork, exec and
@@ -26,7 +26,8 @@ guard. So every child the init starts gets a *cell* that holds it and every proc
   descendant that both leaves the process tree of a live member (re-parented) and clears its environment
   (``env -i``) is not found, and only processes whose environment the daemon may read (its own user's; all
   for root) are. Telling that a cell is empty takes /proc scans (shared by all cells, see the module), so
-  stopping is slower than with cgroups.
+  stopping is slower than with cgroups. An init that starts kills the processes carrying the marker of a dead
+  init, as with cgroups.
 
 A child is in its process group and its cell: the group is signalled as a whole (``killpg``, as before cells
 existed), the rest of the cell process by process, so that no process gets a signal twice.
@@ -91,6 +92,11 @@ class Cells(ABC):
     def close(self) -> None:
         """Kill whatever is left in the cells (the init stops: nothing may run on unsupervised) and clean up."""
 
+    @abstractmethod
+    def sweep(self, logger: logging.Logger) -> None:
+        """Kill what inits that are gone (daemon and guard both killed) left running in their cells, and clean up
+        after them; leave live inits' cells alone (see :mod:`omha_core.init.owners`)."""
+
 
 def open_cells(setting: str, logger: logging.Logger) -> Cells:
     """The cells an init uses: cgroups when ``setting`` is ``auto`` and this machine allows them, else markers."""
@@ -99,7 +105,9 @@ def open_cells(setting: str, logger: logging.Logger) -> Cells:
 
     if setting == "off":
         logger.info('cgroups are off ([init] cgroup = "off"): children are tracked by environment marker')
-        return MarkedCells()
+        cells: Cells = MarkedCells()
+        cells.sweep(logger)
+        return cells
     parent, why = cgroup2_parent()
     if parent is not None:
         try:
@@ -115,4 +123,6 @@ def open_cells(setting: str, logger: logging.Logger) -> Cells:
         "that leaves the process tree and clears its environment escapes a stop",
         why,
     )
-    return MarkedCells()
+    cells = MarkedCells()
+    cells.sweep(logger)
+    return cells

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from itertools import count
 
-from omha_core.init import guard
+from omha_core.init import guard, owners
 from omha_core.init.cells import Cell, Cells
 
 #: the exit status of a child that could not enter its cgroup (it ran nothing)
@@ -65,13 +65,14 @@ def enter_cgroup(argv: Sequence[str], procs: str) -> list[str]:
 
 
 class CgroupCells(Cells):
-    """Every child in its own cgroup below ``<parent>/omha-<pid>-<hex>`` (created here)."""
+    """Every child in its own cgroup below ``<parent>/omha-<pid>-<start>-<hex>`` (created here; ``<start>`` is the
+    init's start time, see :mod:`omha_core.init.owners`)."""
 
     kind = "cgroup"
 
     def __init__(self, parent: str) -> None:
         self.parent = parent
-        self.root = os.path.join(parent, f"omha-{os.getpid()}-{os.urandom(3).hex()}")
+        self.root = os.path.join(parent, f"omha-{owners.own_name()}-{os.urandom(3).hex()}")
         os.mkdir(self.root)
         if not os.access(os.path.join(self.root, "cgroup.procs"), os.W_OK):
             os.rmdir(self.root)
@@ -98,35 +99,54 @@ class CgroupCells(Cells):
         guard.remove_cgroup(self.root)
 
     def sweep(self, logger: logging.Logger) -> None:
-        """Remove the empty cgroup trees that inits whose process is gone left behind (their daemon and guard
-        were both killed). A populated one is only reported: its owner may live in another pid namespace."""
+        """Kill and remove the cgroup trees that inits which are gone left behind (their daemon and guard were both
+        killed): their processes run supervised by nobody, and a restarted daemon would start a second copy of
+        their groups. Trees of live inits (sibling daemons in the same cgroup), trees a live guard still names, and
+        trees holding processes of another pid namespace are left alone."""
         try:
-            names = os.listdir(self.parent)
+            names = sorted(os.listdir(self.parent))
         except OSError:
             return
         for name in names:
             match = STALE_RE.match(name)
-            if match is None or os.path.join(self.parent, name) == self.root or _pid_exists(int(match[1])):
-                continue
             path = os.path.join(self.parent, name)
-            if guard.cgroup_populated(path):
-                logger.warning("%s holds processes but the init that made it (pid %s) is gone", path, match[1])
-            elif guard.remove_cgroup(path):
-                logger.info("removed %s, left behind by an init that is gone", path)
+            if match is None or path == self.root or owners.owner_alive(int(match[1]), match[2]):
+                continue
+            self._sweep_tree(path, match[1], logger)
+
+    def _sweep_tree(self, path: str, owner: str, logger: logging.Logger) -> None:
+        if guard.cgroup_populated(path):
+            if owners.cmdline_holds(sorted(guard.cgroup_pids(self.parent) - {0}), [b"--cgroup", os.fsencode(path)]):
+                return  # the dead init's guard is stopping them right now
+            pids = guard.cgroup_pids(path)
+            if 0 in pids or not all(owners.in_own_pid_namespace(p) for p in pids):
+                logger.warning(
+                    "%s holds processes of another pid namespace (its init, pid %s there, cannot be judged from "
+                    "here): left alone",
+                    path,
+                    owner,
+                )
+                return
+            logger.warning(
+                "%s: killing processes %s, left running unsupervised by an init that is gone (pid %s)",
+                path,
+                sorted(pids),
+                owner,
+            )
+            guard.cgroup_kill(path)
+            guard.kill_until_none_new(lambda: guard.cgroup_pids(path))
+            deadline = time.monotonic() + 2.0
+            while guard.cgroup_populated(path) and time.monotonic() < deadline:
+                time.sleep(0.01)  # killed processes leave the cgroup as they exit; rmdir needs it empty
+        if guard.remove_cgroup(path):
+            logger.info("removed %s, left behind by an init that is gone", path)
+        else:
+            logger.warning("could not remove %s, left behind by an init that is gone (pid %s)", path, owner)
 
 
-#: the name of an init's cgroup directory: ``omha-<pid>-<hex>``
-STALE_RE = re.compile(r"^omha-(\d+)-[0-9a-f]+$")
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
+#: the name of an init's cgroup directory: ``omha-<pid>-<start>-<hex>`` (``omha-<pid>-<hex>`` before the start
+#: time was part of it)
+STALE_RE = re.compile(r"^omha-(\d+)-(?:(\d+)-)?[0-9a-f]+$")
 
 
 def cgroup2_parent() -> tuple[str | None, str]:

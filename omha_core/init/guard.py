@@ -8,11 +8,16 @@ this program once (:class:`omha_core.init.guardlink.GuardLink`), in its own sess
 standard input, and with where the init holds its children (:mod:`omha_core.init.cells`): ``--cgroup DIR``,
 the init's cgroup v2 directory, or ``--marker OMHA_CELL=TOKEN.``, the environment variable every child of the
 init inherits where cgroups are unavailable. It is told every process group the init creates (``+PGID``) and
-every one that is gone (``-PGID``). When the pipe reaches end-of-file without a ``bye`` line, the daemon is
-gone: the guard sends SIGTERM to every process it can find (the process groups, every process of the cgroup
-tree or carrying the marker; resource agents release their resource on SIGTERM), waits up to ``GRACE``
-seconds, kills whatever is left (``cgroup.kill`` on the whole tree, SIGKILL to the groups and marked
-processes), removes the cgroup directories and exits.
+every one that is gone (``-PGID``), and every resource-agent entry that may hold its resource
+(``hold {"key": …, "label": …, "argv": […], "env": {…}, "timeout": …}``, one JSON line: the entry's ``release``
+command) and every one released (``drop KEY``). When the pipe reaches end-of-file without a ``bye`` line, the
+daemon is gone: the guard sends SIGTERM to every process it can find (the process groups, every process of the
+cgroup tree or carrying the marker; resource agents' monitors release their resource on SIGTERM), waits up to
+``GRACE`` seconds, kills whatever is left (``cgroup.kill`` on the whole tree, SIGKILL to the groups and marked
+processes), then runs ``release`` for every held entry, one after the other in reverse order of holding, each
+killed after its time-out (a ``wait``/``once`` agent such as ``@mount`` holds its resource with no process
+left to kill, and a monitor killed before it finished releasing left its resource too; releases are
+idempotent, so one that the monitor already did is harmless), removes the cgroup directories and exits.
 
 This file runs as a script (``python -I -S guard.py GRACE [--cgroup DIR] [--marker PREFIX]``), so it imports
 nothing but the standard library; the daemon imports it too, for the primitives below (process groups, cgroup
@@ -303,6 +308,90 @@ class Holdings:
         return self._wait(1.0)
 
 
+class Hold:
+    """A held resource-agent entry: how to release it (a plain class: the guard imports no ``typing``)."""
+
+    __slots__ = ("argv", "env", "label", "timeout")
+
+    def __init__(self, label: str, argv: list[str], env: dict[str, str], timeout: float) -> None:
+        self.label = label
+        self.argv = argv
+        self.env = env
+        self.timeout = timeout
+
+
+class Releases:
+    """The held resource-agent entries, in the order they became held, and how to release them all."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, Hold] = {}
+
+    def read(self, line: bytes) -> bool:
+        """Take a ``hold JSON`` or ``drop KEY`` line; False when ``line`` is neither (or malformed)."""
+        if line.startswith(b"drop "):
+            self.specs.pop(line[5:].decode(errors="replace"), None)
+            return True
+        if not line.startswith(b"hold "):
+            return False
+        import json  # only when there are agents to hold
+
+        try:
+            spec = json.loads(line[5:])
+            key, argv, env, timeout = spec["key"], spec["argv"], spec["env"], float(spec["timeout"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        if not (
+            isinstance(key, str)
+            and isinstance(argv, list)
+            and argv
+            and all(isinstance(a, str) for a in argv)
+            and isinstance(env, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
+            return False
+        self.specs.pop(key, None)
+        self.specs[key] = Hold(str(spec.get("label", key)), argv, env, timeout)
+        return True
+
+    def release_all(self) -> bool:
+        """Run every held entry's ``release``, newest first, each killed after its time-out; True if all succeeded.
+
+        Their output is discarded: the daemon that logged the guard's output is gone. Only the entries' labels
+        appear in the guard's messages (their environments may hold secrets)."""
+        import subprocess
+
+        ok = True
+        for spec in reversed(list(self.specs.values())):
+            label = spec.label
+            try:
+                proc = subprocess.Popen(
+                    spec.argv,
+                    env=spec.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except (OSError, ValueError, TypeError) as exc:
+                _say(f"{label}: cannot start release: {exc}")
+                ok = False
+                continue
+            try:
+                rc = proc.wait(spec.timeout)
+            except subprocess.TimeoutExpired:
+                signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+                _say(f"{label}: release did not finish within {spec.timeout:g}s; killed it")
+                ok = False
+                continue
+            if rc != 0:
+                _say(f"{label}: release failed (exit status {rc})")
+                ok = False
+            else:
+                _say(f"{label}: released")
+        return ok
+
+
 def _say(text: str) -> None:
     try:
         sys.stderr.write(f"{text}\n")
@@ -325,17 +414,23 @@ def _parse(argv: list[str]) -> tuple[float, str | None, bytes | None]:
 
 
 def main(argv: list[str]) -> int:
-    """Read ``+PGID`` / ``-PGID`` / ``bye`` lines from stdin until EOF; on EOF without ``bye`` kill them all."""
+    """Read ``+PGID`` / ``-PGID`` / ``hold JSON`` / ``drop KEY`` / ``bye`` lines from stdin until EOF; on EOF
+    without ``bye`` kill every process and release every held resource."""
     grace, cgroup, marker = _parse(argv)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     held = Holdings(cgroup, marker)
+    releases = Releases()
     for raw in sys.stdin.buffer:
         line = raw.strip()
         if line == b"bye":
             return 0
+        if line[:5] in (b"hold ", b"drop "):
+            if not releases.read(line):
+                _say(f"ignoring malformed line {line[:40]!r}…")  # never all of it: it holds an environment
+            continue
         if len(line) < 2 or line[:1] not in (b"+", b"-") or not line[1:].isdigit():
-            _say(f"ignoring malformed line {line!r}")
+            _say(f"ignoring malformed line {line[:40]!r}")
             continue
         pgid = int(line[1:])
         if line[:1] == b"+":
@@ -348,6 +443,10 @@ def main(argv: list[str]) -> int:
         if not held.kill(grace):
             left = sorted(held.pgids | held.pids())
             _say(f"processes still alive after SIGKILL: {left}")
+            status = 1
+    if releases.specs:
+        _say(f"the daemon is gone: releasing {len(releases.specs)} resource(s) it held")
+        if not releases.release_all():
             status = 1
     if cgroup is not None and not remove_cgroup(cgroup):
         _say(f"could not remove the cgroup {cgroup}")

@@ -2,16 +2,22 @@
 
 The write end of the guard's stdin pipe exists only in the daemon (close-on-exec, so no child inherits it):
 when the daemon dies for any reason the kernel closes it, and the guard sees end-of-file.
+
+Besides process groups, the guard is told every resource-agent entry that holds its resource (``hold``, with
+the ``release`` command line, environment and time-out) and every one released (``drop``), so that it can run
+``release`` itself, in reverse order, when the daemon dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 
 from omha_core.init import guard
 from omha_core.init.child import Child
@@ -32,6 +38,8 @@ class GuardLink:
         self.grace = grace
         self.where = list(where or [])
         self.pgids: set[int] = set()
+        #: held agent entries: key -> the ``hold`` line, in the order they became held
+        self.holds: dict[str, str] = {}
         self._fd = -1
         self._child: Child | None = None
         self._closing = False
@@ -57,6 +65,8 @@ class GuardLink:
         self._fd = w
         if self.pgids:
             self._send("".join(f"+{p}\n" for p in sorted(self.pgids)))
+        if self.holds:
+            self._send("".join(self.holds.values()))
 
     def add(self, pgid: int) -> None:
         """A new process group: kill it if the daemon dies."""
@@ -68,6 +78,19 @@ class GuardLink:
         if pgid in self.pgids:
             self.pgids.discard(pgid)
             self._send(f"-{pgid}\n")
+
+    def hold(self, key: str, label: str, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> None:
+        """An agent entry (``label``) may hold its resource: run ``argv`` with ``env`` (killed after ``timeout``
+        seconds) to release it if the daemon dies."""
+        spec = {"key": key, "label": label, "argv": list(argv), "env": dict(env), "timeout": timeout}
+        line = f"hold {json.dumps(spec, separators=(',', ':'))}\n"
+        self.holds[key] = line
+        self._send(line)
+
+    def drop(self, key: str) -> None:
+        """The entry held under ``key`` was released: nothing for the guard to release."""
+        if self.holds.pop(key, None) is not None:
+            self._send(f"drop {key}\n")
 
     def _send(self, text: str) -> None:
         if self._fd < 0:

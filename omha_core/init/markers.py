@@ -13,19 +13,24 @@ per process, not an ``environ`` read.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from itertools import count
 
-from omha_core.init import guard
+from omha_core.init import guard, owners
 from omha_core.init.cells import Cell, Cells
 
 #: the environment variable that marks a child and its descendants
 MARKER_VAR = "OMHA_CELL"
 #: seconds a view of /proc is reused for the question "is a cell empty?"
 TABLE_TTL = 0.02
+#: a marker's value: ``<pid>-<start>-<hex>.<n>``, the token naming the init that made it (see :mod:`.owners`)
+TOKEN_RE = re.compile(r"^((\d+)-(\d+)-[0-9a-f]+)\.\d+$")
 
 _NEEDLE = b"\0" + MARKER_VAR.encode() + b"="
 
@@ -194,7 +199,7 @@ class MarkedCells(Cells):
     kind = "environment marker"
 
     def __init__(self) -> None:
-        self.token = f"{os.getpid()}-{os.urandom(3).hex()}"
+        self.token = f"{owners.own_name()}-{os.urandom(3).hex()}"
         self._ids = count(1)
 
     @property
@@ -214,3 +219,35 @@ class MarkedCells(Cells):
     def close(self) -> None:
         prefix = os.fsencode(self.prefix)
         guard.kill_until_none_new(lambda: guard.marked_pids(prefix))
+
+    def sweep(self, logger: logging.Logger) -> None:
+        """Kill the processes that carry the marker of an init that is gone (its daemon and guard were both killed):
+        they run supervised by nobody. One read of every process's environment, once per init start. Processes of
+        another pid namespace, of a live init, or of an init whose guard still runs are left alone; markers made
+        by an older omha (no start time in them) are not recognised."""
+        stale: dict[str, list[int]] = {}
+        TABLE.refresh(fresh=True)
+        for marker, pids in TABLE.by_marker.items():
+            match = TOKEN_RE.match(marker)
+            if match is None or match[1] == self.token or owners.owner_alive(int(match[2]), match[3]):
+                continue
+            live = [p for p in pids if TABLE.procs[p][0]]
+            if live:
+                stale.setdefault(match[1], []).extend(live)
+        for token, pids in sorted(stale.items()):
+            prefix = os.fsencode(f"{MARKER_VAR}={token}.")
+            if not all(owners.in_own_pid_namespace(p) for p in pids):
+                logger.warning(
+                    "processes %s carry the marker of an init of another pid namespace (%s): left alone",
+                    sorted(pids),
+                    token,
+                )
+                continue
+            if owners.cmdline_holds(None, [b"--marker", prefix]):
+                continue  # the dead init's guard is stopping them right now
+            logger.warning(
+                "killing processes %s, left running unsupervised by an init that is gone (pid %s)",
+                sorted(pids),
+                token.split("-", 1)[0],
+            )
+            guard.kill_until_none_new(partial(guard.marked_pids, prefix))

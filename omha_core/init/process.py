@@ -18,6 +18,13 @@ Resource-agent entries (``@name args``) run ``python -m omha_core.agent NAME ACT
 run ``acquire`` and, when stopped, ``release``; ``respawn`` runs ``respawn`` (acquire, then monitor; exit 3
 when the resource is lost, so it is restarted under the same throttle; SIGTERM makes it release and exit);
 ``test`` runs ``check``. ``acquire``, ``check`` and ``release`` are killed after ``agent_timeout`` seconds.
+
+An agent entry that may hold its resource is *held* from its start until its stop released it: a ``wait`` or
+``once`` entry has no process left while it holds, and a ``respawn`` entry may hold it with no monitor running
+(paused as "respawning too rapidly", or between two runs: an acquire may fail half-way, or a monitor may die
+without releasing). Stopping a held entry whose monitor is not running (or did not exit 0 after releasing)
+runs ``release`` itself; a release that fails fails the group. Held entries are also told to the guard, which
+runs their ``release`` if the daemon dies (:mod:`omha_core.init.guard`).
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import count
+from typing import Any, Protocol
 
 from omha_core.cltab import Entry
 from omha_core.config import is_secret
@@ -46,6 +54,10 @@ KEPT_STATES = frozenset({RUNNING, THROTTLED, DONE, EXITED, PASSED})
 AGENT_ACTIONS = {"wait": "acquire", "once": "acquire", "respawn": "respawn", "test": "check"}
 #: exit status recorded when the command could not be started at all (as a shell reports it)
 EXIT_NOT_STARTED = 127
+#: an agent child's exit status when the agent is unknown or its arguments invalid: it acquired nothing
+EXIT_AGENT_USAGE = 2
+
+_hold_keys = count(1)
 
 _PARAM = re.compile(r"""(?<!\S)([\w.\-]+)=("[^"]*"|'[^']*'|\S*)""")
 
@@ -53,6 +65,14 @@ _PARAM = re.compile(r"""(?<!\S)([\w.\-]+)=("[^"]*"|'[^']*'|\S*)""")
 def redact_command(command: str) -> str:
     """``command`` with the value of every secret ``key=value`` word replaced by ``***``."""
     return _PARAM.sub(lambda m: f"{m[1]}=***" if is_secret(m[1]) else m[0], command)
+
+
+class Guard(Registry, Protocol):
+    """The guard as the entries see it: process groups to kill, and agent resources to release, if the daemon dies."""
+
+    def hold(self, key: str, label: str, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> None: ...
+
+    def drop(self, key: str) -> None: ...
 
 
 @dataclass
@@ -64,7 +84,7 @@ class Runtime:
     env: Mapping[str, str]
     config_path: str | None
     notify: Callable[[], None]
-    guard: Registry | None = None
+    guard: Guard | None = None
     #: where every child's processes are held (a cgroup each, or an environment marker)
     cells: Cells | None = None
 
@@ -84,8 +104,12 @@ class Supervised:
         self.lingering: list[Child] = []
         self.restarts = 0
         self.exit: int | None = None
-        #: an agent's acquire was started: release it when the entry stops
+        #: an agent's acquire was started (its resource may be held): release it when the entry stops
         self.held = False
+        #: every run of this respawn agent so far ended before acquiring (unknown agent, invalid arguments)
+        self._usage_only = True
+        #: this entry's name for the guard while it is held
+        self._hold_key = f"{next(_hold_keys)}"
         self._supervise = False
         self._quick = 0
         self._level: str | None = None
@@ -156,9 +180,25 @@ class Supervised:
         self.exit = None
         self._supervise = self.mode == "respawn"
         self._run = None if self.mode == "respawn" else asyncio.get_running_loop().create_future()
-        if self.entry.agent is not None and self.mode in ("wait", "once"):
-            self.held = True
+        if self.entry.agent is not None and self.mode in ("wait", "once", "respawn") and not self.held:
+            self._hold()
         self._spawn()
+
+    def _hold(self) -> None:
+        """The resource may be held from now on: release it on stop, and have the guard release it if the daemon
+        dies."""
+        self.held = True
+        self._usage_only = True
+        if self.rt.guard is not None:
+            self.rt.guard.hold(
+                self._hold_key, self.label, self._argv("release"), self._env(), self.rt.options.agent_timeout
+            )
+
+    def _unhold(self) -> None:
+        """Released (or given up on after a failed release): nothing left for the stop or the guard to release."""
+        self.held = False
+        if self.rt.guard is not None:
+            self.rt.guard.drop(self._hold_key)
 
     def _spawn(self) -> None:
         action = AGENT_ACTIONS[self.mode]
@@ -219,6 +259,8 @@ class Supervised:
         self.exit = rc
         self._cancel_timer()
         if self.mode == "respawn":
+            if rc != EXIT_AGENT_USAGE:
+                self._usage_only = False
             if self._supervise:
                 self.rt.logger.info("%s: respawn entry exited (%s)", self.label, describe_exit(rc))
                 self._respawn_after(started)
@@ -288,17 +330,25 @@ class Supervised:
             if child is not None:
                 agent = self.entry.agent is not None
                 ok = await child.terminate(opts.agent_stop_steps() if agent else opts.stop_steps())
-                if agent and self.mode == "respawn" and child.returncode != 0:
-                    self.rt.logger.error(
-                        "%s: the monitor did not release its resource (%s)", self.label, describe_exit(child.returncode)
-                    )
-                    ok = False
+                if agent and self.mode == "respawn":
+                    rc = child.returncode
+                    if rc == 0:
+                        self._unhold()  # the monitor released on SIGTERM
+                    elif rc != EXIT_AGENT_USAGE:
+                        self._usage_only = False
+                        self.rt.logger.error(
+                            "%s: the monitor did not release its resource (%s); running release",
+                            self.label,
+                            describe_exit(rc),
+                        )
             for old in list(self.lingering):
                 ok = await old.terminate(opts.stop_steps()) and ok
             self.lingering = [c for c in self.lingering if not c.group_gone()]
+            if self.held and self.mode == "respawn" and self._usage_only:
+                self._unhold()  # no run got as far as an acquire: nothing to release
             if self.held:
                 ok = await self._release() and ok
-                self.held = False
+                self._unhold()
         finally:
             self._stop_task = None
             if self._run is not None and not self._run.done():

@@ -22,7 +22,7 @@ import pytest
 from omha_core.cltab import parse_cltab
 from omha_core.init import LocalInit
 from omha_core.init.cgroups import cgroup2_parent
-from omha_core.init.guard import group_alive
+from omha_core.init.guard import cgroup_kill, cgroup_populated, group_alive, remove_cgroup
 
 #: fast stops for tests: SIGINT at once, SIGTERM after 0.3 s, SIGKILL after 0.3 s more
 FAST = {"stop_grace": [0, 0.3, 0.3]}
@@ -179,3 +179,34 @@ def require_cgroup2() -> None:
     parent, why = cgroup2_parent()
     if parent is None:
         pytest.skip(f"needs a writable cgroup v2 mount: {why}")
+
+
+def make_private_cgroup() -> str:
+    """A cgroup of the test's own below this process's (``omha-test-<hex>``), so that the sweeps of inits that
+    other test runs start meanwhile (each looks at its own cgroup's children only) never touch what a test puts
+    in it. Remove it with :func:`remove_private_cgroup`."""
+    require_cgroup2()
+    parent, _ = cgroup2_parent()
+    assert parent is not None
+    path = os.path.join(parent, f"omha-test-{os.urandom(3).hex()}")
+    os.mkdir(path)
+    return path
+
+
+def remove_private_cgroup(path: str) -> None:
+    """Kill whatever is left in the cgroup ``path`` (and below) and remove it."""
+    cgroup_kill(path)
+    deadline = time.monotonic() + 10
+    while cgroup_populated(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    remove_cgroup(path)
+
+
+@pytest.fixture
+def private_cgroup() -> Iterator[str]:
+    """:func:`make_private_cgroup`, removed at the end even on failure."""
+    path = make_private_cgroup()
+    try:
+        yield path
+    finally:
+        remove_private_cgroup(path)

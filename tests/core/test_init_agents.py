@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
+from typing import Any
 
 from omha_core.init import DONE, FAILED, PASSED
 from tests.core.init_helpers import run, running_init, wait_until
@@ -120,5 +123,104 @@ def test_an_agent_that_takes_too_long_is_killed_and_fails_the_group(tmp_path: Pa
             entry = init.status()["g"]["entries"]["slow"]
             assert entry["state"] == "failed" and entry["exit"] is not None and entry["exit"] < 0
             assert not (tmp_path / "after").exists()
+
+    run(scenario())
+
+
+def _throttled_after_a_first_acquire(tmp_path: Path) -> tuple[Path, Path, str, dict[str, Any]]:
+    """A respawn ``@file`` entry whose agent reads ``omha.toml``: breaking that file makes every later run fail
+    before it acquires, as an acquire that fails every time would. Returns config, marker, cltab, init options."""
+    config, marker = tmp_path / "omha.toml", tmp_path / "marker"
+    config.write_text("[agents.file]\n")
+    # every exit counts as quick (60 s window); the second quick one in a row pauses the entry (for longer than
+    # any test)
+    options = {"config_path": str(config), "respawn_limit": 1, "respawn_window": 60, "respawn_pause": 600}
+    return config, marker, f"g:res:run:respawn:@file {marker}\n", options
+
+
+async def _pause_holding_the_resource(init: Any, config: Path, marker: Path) -> None:
+    """Acquire, then kill the monitor (it dies without releasing) while re-acquiring cannot work: the entry is
+    paused as respawning too rapidly, with the resource still held and no process left."""
+    init.tell("g", "run")
+    assert await init.wait_settled("g", 30) == DONE
+    await wait_until(marker.exists, what="the resource to be acquired")
+    config.write_text("[agents.file]\nnot toml at all = = =\n")
+    os.kill(init.status()["g"]["entries"]["res"]["pid"], signal.SIGKILL)
+    await wait_until(lambda: init.status()["g"]["entries"]["res"]["state"] == "throttled", what="the pause")
+    entry = init.status()["g"]["entries"]["res"]
+    assert entry["pid"] is None and entry["exit"] == 2
+    assert marker.exists()
+
+
+def test_a_paused_respawn_agent_is_released_when_its_group_stops(tmp_path: Path) -> None:
+    config, marker, cltab, options = _throttled_after_a_first_acquire(tmp_path)
+
+    async def scenario() -> None:
+        async with running_init(cltab, **options) as (init, records):
+            await _pause_holding_the_resource(init, config, marker)
+            assert records.has("respawning too rapidly")
+            config.write_text("[agents.file]\n")  # release can work again
+            init.tell("g", "stop")
+            assert await init.wait_settled("g", 30) == DONE
+            assert not marker.exists()  # released, with no monitor to do it
+            assert records.has("g/res: released")
+            assert init.status()["g"]["entries"]["res"]["state"] == "stopped"
+
+    run(scenario())
+
+
+def test_a_failed_release_of_a_paused_respawn_agent_fails_the_group(tmp_path: Path) -> None:
+    config, marker, cltab, options = _throttled_after_a_first_acquire(tmp_path)
+
+    async def scenario() -> None:
+        async with running_init(cltab, **options) as (init, records):
+            await _pause_holding_the_resource(init, config, marker)
+            init.tell("g", "stop")  # the release cannot read its configuration either
+            assert await init.wait_settled("g", 30) == FAILED
+            assert records.has("g/res: release failed")
+            assert marker.exists()
+            config.write_text("[agents.file]\n")
+
+    run(scenario())
+
+
+def test_a_respawn_agent_that_never_got_to_acquire_is_not_released(tmp_path: Path) -> None:
+    """An unknown agent exits 2 before acquiring anything: stopping it runs no release (which would fail too)."""
+    cltab = "g:res:run:respawn:@no_such_agent_here x\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, respawn_limit=1, respawn_window=60, respawn_pause=600) as (init, records):
+            init.tell("g", "run")
+            await wait_until(lambda: init.status()["g"]["entries"]["res"]["state"] == "throttled", what="the pause")
+            init.tell("g", "stop")
+            assert await init.wait_settled("g", 30) == DONE
+            assert not records.has("release")
+
+    run(scenario())
+
+
+def test_a_monitor_that_did_not_release_is_followed_by_a_release(tmp_path: Path) -> None:
+    """A monitor that cannot release when stopped (the marker became a directory) exits non-zero; the stop then
+    runs ``release`` itself, and the group's state is that release's outcome."""
+    _, marker, cltab, options = _throttled_after_a_first_acquire(tmp_path)
+
+    async def scenario() -> None:
+        async with running_init(cltab, **options) as (init, records):
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == DONE
+            await wait_until(marker.exists, what="the resource to be acquired")
+            marker.unlink()
+            marker.mkdir()  # the monitor sees it still there; its release (unlink) fails
+            init.tell("g", "stop")
+            assert await init.wait_settled("g", 30) == FAILED
+            assert records.has("the monitor did not release its resource (status 1); running release")
+            assert records.has("g/res: release failed")
+            marker.rmdir()
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == DONE
+            await wait_until(marker.exists, what="the resource to be acquired again")
+            init.tell("g", "stop")
+            assert await init.wait_settled("g", 30) == DONE
+            assert not marker.exists()
 
     run(scenario())

@@ -4,6 +4,7 @@ those that left their process group with setsid() too."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -16,12 +17,17 @@ from typing import Any
 
 import pytest
 
-from omha_core.init.guard import group_alive
+from omha_core.init.cgroups import CgroupCells, enter_cgroup
+from omha_core.init.guard import Releases, group_alive
+from omha_core.init.markers import MarkedCells
 from tests.core.init_helpers import (
+    Records,
     cell_mode,
     group_members,
+    make_private_cgroup,
     pid_alive,
     pids_with,
+    remove_private_cgroup,
     run,
     running_init,
     unique,
@@ -60,12 +66,16 @@ asyncio.run(main())
 class Daemon:
     """A python process running a LocalInit, reporting on its stdout."""
 
-    def __init__(self, tmp: Path, cltab: str, options: dict[str, Any]) -> None:
+    def __init__(self, tmp: Path, cltab: str, options: dict[str, Any], where: str | None = None) -> None:
+        """:param where: a cgroup directory to start the daemon in (its init's cgroup tree is made below it)."""
         (tmp / "daemon.py").write_text(DAEMON)
         (tmp / "cltab").write_text(cltab)
         env = {k: v for k, v in os.environ.items() if k != "OMHA_CONFIG"}
+        argv = [sys.executable, str(tmp / "daemon.py"), str(tmp / "cltab"), json.dumps(options)]
+        if where is not None:
+            argv = enter_cgroup(argv, os.path.join(where, "cgroup.procs"))
         self.proc = subprocess.Popen(
-            [sys.executable, str(tmp / "daemon.py"), str(tmp / "cltab"), json.dumps(options)],
+            argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -103,8 +113,8 @@ class Daemon:
 def daemon_factory(tmp_path: Path) -> Iterator[Any]:
     daemons: list[Daemon] = []
 
-    def make(cltab: str, **options: Any) -> Daemon:
-        d = Daemon(tmp_path, cltab, options)
+    def make(cltab: str, where: str | None = None, **options: Any) -> Daemon:
+        d = Daemon(tmp_path, cltab, options, where)
         daemons.append(d)
         return d
 
@@ -200,3 +210,114 @@ def test_sigkill_of_the_daemon_kills_descendants_that_left_their_group(daemon_fa
     poll(lambda: not pid_alive(report["guard"]), what="the guard to exit")
     if cell_mode == "auto":
         assert not os.path.exists(report["cgroup"])  # the guard removed the init's cgroup tree
+
+
+def test_sigkill_of_the_daemon_releases_the_resources_of_wait_and_once_agents(
+    tmp_path: Path, daemon_factory: Any
+) -> None:
+    """A ``wait``/``once`` agent holds its resource with no process left: the guard runs its ``release``."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    cltab = f"g:first:run:wait:@file {first}\ng:second:run:once:@file {second}\ng:after:run:once:sleep 300\n"
+    daemon = daemon_factory(cltab)
+    report = daemon.read()
+    assert report["status"]["g"]["state"] == "DONE"
+    daemon.pgids.update(e["pid"] for e in report["status"]["g"]["entries"].values() if e["pid"] is not None)
+    poll(lambda: first.exists() and second.exists(), what="both resources to be acquired")
+    os.kill(daemon.proc.pid, signal.SIGKILL)
+    daemon.proc.wait()
+    poll(lambda: not first.exists() and not second.exists(), what="the guard to release both resources")
+    poll(lambda: not pid_alive(report["guard"]), what="the guard to exit")
+
+
+def test_the_guard_is_told_what_is_held_until_it_is_released(tmp_path: Path) -> None:
+    marker, watched = tmp_path / "marker", tmp_path / "watched"
+    cltab = f"g:res:run:wait:@file {marker}\ng:mon:run:respawn:@file {watched}\ng:sh:run:once:true\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab) as (init, _):
+            assert init._guard is not None
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == "DONE"
+            holds = [json.loads(line.split(" ", 1)[1]) for line in init._guard.holds.values()]
+            assert [h["label"] for h in holds] == ["g/res", "g/mon"]  # in start order; shell commands hold nothing
+            for hold, path in zip(holds, (marker, watched), strict=True):
+                assert hold["argv"][-3:] == ["file", "release", str(path)]
+                assert hold["env"]["OMHA_GROUP"] == "g" and hold["env"]["OMHA_LEVEL"] == "run"
+                assert hold["timeout"] == 60.0
+            init.tell("g", "stop")
+            assert await init.wait_settled("g", 30) == "DONE"
+            assert init._guard.holds == {}
+
+    run(scenario())
+
+
+def test_the_guard_releases_in_reverse_order_each_within_its_timeout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log, sleeper = tmp_path / "log", unique()
+    env = {"PATH": os.environ.get("PATH", "/bin:/usr/bin"), "SECRET": "s3cret"}
+
+    def hold(key: str, command: str, timeout: float = 10.0) -> bytes:
+        spec = {"key": key, "label": f"g/{key}", "argv": ["/bin/sh", "-c", command], "env": env, "timeout": timeout}
+        return f"hold {json.dumps(spec)}".encode()
+
+    releases = Releases()
+    assert releases.read(hold("a", f"echo a:$SECRET >> {log}"))
+    assert releases.read(hold("b", f"echo b >> {log}"))
+    assert releases.read(hold("gone", f"echo gone >> {log}"))
+    assert releases.read(hold("slow", f"echo slow >> {log}; exec sleep {sleeper}", timeout=0.3))
+    assert releases.read(hold("bad", f"echo bad >> {log}; exit 4"))
+    assert releases.read(b"drop gone")
+    assert not releases.read(b'hold {"key": "y", "env": {"SECRET": "s3cret"}')
+    assert not releases.read(b'hold {"key": "x", "label": "x", "argv": [], "env": {}, "timeout": 1}')
+    assert not releases.read(b"what")
+    assert list(releases.specs) == ["a", "b", "slow", "bad"]
+    assert releases.release_all() is False  # "bad" failed and "slow" was killed
+    assert log.read_text().split() == ["bad", "slow", "b", "a:s3cret"]  # newest first; each with its environment
+    assert pids_with(sleeper, "sleep") == []
+    said = capsys.readouterr().err
+    assert "g/slow: release did not finish within 0.3s; killed it" in said
+    assert "g/bad: release failed (exit status 4)" in said and "g/a: released" in said
+    assert "s3cret" not in said  # an entry's environment never appears in the guard's messages
+
+
+def test_a_restarted_init_kills_what_a_dead_init_left_running(daemon_factory: Any, cell_mode: str) -> None:
+    """Daemon and guard both killed: their processes run on, unsupervised. The next init on the node (a restarted
+    daemon) kills them before it starts anything, so that it never runs a second copy of their group."""
+    marker = unique()
+    where = make_private_cgroup() if cell_mode == "auto" else None
+    try:
+        daemon = daemon_factory(
+            f"g:a:run:once:sleep {marker}\ng:b:run:respawn:setsid sleep {marker} & wait\n",
+            cgroup=cell_mode,
+            where=where,
+        )
+        daemon.marker = marker
+        report = daemon.read()
+        daemon.pgids.update(e["pid"] for e in report["status"]["g"]["entries"].values() if e["pid"] is not None)
+        poll(lambda: len(pids_with(marker, "sleep")) == 2, what="both sleepers")
+        left = pids_with(marker, "sleep")
+        os.kill(daemon.proc.pid, signal.SIGSTOP)  # a stopped daemon cannot restart its guard
+        os.kill(report["guard"], signal.SIGKILL)
+        os.kill(daemon.proc.pid, signal.SIGKILL)
+        daemon.proc.wait()
+        poll(lambda: not pid_alive(report["guard"]), what="the guard to die")
+        assert all(pid_alive(p) for p in left)  # nobody is left to kill them
+        # what an init starting in the same cgroup (a restarted daemon) does first
+        records = Records()
+        logger = logging.getLogger("omha.test.sweep")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(records)
+        try:
+            cells = CgroupCells(where) if where is not None else MarkedCells()
+            cells.sweep(logger)
+            cells.close()
+        finally:
+            logger.removeHandler(records)
+        poll(lambda: not any(pid_alive(p) for p in left), what="the new init to kill them")
+        assert records.has("left running unsupervised by an init that is gone")
+        if where is not None:
+            assert not os.path.exists(report["cgroup"])
+    finally:
+        if where is not None:
+            remove_private_cgroup(where)

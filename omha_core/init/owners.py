@@ -1,0 +1,81 @@
+"""Which init owns a cgroup tree or an environment marker, and whether that init still runs.
+
+Every init names what it creates after itself: ``<pid>-<start>`` (:func:`own_name`), its pid and its start time
+in clock ticks since boot (``/proc/PID/stat``, field 22). A pid alone is not enough: after a reboot-free crash
+the number is reused, by another omha daemon as often as by anything else, and a tree whose owner "still runs"
+would never be cleaned. The pair names one process for the life of the machine.
+
+An init that starts cleans what dead inits left (:meth:`~omha_core.init.cells.Cells.sweep`): processes still
+running in a dead init's cells were supervised by nobody, and a restarted daemon resuming its claim on their
+group would start a second copy beside them. It leaves alone what it cannot judge: processes of another pid
+namespace (their owner's pid means nothing here), and trees or markers that a live guard still names (the guard
+of a daemon that just died is stopping them).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def start_time(pid: int | str) -> bytes | None:
+    """Process ``pid``'s start time (clock ticks since boot, as text), or None when it is not running."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # after "pid (comm) ": state ppid ... ; the start time is the 22nd field of the line, the 20th after comm
+    fields = stat[stat.rfind(b")") + 2 :].split(b" ", 20)
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return fields[19]
+
+
+def own_name() -> str:
+    """``<pid>-<start>`` of this process: the owner part of the names of what this init creates."""
+    return f"{os.getpid()}-{(start_time('self') or b'0').decode()}"
+
+
+def owner_alive(pid: int, start: str | None) -> bool:
+    """True while the process that created a name with ``pid`` (and ``start``, when the name carries one) runs.
+
+    Without a start time (names made by an older omha), any live process with that pid counts as the owner:
+    when in doubt, never take a live init's processes for a dead one's.
+    """
+    if start is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    return start_time(pid) == start.encode()
+
+
+def in_own_pid_namespace(pid: int) -> bool:
+    """True when process ``pid`` is in this process's pid namespace (False when that cannot be read)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
+
+
+def cmdline_holds(pids: list[int] | None, words: list[bytes]) -> bool:
+    """True when a live process among ``pids`` (None: every process) has ``words`` in a row on its command line
+    (a guard started with ``--cgroup DIR`` or ``--marker PREFIX``)."""
+    needle = b"\0" + b"\0".join(words) + b"\0"
+    if pids is None:
+        try:
+            pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        except OSError:
+            return True  # cannot tell: assume a guard is at work
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = b"\0" + fh.read()
+        except OSError:
+            continue
+        if needle in (cmdline if cmdline.endswith(b"\0") else cmdline + b"\0"):
+            return True
+    return False

@@ -293,6 +293,8 @@ def fence_device(base: Path, nodes: list[str], name: str = "localkill") -> dict[
         "name": name,
         "kind": "command",
         "command": f"{sys.executable} -m omha_core.localcluster power-off {base} $OMHA_TARGET",
+        # read back, so that a fence through it is verified like a real power strip's
+        "status_command": f"{sys.executable} -m omha_core.localcluster status {base} $OMHA_TARGET",
         "nodes": {n: n for n in nodes},
     }
 

@@ -237,15 +237,22 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _cluster_name(base: Path, node: str) -> str:
+    """The cluster name in a local node's omha.toml, read without validating the whole file: validation loads
+    every plugin, and the fence commands that call this are on the failover's critical path."""
+    data = tomllib.loads((base / node / "omha.toml").read_text())
+    return str(data.get("cluster", {}).get("name", "omha"))
+
+
 def power_off(base: Path, node: str, timeout: float = 10.0) -> bool:
     """ "Pull the plug" of a local node: SIGKILL its daemon and every process it started; True once all are gone.
 
     This is what the local cluster's ``command`` fence device runs, so that fencing in tests and in the demo
     really stops a node (even a frozen one whose processes still run) before its groups move.
     """
-    config = validate_config(tomllib.loads((base / node / "omha.toml").read_text()))
     pid_file = base / node / "daemon.pid"
-    pids = node_processes(config.cluster_name, node)
+    cluster = _cluster_name(base, node)
+    pids = node_processes(cluster, node)
     if pid_file.exists():
         pids.append(int(pid_file.read_text()))
     for pid in pids:
@@ -255,7 +262,7 @@ def power_off(base: Path, node: str, timeout: float = 10.0) -> bool:
             pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids + node_processes(config.cluster_name, node) if _running(p)]
+        alive = [p for p in pids + node_processes(cluster, node) if _running(p)]
         if not alive:
             return True
         for pid in alive:
@@ -305,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 3 and args[0] == "power-off":
         return 0 if power_off(Path(args[1]), args[2]) else 1
     if len(args) == 3 and args[0] == "status":
-        config = validate_config(tomllib.loads((Path(args[1]) / args[2] / "omha.toml").read_text()))
-        print("on" if any(_running(p) for p in node_processes(config.cluster_name, args[2])) else "off")
+        print(
+            "on" if any(_running(p) for p in node_processes(_cluster_name(Path(args[1]), args[2]), args[2])) else "off"
+        )
         return 0
     print("usage: python -m omha_core.localcluster power-off|status BASE NODE", file=sys.stderr)
     return 2

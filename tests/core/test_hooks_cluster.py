@@ -117,7 +117,8 @@ def test_lost_fenced_and_moved_are_notified(cluster: Any, tmp_path: Path) -> Non
     assert {e["observer"] for e in lost} == set(c.names) - {first}  # every survivor noticed, once each
     assert all(e["node"] == first and e["groups"] == ["web"] for e in lost) and len(lost) == 2
     fenced = events(tmp_path, "fenced")
-    assert fenced == [{"event": "fenced", "node": first, "device": "localkill", "action": "off", "verified": False}]
+    # the local fence device reads the node back (status_command): the fence is verified
+    assert fenced == [{"event": "fenced", "node": first, "device": "localkill", "action": "off", "verified": True}]
 
 
 def test_fence_failure_is_notified(cluster: Any, tmp_path: Path) -> None:

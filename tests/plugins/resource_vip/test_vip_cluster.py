@@ -184,6 +184,6 @@ def test_frozen_holder_is_fenced_off_the_network_before_the_vip_moves(lan: Lan, 
     record = c.fence_record(holder)
     assert record["ok"] and record["device"] == "plug" and record["by"] == other
     assert c.procs[holder].wait(10) == -signal.SIGKILL
-    # the SIGKILLed agent could not release: the address is still configured, but the node is off the segment
-    assert holds(lan, nodes[holder]) and not link_up(nodes[holder])
+    # the node is off the segment, whatever became of the address (the dead daemon's guard may have released it)
+    assert not link_up(nodes[holder])
     assert_client_reaches(lan, other, nodes[other])

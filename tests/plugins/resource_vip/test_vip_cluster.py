@@ -17,9 +17,10 @@ What happens to the address on the node that fails, found by these tests:
 - the node freezes (SIGSTOP on the daemon: a hung node): its agent keeps running and its kernel keeps answering
   for the address. Killing the node's processes is not enough to rely on either: a SIGKILLed agent cannot
   release (the dead daemon's guard then runs a release, but on a real hung node that may never happen). Only
-  fencing that takes the node off the network, as a real power-off does, makes the move safe; the fence device here kills the node's processes and sets its link down. (With a fence device
-  that only kills processes, the survivor's ``test``-mode check hears the frozen node answer for the address and
-  fails, so the group stays down rather than running with a duplicate address.)
+  fencing that takes the node off the network, as a real power-off does, makes the move safe; the fence
+  device here kills the node's processes and sets its link down. (With a fence device that only kills
+  processes, the survivor's ``test``-mode check hears the frozen node answer for the address and fails, so the
+  group stays down rather than running with a duplicate address.)
 
 In every case the client's neighbour entry switches to the new node's MAC before the client sends anything to
 the address again: only the new holder's gratuitous ARP can have changed it, so no ARP timeout was waited for.

@@ -375,7 +375,14 @@ def test_three_etcd_members_survive_the_leader_and_move_a_killed_daemons_groups(
 ) -> None:
     urls = etcd_three.endpoints
     # each daemon talks to another member first, so one of them talks to the raft leader
-    c = make_cluster(etcd_three, endpoints={f"n{i + 1}": urls[i:] + urls[:i] for i in range(3)})
+    # isolate_after 2.5 s (default dead_after / 2 = 1.5 s): a request timed out on the killed leader (1 s) plus the
+    # election can keep store calls from returning for longer than 1.5 s on a loaded 2-core machine, and the
+    # nodes would then rightly stop their groups; this test is about groups not moving, so give them the time
+    c = make_cluster(
+        etcd_three,
+        endpoints={f"n{i + 1}": urls[i:] + urls[:i] for i in range(3)},
+        config={"timing": {"isolate_after": 2.5}},
+    )
     c.load(cltab_for(tmp_path, GROUPS), hactl_for(GROUPS))
     c.start()
     placed = c.wait_for("every group running once", lambda: all_once(c, GROUPS), 40)

@@ -15,9 +15,14 @@ from omha_core.localcluster import LocalCluster
 
 
 def guarded(cluster_dir: Path, group: str, command: str = "sleep 100000") -> str:
-    """A cltab command that runs ``command`` holding the group's safety lock, recording who ran it."""
+    """A cltab command that runs ``command`` holding the group's safety lock, recording who ran it.
+
+    The (empty) safety log is created now: its existence marks the group as guarded, so that
+    :meth:`Cluster.running` waits for the log line of a start even before the first one."""
     lock = cluster_dir / "safety" / f"{group}.lock"
     log = cluster_dir / "safety" / f"{group}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch()
     inner = (
         f'exec 9>>{lock}; if flock -n 9; then echo "start $OMHA_NODE $$" >> {log}; exec {command}; '
         f'else echo "OVERLAP $OMHA_NODE $$" >> {log}; exit 1; fi'

@@ -43,6 +43,18 @@ PF_KTHREAD = 0x00200000
 # ------------------------------------------------------------------------------------------- process groups
 
 
+def proc_stat(pid: int | str, fields: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after ``pid (comm)`` (``state`` first, so the start time is index 19),
+    split at most ``fields`` times; None when the process is gone. ``comm`` may hold spaces and parentheses, so
+    the split starts after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :].split(b" ", fields)
+
+
 def _proc_stats() -> dict[int, tuple[bytes, int, int]] | None:
     """``{pid: (state, ppid, pgid)}`` for every process, from one /proc scan (None if /proc is unreadable)."""
     try:
@@ -53,19 +65,14 @@ def _proc_stats() -> dict[int, tuple[bytes, int, int]] | None:
     for name in names:
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'
-        fields = stat[stat.rfind(b")") + 2 :].split(b" ", 3)
-        if len(fields) >= 3:
+        fields = proc_stat(name, 3)  # state ppid pgrp ...
+        if fields is not None and len(fields) >= 3:
             stats[int(name)] = (fields[0], int(fields[1]), int(fields[2]))
     return stats
 
 
-def _live(state: bytes) -> bool:
+def live_state(state: bytes) -> bool:
+    """A process in ``state`` (the stat field) runs: not a zombie, not dead."""
     return state not in (b"Z", b"X")
 
 
@@ -74,7 +81,7 @@ def _groups_with_live_members() -> set[int] | None:
     stats = _proc_stats()
     if stats is None:
         return None
-    return {pgid for state, _, pgid in stats.values() if _live(state)}
+    return {pgid for state, _, pgid in stats.values() if live_state(state)}
 
 
 def live_groups(pgids: Iterable[int]) -> set[int]:
@@ -245,13 +252,8 @@ def marked_pids(marker: bytes) -> set[int]:
 
 def _user_process(name: str) -> bool:
     """True for a live process that is not a kernel thread (those have no environment at all)."""
-    try:
-        with open(f"/proc/{name}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    fields = stat[stat.rfind(b")") + 2 :].split(b" ", 7)
-    return len(fields) > 6 and _live(fields[0]) and not int(fields[6]) & PF_KTHREAD
+    fields = proc_stat(name, 7)
+    return fields is not None and len(fields) > 6 and live_state(fields[0]) and not int(fields[6]) & PF_KTHREAD
 
 
 # ------------------------------------------------------------------------------------------- the guard program

@@ -106,16 +106,10 @@ class ProcTable:
         markers: dict[tuple[int, bytes], str],
         unread: list[tuple[int, bytes]],
     ) -> None:
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
+        fields = guard.proc_stat(name, 20)  # state ppid pgrp session tty tpgid flags ... start time (index 19)
+        if fields is None or len(fields) < 20:
             return
-        # after "pid (comm) ": state ppid pgrp session tty tpgid flags ...; the start time is the 20th field
-        fields = stat[stat.rfind(b")") + 2 :].split(b" ", 20)
-        if len(fields) < 20:
-            return
-        pid, live = int(name), fields[0] not in (b"Z", b"X")
+        pid, live = int(name), guard.live_state(fields[0])
         key = (pid, fields[19])
         marker = self._markers.get(key)
         if marker is None and live and not int(fields[6]) & guard.PF_KTHREAD:

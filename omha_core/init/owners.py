@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import os
 
+from omha_core.init import guard
+
 
 def start_time(pid: int | str) -> bytes | None:
     """Process ``pid``'s start time (clock ticks since boot, as text), or None when it is not running."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    # after "pid (comm) ": state ppid ... ; the start time is the 22nd field of the line, the 20th after comm
-    fields = stat[stat.rfind(b")") + 2 :].split(b" ", 20)
-    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+    fields = guard.proc_stat(pid, 20)
+    if fields is None or len(fields) < 20 or not guard.live_state(fields[0]):
         return None
     return fields[19]
 

@@ -33,7 +33,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from omha_core.cltab import Cltab
     from omha_core.config import DEFAULT_PATH, deployment_problems, load_config
-    from omha_core.errors import ConfigError, OmhaError, ParseError
+    from omha_core.errors import ConfigError, OmhaError, ParseError, Problem
     from omha_core.hactl import check_hactl_against_cltab
     from omha_core.plugins import get_plugin_manager
     from omha_core.validate import check_document
@@ -51,12 +51,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
             failed = True
     docs: dict[str, Cltab | dict[str, str]] = {}
+    hactl_warnings: list[Problem] = []
     for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
         if not path:
             continue
         try:
             with open(path, "rb") as fh:
-                docs[name] = check_document(name, fh.read(), path, pm, config)
+                docs[name] = check_document(name, fh.read(), path, pm, config, hactl_warnings)
         except OSError as exc:
             print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
             failed = True
@@ -68,6 +69,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             failed = True
     cltab, wanted = docs.get("cltab"), docs.get("hactl")
     warnings = [str(w) for w in cltab.warnings] if isinstance(cltab, Cltab) else []
+    warnings += [str(w) for w in hactl_warnings]
     if isinstance(cltab, Cltab) and isinstance(wanted, dict):
         warnings += check_hactl_against_cltab(wanted, cltab, args.hactl)
     for msg in warnings:

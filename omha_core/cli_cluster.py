@@ -82,15 +82,15 @@ def tell(store: Store, group: str, level: str, attempts: int = 10) -> str:
     Read-modify-write with compare-and-swap: a concurrent change by another operator is re-read and merged
     rather than overwritten.
     """
-    from omha_core.cltab import LEVEL_RE, NAME_RE
+    from omha_core.cltab import LEVEL_RE, NAME_RE, NAME_RULE
     from omha_core.errors import ConflictError, OmhaError
     from omha_core.hactl import set_hactl_level
     from omha_core.report import newest_valid_hactl
 
     if not NAME_RE.match(group):
-        raise OmhaError(f"group {group!r} must be letters, digits, '_', '.' or '-'")
+        raise OmhaError(f"group {group!r} must be {NAME_RULE}")
     if not LEVEL_RE.match(level):
-        raise OmhaError(f"level {level!r} must be letters, digits or '_'")
+        raise OmhaError(f"level {level!r} must be {NAME_RULE} and ','")
     for _ in range(attempts):
         docs = store.documents("hactl")
         _, version, errors = newest_valid_hactl(store)

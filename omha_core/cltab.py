@@ -2,7 +2,9 @@
 
 Each line is ``group:tag:runlevels:mode:command``, split on the first four colons so the command may contain
 colons. Lines whose first non-blank character is ``#`` are comments; blank lines are ignored. Lines
-``:::name:value`` are settings (the original's ``socket``, ``clstat``, ``log``). Tags are unique in the file.
+``:::name:value`` are settings (the original's ``socket``, ``clstat``, ``log``, which omha ignores, and omha's
+``wait_failure``); ``::instance:name:value`` lines (the original's per-instance overrides) are ignored with a
+warning. Tags are unique in the file. Entries at level ``stop`` are cleanup commands run when the group stops.
 """
 
 from __future__ import annotations
@@ -13,14 +15,27 @@ from dataclasses import dataclass, field
 from omha_core.errors import ParseError, Problem
 
 MODES: tuple[str, ...] = ("wait", "once", "respawn", "test", "off")
-NAME_RE = re.compile(r"^[\w][\w.\-]*$")
-LEVEL_RE = re.compile(r"^\w+$")
-RUNLEVELS_RE = re.compile(r"^[\w,]*$")
+#: a group or tag name: what Cluster::Init accepts (anything between two colons; ``run-1``, ``a.b``), except
+#: whitespace and control characters (hactl splits on whitespace), ``/`` (group names are store keys and file
+#: names) and ``#`` (hactl comments)
+NAME_RE = re.compile(r"^[^\s\x00-\x1f\x7f:/#]+$")
+#: a level: the same, and no ``,`` (the runlevels field separates levels with commas)
+LEVEL_RE = re.compile(r"^[^\s\x00-\x1f\x7f:/#,]+$")
+RUNLEVELS_RE = re.compile(r"^[^\s\x00-\x1f\x7f:/#]*$")
+#: a word: setting names and resource-agent names
+WORD_RE = re.compile(r"^[\w][\w.\-]*$")
+#: the names :data:`NAME_RE` allows, as error messages say it
+NAME_RULE = "any characters but whitespace, ':', '/' and '#'"
+#: the level at which a group is stopped; entries at it are cleanup steps (see :mod:`omha_core.init.group`)
+STOP = "stop"
+#: what a failed ``wait`` entry does (``[init] wait_failure``, or a ``:::wait_failure:`` setting line)
+WAIT_FAILURE = ("fail", "continue")
 #: settings the original knew; omha accepts them and says what it does with them
 KNOWN_SETTINGS: dict[str, str] = {
     "socket": "ignored: omha's control socket is [daemon] socket in omha.toml",
     "clstat": "ignored: status is published through the store ([cluster] store in omha.toml)",
     "log": "ignored: the log file is [daemon] log in omha.toml",
+    "initstat": "ignored: status is published through the store ([cluster] store in omha.toml)",
 }
 
 
@@ -151,24 +166,38 @@ def parse_cltab(data: str | bytes, filename: str = "cltab") -> Cltab:
         group, tag, runlevels, mode, command = (p.strip() for p in parts)
         if not group and not tag and not runlevels:
             # ':::name:value' setting
-            if not NAME_RE.match(mode):
+            if not WORD_RE.match(mode):
                 problems.append(Problem(filename, lineno, f"setting name {mode!r} is not a word"))
+                continue
+            if mode == "wait_failure":
+                if command not in WAIT_FAILURE:
+                    problems.append(Problem(filename, lineno, f"wait_failure {command!r} must be 'fail' or 'continue'"))
+                settings[mode] = command
                 continue
             settings[mode] = command
             note = KNOWN_SETTINGS.get(mode, "unknown setting, ignored")
             warnings.append(Problem(filename, lineno, f"setting {mode!r}: {note}"))
             continue
+        if not group and not tag and runlevels:
+            # '::override:name:value': Cluster::Init's per-instance settings (its cltab.override)
+            warnings.append(Problem(filename, lineno, f"setting {mode!r} for {runlevels!r}: ignored by omha"))
+            continue
         bad = False
         for what, value in (("group", group), ("tag", tag)):
             if not NAME_RE.match(value):
-                problems.append(Problem(filename, lineno, f"{what} {value!r} must be letters, digits, '_', '.' or '-'"))
+                problems.append(Problem(filename, lineno, f"{what} {value!r} must be {NAME_RULE}"))
                 bad = True
         if not RUNLEVELS_RE.match(runlevels):
-            problems.append(Problem(filename, lineno, f"runlevels {runlevels!r} must be words separated by commas"))
+            problems.append(Problem(filename, lineno, f"runlevels {runlevels!r} must be levels separated by commas"))
             bad = True
-        elif level_matches(runlevels, "stop") and mode != "off":  # 'off' never runs: the original's files have it
-            # a group at 'stop' counts as holding nothing: an entry running there would be invisible to failover
-            msg = f"runlevels {runlevels!r}: 'stop' is the level at which a group runs nothing; no entry may run at it"
+        elif level_matches(runlevels, STOP) and (mode == "respawn" or command.startswith("@")):
+            # entries at 'stop' are cleanup steps run to completion while the group still holds its claim; a group
+            # at 'stop' counts as holding nothing once they are done, so nothing may be left running or held then
+            what = "a respawn entry" if mode == "respawn" else "a resource agent"
+            msg = (
+                f"runlevels {runlevels!r}: {what} may not run at 'stop' (entries at 'stop' are cleanup commands "
+                "run to completion as the group stops: wait, once or test)"
+            )
             problems.append(Problem(filename, lineno, msg))
             bad = True
         if mode not in MODES:
@@ -177,7 +206,7 @@ def parse_cltab(data: str | bytes, filename: str = "cltab") -> Cltab:
         if not command and mode != "off":
             problems.append(Problem(filename, lineno, "command is empty"))
             bad = True
-        if command.startswith("@") and not NAME_RE.match(command[1:].split(None, 1)[0] if command[1:] else ""):
+        if command.startswith("@") and not WORD_RE.match(command[1:].split(None, 1)[0] if command[1:] else ""):
             problems.append(Problem(filename, lineno, f"resource agent name missing or invalid in {command!r}"))
             bad = True
         if tag in tags:

@@ -64,6 +64,9 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("respawn_window", default=1.0): cv.positive_float,
         vol.Optional("respawn_pause", default=60.0): cv.non_negative_float,
         vol.Optional("agent_timeout", default=60.0): cv.positive_float,
+        vol.Optional("test_timeout", default=120.0): cv.positive_float,
+        vol.Optional("stop_timeout", default=60.0): cv.positive_float,
+        vol.Optional("wait_failure", default="fail"): cv.one_of("fail", "continue"),
         vol.Optional("cgroup", default="auto"): cv.one_of("auto", "off"),
     },
     vol.Optional("fencing", default={}): {

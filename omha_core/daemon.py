@@ -450,10 +450,11 @@ class Daemon:
             elif action.kind == "tell" and action.level is not None:
                 if group in refused:
                     continue
-                if action.level == STOP_LEVEL and holders.get(group) not in (None, self.node):
+                held_elsewhere = action.level == STOP_LEVEL and holders.get(group) not in (None, self.node)
+                if held_elsewhere:  # its cleanup entries are not run here: they could undo the holder's work
                     log.warning("%s: stopping here: %s", group, action.reason)
                 log.info("%s: -> %s (%s)", group, action.level, action.reason)
-                self.init.tell(group, action.level)
+                self.init.tell(group, action.level, cleanup=not held_elsewhere)
 
     def _bookkeeping(self, view: View, why: Mapping[str, str], now: float) -> None:
         # how long each wanted group has been running nowhere (drives the next-best fallback); not counted

@@ -46,12 +46,17 @@ def load_cltab(text: str | bytes, filename: str, pm: pluggy.PluginManager, confi
 
 
 def check_document(
-    name: str, text: str | bytes, origin: str, pm: pluggy.PluginManager, config: Config | None = None
+    name: str,
+    text: str | bytes,
+    origin: str,
+    pm: pluggy.PluginManager,
+    config: Config | None = None,
+    warnings: list[Problem] | None = None,
 ) -> Cltab | dict[str, str]:
     """Validate a ``cltab`` (with its agents) or an ``hactl``; return the parsed document or raise
-    :class:`ParseError` naming ``origin`` and each line."""
+    :class:`ParseError` naming ``origin`` and each line. An hactl's warnings are appended to ``warnings``."""
     from omha_core.hactl import parse_hactl
 
     if name == "cltab":
         return load_cltab(text, origin, pm, config)
-    return parse_hactl(text, origin)
+    return parse_hactl(text, origin, warnings)

@@ -14,9 +14,10 @@ import logging
 import os
 import resource
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from omha_core.cltab import LEVEL_RE, Cltab
+from omha_core.cltab import LEVEL_RE, NAME_RULE, Cltab
 from omha_core.init.cells import Cells, open_cells
 from omha_core.init.group import CONFIGURED, Group
 from omha_core.init.guardlink import GuardLink
@@ -48,7 +49,8 @@ class LocalInit:
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.cltab = cltab
-        self.options = InitOptions.from_mapping(options)
+        self._base_options = InitOptions.from_mapping(options)
+        self.options = self._effective_options(cltab)
         self.logger = logger or logging.getLogger("omha.init")
         self.on_change = on_change
         child_env = dict(os.environ)
@@ -58,6 +60,11 @@ class LocalInit:
         self._guard: GuardLink | None = None
         self._cells: Cells | None = None
         self._closed = False
+
+    def _effective_options(self, cltab: Cltab) -> InitOptions:
+        """The ``[init]`` options with the cltab's own ``:::wait_failure:`` setting line, if any, applied."""
+        setting = cltab.settings.get("wait_failure")
+        return replace(self._base_options, wait_failure=setting) if setting else self._base_options
 
     def _notify(self) -> None:
         if self.on_change is None:
@@ -96,10 +103,11 @@ class LocalInit:
             group = self._groups[name] = Group(name, entries, self._rt)
         return group
 
-    def tell(self, group: str, level: str) -> None:
+    def tell(self, group: str, level: str, cleanup: bool = True) -> None:
         """Move ``group`` to ``level``; returns at once (the group is STARTING or STOPPING until it settles).
 
-        A tell while a transition runs supersedes it: the new level wins.
+        A tell while a transition runs supersedes it: the new level wins. ``cleanup=False`` with level ``stop``:
+        do not run the group's ``stop`` entries (the daemon passes it when another node holds the group).
 
         :raises ValueError: ``level`` is not a word (letters, digits, ``_``).
         :raises RuntimeError: :meth:`start` was not called, or :meth:`shutdown` was.
@@ -109,11 +117,11 @@ class LocalInit:
         if self._closed:
             raise RuntimeError("the init is shut down")
         if not isinstance(level, str) or not LEVEL_RE.match(level):
-            raise ValueError(f"level {level!r} must be a word of letters, digits or '_' (like 'run', '3', 'stop')")
+            raise ValueError(f"level {level!r} must be {NAME_RULE} and ',' (like 'run', '3', 'stop')")
         g = self._group(group)
         self.logger.info("group %s: level %s -> %s", group, g.level, level)
         g.level = level
-        g.tell(level)
+        g.tell(level, cleanup)
 
     async def wait_settled(self, group: str, timeout: float | None = None) -> str:
         """Wait until ``group``'s transition is finished; return its state (CONFIGURED if never told).
@@ -136,6 +144,7 @@ class LocalInit:
         stopped, entries whose mode became ``off`` are stopped, new ones matching their group's level start,
         unchanged running ones are left alone. Returns at once, like :meth:`tell`."""
         self.cltab = cltab
+        self.options = self._rt.options = self._effective_options(cltab)
         for name, g in self._groups.items():
             if g.reconfigure(cltab.group_entries(name)) and g.level is not None and not self._closed:
                 self.logger.info("group %s: cltab changed; applying it at level %s", name, g.level)

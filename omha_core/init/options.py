@@ -25,6 +25,14 @@ class InitOptions:
         ``respawn_window`` seconds after the previous start, is "respawning too rapidly"...
     :param respawn_pause: ...and is paused this many seconds before it is started again.
     :param agent_timeout: seconds a resource agent's acquire, check or release may take before it is killed.
+    :param test_timeout: seconds a ``test`` entry may run; one still running then is stopped and counts as failed
+        (tests run one after another, so one that hangs would otherwise hold its group in STARTING forever).
+    :param stop_timeout: seconds an entry at level ``stop`` (a cleanup command run as the group stops) may run
+        before it is stopped with the ``stop_grace`` signals.
+    :param wait_failure: what a ``wait`` entry that exits non-zero does: ``fail`` (the default; the group is
+        FAILED and the entries after it are not started, so a half-started group is not left running) or
+        ``continue`` (as in Cluster::Init: the entry is marked failed and the next entry starts). A cltab
+        setting line ``:::wait_failure:continue`` overrides it for that cltab.
     :param cgroup: ``auto``: hold each child and all its descendants in a cgroup v2 of its own when this machine
         allows it (a writable ``cgroup2`` mount), else track them by an environment marker; ``off``: always the
         marker (see :mod:`omha_core.init.cells`).
@@ -35,6 +43,9 @@ class InitOptions:
     respawn_window: float = 1.0
     respawn_pause: float = 60.0
     agent_timeout: float = 60.0
+    test_timeout: float = 120.0
+    stop_timeout: float = 60.0
+    wait_failure: str = "fail"
     cgroup: str = "auto"
 
     @classmethod
@@ -51,6 +62,9 @@ class InitOptions:
             "respawn_window": cv.positive_float,
             "respawn_pause": cv.non_negative_float,
             "agent_timeout": cv.positive_float,
+            "test_timeout": cv.positive_float,
+            "stop_timeout": cv.positive_float,
+            "wait_failure": cv.one_of("fail", "continue"),
             "cgroup": cv.one_of("auto", "off"),
         }
         values: dict[str, Any] = {}

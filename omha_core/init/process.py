@@ -356,6 +356,10 @@ class Supervised:
             self._set(OFF if self.mode == "off" else STOPPED)
         return ok
 
+    def mark_failed(self) -> None:
+        """Report this stopped ``wait``/``test``/cleanup entry as failed (it was stopped for running too long)."""
+        self._set(FAILED)
+
     async def _release(self) -> bool:
         timeout = self.rt.options.agent_timeout
         try:

@@ -46,7 +46,7 @@ def test_check_broken_cltab_lists_every_error(tmp_path: Path) -> None:
 def test_check_valid_files_and_unknown_agent(tmp_path: Path) -> None:
     hactl = tmp_path / "hactl"
     hactl.write_text("foo run\nweb start\nghost run\n")
-    out = run("check", "--cltab", str(DATA / "cltab.orig"), "--hactl", str(hactl))
+    out = run("check", "--cltab", str(DATA / "cltab.syntax"), "--hactl", str(hactl))
     assert out.returncode == 0, out.stderr
     assert "group 'ghost' is not defined" in out.stderr
     assert "setting 'log': ignored" in out.stderr

@@ -14,8 +14,8 @@ from omha_core.errors import ParseError
 DATA = Path(__file__).parent / "data"
 
 
-def test_original_file_parses_unchanged() -> None:
-    cltab = parse_cltab((DATA / "cltab.orig").read_bytes(), "cltab.orig")
+def test_original_syntax_parses() -> None:
+    cltab = parse_cltab((DATA / "cltab.syntax").read_bytes(), "cltab.syntax")
     assert [e.tag for e in cltab.entries] == ["foo1", "foo2", "bar1", "bar2", "bar3", "footest", "barstop", "ip"]
     assert cltab.settings == {"socket": "t/clinitsock", "clstat": "t/clstat", "log": "t/clinitlog"}
     by_tag = {e.tag: e for e in cltab.entries}
@@ -110,8 +110,34 @@ def test_line_numbers_count_newlines_only() -> None:
 
 
 @pytest.mark.parametrize("levels", ["stop", "run,stop", "stop,"])
-def test_no_entry_may_run_at_the_stop_level(levels: str) -> None:
-    with pytest.raises(ParseError, match=r"cltab:1: runlevels .*'stop' is the level at which a group runs nothing"):
+def test_nothing_left_running_or_held_may_run_at_the_stop_level(levels: str) -> None:
+    """Entries at 'stop' are cleanup commands run to completion as the group stops: a respawn entry or a resource
+    agent there would keep running (or holding) after the group counts as stopped and another node takes it."""
+    with pytest.raises(ParseError, match=r"cltab:1: runlevels .*: a respawn entry may not run at 'stop'"):
         parse_cltab(f"web:srv:{levels}:respawn:sleep 1\n", "cltab")
-    parse_cltab("web:srv:stopped,run:respawn:sleep 1\n")  # only the level itself is reserved
-    parse_cltab("bar:barstop:stop:off:\n")  # never runs: found in OpenMosix::HA's own cltab files
+    with pytest.raises(ParseError, match=r"cltab:1: runlevels .*: a resource agent may not run at 'stop'"):
+        parse_cltab(f"web:ip:{levels}:wait:@file /tmp/x\n", "cltab")
+    for mode in ("wait", "once", "test"):
+        assert parse_cltab(f"web:clean:{levels}:{mode}:rm -f /tmp/x\n").entries[0].matches("stop")
+    parse_cltab("web:srv:stopped,run:respawn:sleep 1\n")  # only the level itself is special
+    parse_cltab("bar:barstop:stop:off:\n")
+
+
+def test_names_the_original_accepts() -> None:
+    """Cluster::Init splits each line on ':' and takes the fields as they are; omha accepts the same names except
+    whitespace, '/' and '#' (hactl words, store keys and file names, comments)."""
+    cltab = parse_cltab("run-1:a.b:run-1,x.y:once:true\nweb+db:t@2:1:wait:true\n")
+    assert [(e.group, e.tag) for e in cltab.entries] == [("run-1", "a.b"), ("web+db", "t@2")]
+    assert cltab.entries[0].matches("run-1") and cltab.entries[0].matches("x.y")
+    for bad in ("a/b:t:1:once:true", "g:t/u:1:once:true", "g:t:a/b:once:true"):
+        with pytest.raises(ParseError, match="cltab:1: "):
+            parse_cltab(bad + "\n", "cltab")
+
+
+def test_wait_failure_setting_line() -> None:
+    assert parse_cltab(":::wait_failure:continue\n").settings == {"wait_failure": "continue"}
+    with pytest.raises(ParseError, match="cltab:1: wait_failure 'maybe' must be 'fail' or 'continue'"):
+        parse_cltab(":::wait_failure:maybe\n", "cltab")
+    # the original's per-instance settings ('::override:socket:...') are ignored with a warning
+    cltab = parse_cltab("::override:socket:t/init.s.override\n", "cltab")
+    assert cltab.settings == {} and [w.line for w in cltab.warnings] == [1]

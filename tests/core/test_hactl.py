@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omha_core.cltab import parse_cltab
-from omha_core.errors import ParseError
+from omha_core.errors import ParseError, Problem
 from omha_core.hactl import check_hactl_against_cltab, parse_hactl, set_hactl_level
 
 
@@ -18,9 +18,27 @@ def test_parse_with_comments() -> None:
 
 def test_every_error_reported() -> None:
     with pytest.raises(ParseError) as info:
-        parse_hactl("foo run\nfoo stop\nbar\nbaz a-b\nq:x 1\n", "hactl")
-    assert [p.line for p in info.value.problems] == [2, 3, 4, 5]
-    assert "hactl:2: group 'foo' already set on line 1" in str(info.value)
+        parse_hactl("foo run\nq:x 1\na/b run\nbaz a,b\nok\n", "hactl")
+    assert [p.line for p in info.value.problems] == [2, 3, 4]
+    text = str(info.value)
+    assert "hactl:2: group 'q:x' must be any characters but whitespace, ':', '/' and '#'" in text
+    assert "hactl:4: level 'a,b' must be" in text
+
+
+def test_what_openmosix_ha_accepts_is_accepted_with_a_warning() -> None:
+    """OpenMosix::HA's gethactl: ``my ($group, $level) = split`` into a hash, so a lone group has no level (it
+    is stopped), words after the level are dropped and a later line overwrites an earlier one."""
+    warnings: list[Problem] = []
+    text = "foo run\nbar\nbaz run-1 now please\nfoo stop\na.b 2\n"
+    assert parse_hactl(text, "site/hactl", warnings) == {"foo": "stop", "bar": "stop", "baz": "run-1", "a.b": "2"}
+    assert [str(w) for w in warnings] == [
+        "site/hactl:2: group 'bar' has no level: it means 'stop'",
+        "site/hactl:3: words after 'group level' ignored: 'now please'",
+        "site/hactl:4: group 'foo' also set on line 1: this line wins",
+    ]
+    # the writer replaces the first line of the group and drops the others
+    assert set_hactl_level(text, "foo", "run") == "foo run\nbar\nbaz run-1 now please\na.b 2\n"
+    assert parse_hactl(set_hactl_level(text, "bar", "run")) == {"foo": "stop", "bar": "run", "baz": "run-1", "a.b": "2"}
 
 
 def test_set_level_keeps_comments_and_order() -> None:
@@ -63,5 +81,5 @@ def test_writer_round_trips(wanted: dict[str, str]) -> None:
 
 def test_line_numbers_count_newlines_only() -> None:
     with pytest.raises(ParseError) as info:
-        parse_hactl("web run # a\x0bcomment\r\ndb run extra\r\n", "hactl")
+        parse_hactl("web run # a\x0bcomment\r\ndb r/n\r\n", "hactl")
     assert [p.line for p in info.value.problems] == [2]

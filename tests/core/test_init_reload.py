@@ -57,7 +57,7 @@ def test_reload_applies_only_what_changed() -> None:
     run(scenario())
 
 
-def test_reload_stops_removed_entries_in_reverse_order_before_starting(tmp_path: Path) -> None:
+def test_reload_stops_removed_entries_before_starting(tmp_path: Path) -> None:
     log = str(tmp_path / "log")
     before = "".join(f"g:{t}:run:respawn:{probe(t, log)}\n" for t in ("a", "b", "c"))
     after = f"g:b:run:respawn:{probe('b', log)}\ng:d:run:respawn:{probe('d', log)}\n"
@@ -70,7 +70,8 @@ def test_reload_stops_removed_entries_in_reverse_order_before_starting(tmp_path:
             init.reload(parse_cltab(after))
             assert await init.wait_settled("g", 15) == DONE
             await wait_until(lambda: len(events(log)) == 6, what="d to start")
-            assert events(log)[3:] == ["stop:c", "stop:a", "start:d"]
+            # the removed shell entries are stopped together, before the new one starts
+            assert sorted(events(log)[3:5]) == ["stop:a", "stop:c"] and events(log)[5] == "start:d"
 
     run(scenario())
 

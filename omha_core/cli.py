@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from omha_core.cli_cluster import add_cluster_commands
 
     add_cluster_commands(sub, common)
+    from omha_core.standalone import add_local_commands
+
+    add_local_commands(sub, common)
     return parser
 
 

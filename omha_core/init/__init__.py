@@ -1,4 +1,5 @@
-"""The local cluster-init (Cluster::Init semantics): resource groups at runlevels, supervised processes.
+"""The local cluster-init (after Cluster::Init; README "Differences" lists where it differs): resource groups at
+runlevels, supervised processes.
 
 ``LocalInit(cltab).tell("web", "run")`` stops the entries of ``web`` that do not match ``run``, keeps the
 ones already running, starts the rest in file order; ``status()`` reports every group told. See

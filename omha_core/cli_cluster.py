@@ -125,12 +125,15 @@ def cmd_load(args: argparse.Namespace) -> int:
         print("omha load: give --cltab and/or --hactl", file=sys.stderr)
         return 2
     texts = {}
+    warnings: list[Any] = []
     try:
         for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
             if path:
                 with open(path, encoding="utf-8") as fh:
                     texts[name] = fh.read()
-                check_document(name, texts[name], path, pm, config)
+                check_document(name, texts[name], path, pm, config, warnings)
+        for warning in warnings:  # what the original accepted but is sloppy (a group alone on its hactl line...)
+            print(f"warning: {warning}", file=sys.stderr)
     except ParseError as exc:
         print(exc, file=sys.stderr)
         print("omha load: nothing published", file=sys.stderr)

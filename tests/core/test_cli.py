@@ -45,10 +45,11 @@ def test_check_broken_cltab_lists_every_error(tmp_path: Path) -> None:
 
 def test_check_valid_files_and_unknown_agent(tmp_path: Path) -> None:
     hactl = tmp_path / "hactl"
-    hactl.write_text("foo run\nweb start\nghost run\n")
+    hactl.write_text("foo run\nweb start\nghost run\nbar\n")
     out = run("check", "--cltab", str(DATA / "cltab.syntax"), "--hactl", str(hactl))
     assert out.returncode == 0, out.stderr
     assert "group 'ghost' is not defined" in out.stderr
+    assert f"warning: {hactl}:4: group 'bar' has no level: it means 'stop'" in out.stderr
     assert "setting 'log': ignored" in out.stderr
     cltab = tmp_path / "cltab"
     cltab.write_text("web:ip:start:wait:@nosuchagent 1.2.3.4\nweb:f:start:wait:@file relative/path\n")

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omha_core.init import DONE, FAILED, PASSED, STOPPING
+import pytest
+
+from omha_core.config import validate_config
+from omha_core.errors import ConfigError
+from omha_core.init import DONE, FAILED, PASSED, STOPPING, InitOptions
 from tests.core.init_helpers import events, pid_alive, probe, run, running_init, wait_until
 
 
@@ -170,3 +174,16 @@ def test_entries_leaving_a_level_are_signalled_together(tmp_path: Path) -> None:
             assert not any(pid_alive(p) for p in pids)
 
     run(scenario())
+
+
+def test_the_new_init_options_are_checked() -> None:
+    assert InitOptions.from_mapping({}).wait_failure == "fail"
+    opts = InitOptions.from_mapping({"wait_failure": "continue", "test_timeout": 5, "stop_timeout": 2.5})
+    assert (opts.wait_failure, opts.test_timeout, opts.stop_timeout) == ("continue", 5.0, 2.5)
+    for key, value in (("wait_failure", "maybe"), ("test_timeout", 0), ("stop_timeout", -1)):
+        with pytest.raises(ConfigError, match=rf"\[init\] {key}: "):
+            InitOptions.from_mapping({key: value})
+    config = validate_config({"node": "n1", "init": {"wait_failure": "continue"}})
+    assert config.section("init")["wait_failure"] == "continue"
+    with pytest.raises(ConfigError, match="wait_failure"):
+        validate_config({"node": "n1", "init": {"wait_failure": "sometimes"}})

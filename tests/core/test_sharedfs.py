@@ -133,8 +133,8 @@ def test_documents_list_the_file_then_the_versions_nodes_adopted(tmp_path: Path)
     s.put_document("hactl", "web 2\n", None)
     nodes["b"].adopt("hactl", s.documents("hactl")[0])
     nodes["c"].adopt("hactl", s.documents("hactl")[0])  # the same version twice is listed once
-    s.put_document("hactl", "web run extra\n", None)  # invalid, written by hand
-    assert [d.text for d in s.documents("hactl")] == ["web run extra\n", "web 2\n", "web 1\n"]
+    s.put_document("hactl", "web r/n\n", None)  # invalid, written by hand
+    assert [d.text for d in s.documents("hactl")] == ["web r/n\n", "web 2\n", "web 1\n"]
     assert s.documents("hactl")[2].origin == str(tmp_path / "nodes" / "a" / "hactl")
     (tmp_path / "hactl").unlink()  # no document at all: copies are not resurrected
     assert s.documents("hactl") == []

@@ -7,7 +7,8 @@
     P/fence/lock/<node>/<incarnation> who fences one incarnation of a lost node: created only if absent
     P/fence/record/<node>             the last fence record of a node
 
-Node and group names are omha identifiers (letters, digits, ``_``, ``.``, ``-``), so they never contain ``/``.
+Node names are omha identifiers (letters, digits, ``_``, ``.``, ``-``) and group names may not contain ``/``
+(``omha_core.cltab.NAME_RE``), so neither ever contains ``/``.
 """
 
 from __future__ import annotations

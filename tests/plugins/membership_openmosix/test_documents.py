@@ -20,7 +20,7 @@ CLTAB_V1 = "web:ip:start:respawn:sleep 100\n"
 CLTAB_V2 = "web:ip:start:respawn:sleep 100\ndb:d:start:respawn:sleep 200\n"
 CLTAB_BAD = "web:ip:start:respawn:sleep 100\nthis line has no fields\n"
 HACTL_V1 = "web start\n"
-HACTL_BAD = "web start now\n"
+HACTL_BAD = "web st/art\n"  # "/" may not be in a level (extra words, as in the original, are only a warning)
 
 VALIDATORS: dict[str, Callable[[str, str], Any]] = {"cltab": parse_cltab, "hactl": parse_hactl}
 

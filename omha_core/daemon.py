@@ -271,8 +271,10 @@ class Daemon:
                 )
                 log.error("%s: stopping every local group (%s)", why, ", ".join(active) or "none running")
                 self.isolated = True
+            # cleanup entries only while the others cannot yet have declared this node lost and taken over
+            cleanup = member and silent < self.dead_after
             for group in active:
-                self.init.tell(group, STOP_LEVEL)
+                self.init.tell(group, STOP_LEVEL, cleanup=cleanup)
 
     def _store_failed(self, message: str) -> None:
         if self.store_error != message:

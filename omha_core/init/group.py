@@ -19,7 +19,7 @@ Level ``stop`` (and the halt at shutdown) stops every entry, then runs the entri
 ``stop``, the site's cleanup commands, one after another in file order, each to completion within
 ``stop_timeout``, while the group is still STOPPING (so its claim is kept until they are done). They run only
 when the group ran at another level on this node since its last stop, and not when the daemon stops a group
-that another node holds (``cleanup=False``). A cleanup that fails (or times out) leaves the group FAILED
+that another node may hold (``cleanup=False``). A cleanup that fails (or times out) leaves the group FAILED
 under ``wait_failure = "fail"``, so the others fence this node before taking the group over; the later
 cleanup entries still run.
 

@@ -74,7 +74,7 @@ class Group:
 
     def tell(self, level: str | None, cleanup: bool = True) -> None:
         """Start the transition to ``level`` (None: halt, as at shutdown) and return at once. ``cleanup=False``:
-        do not run the ``stop`` entries (the group is held by another node)."""
+        do not run the ``stop`` entries (another node may hold the group)."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
         halting = level is None or level == STOP

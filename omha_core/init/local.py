@@ -107,7 +107,7 @@ class LocalInit:
         """Move ``group`` to ``level``; returns at once (the group is STARTING or STOPPING until it settles).
 
         A tell while a transition runs supersedes it: the new level wins. ``cleanup=False`` with level ``stop``:
-        do not run the group's ``stop`` entries (the daemon passes it when another node holds the group).
+        do not run the group's ``stop`` entries (the daemon passes it when another node may hold the group).
 
         :raises ValueError: ``level`` is not a word (letters, digits, ``_``).
         :raises RuntimeError: :meth:`start` was not called, or :meth:`shutdown` was.

@@ -142,3 +142,9 @@ def heartbeat_agents() -> None:
     missing = [a for a in ("Dummy", "IPaddr2", "Filesystem") if not (HEARTBEAT / a).exists()]
     if missing:
         pytest.skip(f"needs resource-agents ({', '.join(missing)} missing; installed by 'make test' as root)")
+
+
+# the network segment of namespaces of the @vip tests and the loop-device disk and mount-namespace nodes of the
+# @mount tests, for IPaddr2 and Filesystem
+from tests.plugins.resource_mount.conftest import disk, nodes  # noqa: E402, F401
+from tests.plugins.resource_vip.conftest import lan  # noqa: E402, F401

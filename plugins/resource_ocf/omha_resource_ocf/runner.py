@@ -22,6 +22,9 @@ from omha_core.errors import ResourceError
 
 #: PATH when the omha process has none: agents call ip, mount, fuser... from the sbin directories
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: variables passed on from the omha agent process: the entry's identity and the init's cell marker
+#: (``OMHA_CELL``), through which, without cgroups, the init finds every process the script leaves behind
+PASSED_ON = ("OMHA_CELL", "OMHA_NODE", "OMHA_CLUSTER", "OMHA_GROUP", "OMHA_TAG", "OMHA_LEVEL")
 #: the exit status reported for an action killed at its deadline (not a real exit status)
 TIMED_OUT = -1
 #: longest output kept from one action (the tail is what explains a failure)
@@ -62,13 +65,16 @@ class Outcome:
 
 def base_environment() -> dict[str, str]:
     """The environment every script starts from: built from scratch (omha's own environment may carry
-    secrets), with a PATH that reaches the sbin directories and the C locale so that the commands an agent
-    parses print what it expects."""
+    secrets), with a PATH that reaches the sbin directories, the C locale so that the commands an agent
+    parses print what it expects, and the :data:`PASSED_ON` variables, so that whatever the script starts is
+    still found and stopped with its entry."""
     path = os.environ.get("PATH") or DEFAULT_PATH
     for extra in ("/usr/sbin", "/sbin"):
         if extra not in path.split(":"):
             path += ":" + extra
-    return {"PATH": path, "LC_ALL": "C", "LANG": "C", "HOME": "/", "SHELL": "/bin/sh"}
+    env = {"PATH": path, "LC_ALL": "C", "LANG": "C", "HOME": "/", "SHELL": "/bin/sh"}
+    env.update({k: os.environ[k] for k in PASSED_ON if k in os.environ})
+    return env
 
 
 def run_script(argv: list[str], env: Mapping[str, str], timeout: float, cwd: str = "/") -> Outcome:

@@ -63,6 +63,7 @@ def test_parameters_and_environment(ocf_root: tuple[Path, Path, Path]) -> None:
         OMHA_TAG="probe",
         OMHA_NODE="n7",
         SITE_PASSWORD="hunter2",
+        OMHA_CELL="tok.3",
     )
     assert done.returncode == 0, done.stderr
     env = dict(line.split("=", 1) for line in (state / "start.env").read_text().splitlines() if "=" in line)
@@ -72,6 +73,7 @@ def test_parameters_and_environment(ocf_root: tuple[Path, Path, Path]) -> None:
     assert (env["OCF_RESOURCE_TYPE"], env["OCF_RESOURCE_PROVIDER"]) == ("Probe", "test")
     assert env["OCF_RESKEY_CRM_meta_timeout"] == "7000"  # the agent's advised start timeout, in ms
     assert env["OCF_RESKEY_CRM_meta_on_node"] == "n7"
+    assert env["OMHA_CELL"] == "tok.3"  # the init's marker: what the script leaves behind is found and stopped
     assert "SITE_PASSWORD" not in env and "hunter2" not in (state / "start.env").read_text()
     assert (state / "calls").read_text().split() == ["start", "monitor"]  # a probe after the start
 

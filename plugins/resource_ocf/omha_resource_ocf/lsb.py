@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from omha_core.errors import ResourceError
-from omha_resource_ocf.runner import Outcome, base_environment, run_script
+from omha_resource_ocf.runner import Outcome, base_environment, echo, run_script
 from omha_resource_ocf.script import DEFAULT_INTERVAL, NAME_RE, ScriptAgent
 
 log = logging.getLogger("omha.lsb")
@@ -72,7 +72,10 @@ class LsbAgent(ScriptAgent):
         if not self.installed():
             raise ResourceError(f"@lsb {self.name} is not installed on this node: no executable {self.script}")
         timeout = self.timeout(action)
-        return run_script([self.script, action], base_environment(), timeout), timeout
+        outcome = run_script([self.script, action], base_environment(), timeout)
+        if action in ("start", "stop"):
+            echo(f"@lsb {self.name} {action}", outcome)
+        return outcome, timeout
 
     def validate(self) -> None:
         """One script name (no path), and only ``op.`` words: an init script takes no parameters."""

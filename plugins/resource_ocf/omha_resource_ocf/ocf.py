@@ -29,7 +29,7 @@ from typing import Any
 
 from omha_core.errors import ResourceError
 from omha_resource_ocf.metadata import Metadata, parse_metadata
-from omha_resource_ocf.runner import Outcome, base_environment, run_script
+from omha_resource_ocf.runner import Outcome, base_environment, echo, run_script
 from omha_resource_ocf.script import DEFAULT_INTERVAL, NAME_RE, ScriptAgent
 
 log = logging.getLogger("omha.ocf")
@@ -163,7 +163,10 @@ class OcfAgent(ScriptAgent):
         if not self.installed():
             raise ResourceError(f"{self.name} is not installed on this node: no executable {self.script}")
         timeout = self.timeout(action)
-        return run_script([self.script, action], self.environment(action, timeout, interval), timeout), timeout
+        outcome = run_script([self.script, action], self.environment(action, timeout, interval), timeout)
+        if action in ("start", "stop"):
+            echo(f"{self.name} {action}", outcome)
+        return outcome, timeout
 
     # -- the ResourceAgent contract --------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -112,6 +113,14 @@ def run_script(argv: list[str], env: Mapping[str, str], timeout: float, cwd: str
         data = out.read()
     text = data[-OUTPUT_LIMIT:].decode("utf-8", "replace")
     return Outcome(rc, text, time.monotonic() - begun)
+
+
+def echo(label: str, outcome: Outcome, lines: int = 20) -> None:
+    """Copy the last ``lines`` of a script's output to stderr, which the init logs as the entry's output."""
+    kept = [ln for ln in outcome.output.splitlines() if ln.strip()][-lines:]
+    for line in kept:
+        print(f"{label}: {line}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

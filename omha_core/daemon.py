@@ -212,7 +212,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             self.membership.close()
             self.store.close()
-        self.alerts.final(self.init.status() if self.init is not None else {}, self.hactl)
+        self.alerts.final(self._published_groups(), self.hactl)  # the groups as stopped
         log.info("node %s stopped", self.node)
 
     shutting_down = False

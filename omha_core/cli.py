@@ -57,7 +57,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             continue
         try:
             with open(path, "rb") as fh:
-                docs[name] = check_document(name, fh.read(), path, pm, config, hactl_warnings)
+                docs[name] = check_document(name, fh.read(), path, pm, config, hactl_warnings, local=True)
         except OSError as exc:
             print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
             failed = True

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import voluptuous as vol
 
 from omha_core import config_validation as cv
+from omha_core.alerts import ALERT_SCHEMA
 from omha_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("devices", default=[]): [dict],
     },
     vol.Optional("agents", default={}): {cv.identifier: dict},
+    # Pacemaker-compatible alert agents run on node, fencing and resource events (omha_core/alerts.py)
+    vol.Optional("alerts", default=[]): [ALERT_SCHEMA],
 }
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import pluggy
 
 from omha_core import __version__
+from omha_core.alerts import start_alerts
 from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
 from omha_core.cltab import Cltab
 from omha_core.config import Config
@@ -114,6 +115,8 @@ class Daemon:
         #: incarnations whose status under this node name is ours: this one, and until our first publication the
         #: dead predecessor found at start-up (should it come back to life and publish again, it is a duplicate)
         self.own_incarnations = {self.incarnation}
+        # alert agents ([[alerts]]): fencing through the notification hooks, nodes and groups by observe()
+        self.alerts = start_alerts(config, pm, self.node)
 
     # -- life cycle -------------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -209,6 +212,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             self.membership.close()
             self.store.close()
+        self.alerts.final(self._published_groups(), self.hactl)  # the groups as stopped
         log.info("node %s stopped", self.node)
 
     shutting_down = False
@@ -313,6 +317,7 @@ class Daemon:
         decision = decide(view)
         await self._act(decision.actions, holders)
         self._bookkeeping(view, decision.why, now)
+        self.alerts.observe(alive, self.init.status(), self.hactl)  # queued for a background thread
         self.last_view = {
             "nodes": self._node_states(alive, fenced),
             "quorum": {"have": have_quorum, "member": member, "detail": self.quorum.reason},

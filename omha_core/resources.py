@@ -60,6 +60,12 @@ class ResourceAgent:
     def validate(self) -> None:
         """Raise :class:`ResourceError` when the arguments are malformed (called by ``omha check``)."""
 
+    def validate_local(self) -> list[str]:
+        """Checks that need this machine (``omha check`` runs them; the daemon never does, since what one node
+        lacks must not refuse a cltab for the whole cluster): raise :class:`ResourceError` when the entry cannot
+        work here, return warnings for what could not be checked here. Default: nothing to check."""
+        return []
+
     def acquire(self) -> None:
         """Bring the resource up on this node; idempotent. Raise :class:`ResourceError` on failure."""
         raise NotImplementedError

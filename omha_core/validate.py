@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from omha_core.cltab import Cltab, parse_cltab
@@ -13,8 +14,14 @@ if TYPE_CHECKING:
     from omha_core.config import Config
 
 
-def check_agents(cltab: Cltab, pm: pluggy.PluginManager, config: Config | None = None) -> list[Problem]:
-    """Problems with the ``@name args`` commands of ``cltab``: unknown agents, invalid arguments."""
+def check_agents(
+    cltab: Cltab, pm: pluggy.PluginManager, config: Config | None = None, local: list[Problem] | None = None
+) -> list[Problem]:
+    """Problems with the ``@name args`` commands of ``cltab``: unknown agents, invalid arguments.
+
+    :param local: when a list (``omha check``), also run each agent's checks that need this machine
+        (:meth:`~omha_core.resources.ResourceAgent.validate_local`) and append their warnings to it.
+    """
     from omha_core.plugins import registry
 
     agents = registry(pm, "omha_resource_agents")
@@ -29,19 +36,30 @@ def check_agents(cltab: Cltab, pm: pluggy.PluginManager, config: Config | None =
             continue
         options = config.agent_options(name) if config else {}
         try:
-            agents[name][0].from_command(entry.agent_args, options).validate()
+            agent = agents[name][0].from_command(entry.agent_args, options)
+            agent.validate()
+            if local is not None:
+                local.extend(Problem(cltab.filename, entry.line, w) for w in agent.validate_local())
         except OmhaError as exc:
             msg = str(exc) if str(exc).startswith(f"@{name}") else f"@{name}: {exc}"
             problems.append(Problem(cltab.filename, entry.line, msg))
     return problems
 
 
-def load_cltab(text: str | bytes, filename: str, pm: pluggy.PluginManager, config: Config | None = None) -> Cltab:
-    """Parse a cltab and check its agents; raise :class:`ParseError` with every problem."""
+def load_cltab(
+    text: str | bytes, filename: str, pm: pluggy.PluginManager, config: Config | None = None, local: bool = False
+) -> Cltab:
+    """Parse a cltab and check its agents; raise :class:`ParseError` with every problem.
+
+    :param local: also run the agents' checks that need this machine; their warnings join the cltab's.
+    """
     cltab = parse_cltab(text, filename)
-    problems = check_agents(cltab, pm, config)
+    warnings: list[Problem] | None = [] if local else None
+    problems = check_agents(cltab, pm, config, warnings)
     if problems:
         raise ParseError(problems)
+    if warnings:
+        cltab = dataclasses.replace(cltab, warnings=(*cltab.warnings, *warnings))
     return cltab
 
 
@@ -52,11 +70,13 @@ def check_document(
     pm: pluggy.PluginManager,
     config: Config | None = None,
     warnings: list[Problem] | None = None,
+    local: bool = False,
 ) -> Cltab | dict[str, str]:
     """Validate a ``cltab`` (with its agents) or an ``hactl``; return the parsed document or raise
-    :class:`ParseError` naming ``origin`` and each line. An hactl's warnings are appended to ``warnings``."""
+    :class:`ParseError` naming ``origin`` and each line. An hactl's warnings are appended to ``warnings``;
+    ``local``: see :func:`load_cltab`."""
     from omha_core.hactl import parse_hactl
 
     if name == "cltab":
-        return load_cltab(text, origin, pm, config)
+        return load_cltab(text, origin, pm, config, local)
     return parse_hactl(text, origin, warnings)

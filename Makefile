@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test venv system-packages lint pytest bench clean
 
-$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
 	# a Debian python3 needs python3-venv for `-m venv` (ensurepip); install it (as root) when that is why it failed
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV) || \
 		{ sh scripts/install-system-packages python3-venv && $(PYTHON) -m venv --clear $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt -e . $(foreach p,$(PLUGINS),-e '$(p)[test]')
+	$(BIN)/pip install -q -c constraints-dev.txt -r requirements-dev.txt -e '.[test]' $(foreach p,$(PLUGINS),-e '$(p)[test]')
 	touch $(STAMP)
 
 venv: $(STAMP)

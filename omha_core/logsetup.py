@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 #: Python levels -> syslog(3) priorities, as sd-daemon(3) prefixes expect them
 PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
-#: facility names accepted by ``[daemon] log_facility``
-FACILITIES = tuple(sorted(logging.handlers.SysLogHandler.facility_names))
 SYSLOG = "syslog"
 
 
@@ -65,6 +63,24 @@ def journal_stream_is_stderr(stream: IO[str] | None = None) -> bool:
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
+class FallbackSysLogHandler(logging.handlers.SysLogHandler):
+    """A syslog handler that writes a record it could not send to stderr instead (syslogd not running yet, a
+    wrong ``syslog_socket``), saying why once; it tries the socket again for every record."""
+
+    failing = False
+    fallback: logging.Formatter = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not self.failing:
+            sys.stderr.write(f"omha: cannot log to syslog through {self.address}: {exc}; logging to stderr\n")
+            self.failing = True
+        try:
+            sys.stderr.write(self.fallback.format(record) + "\n")
+        except Exception:  # pragma: no cover - nowhere left to complain
+            pass
+
+
 def make_handler(config: Config, node: str) -> logging.Handler:
     """The handler ``[daemon] log`` asks for, with its formatter (see the module docstring)."""
     daemon = config.section("daemon")
@@ -73,19 +89,9 @@ def make_handler(config: Config, node: str) -> logging.Handler:
     if target == SYSLOG:
         facility = logging.handlers.SysLogHandler.facility_names[str(daemon.get("log_facility", "daemon"))]
         address = str(daemon.get("syslog_socket") or "/dev/log")
-        try:
-            handler = logging.handlers.SysLogHandler(address=address, facility=facility)
-        except OSError as exc:  # no syslog daemon (yet): log to stderr rather than not start
-            handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter(f"%(asctime)s {node} %(name)s %(levelname)s %(message)s"))
-            handler.handle(
-                logging.makeLogRecord(
-                    {"name": "omha", "levelno": logging.WARNING, "levelname": "WARNING",
-                     "msg": f"cannot log to syslog through {address}: {exc.strerror or exc}; logging to stderr"}
-                )
-            )
-            return handler
+        handler = FallbackSysLogHandler(address=address, facility=facility)
         handler.ident = f"omha[{os.getpid()}]: "
+        handler.fallback = logging.Formatter(f"%(asctime)s {node} %(name)s %(levelname)s %(message)s")
         handler.setFormatter(logging.Formatter(f"{node} %(name)s %(levelname)s %(message)s"))
     elif target:
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)

@@ -143,5 +143,7 @@ def listen_address(value: Any) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise vol.Invalid(f"expected HOST:PORT with a port 0-65535 (0: any free port), such as '127.0.0.1:9677', got {value!r}")
+        raise vol.Invalid(
+            f"expected HOST:PORT with a port 0-65535 (0: any free port), such as '127.0.0.1:9677', got {value!r}"
+        )
     return host, int(port)

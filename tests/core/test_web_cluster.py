@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families

@@ -74,13 +74,14 @@ class StatusSource:
         self._thread = threading.Thread(target=self._poll, name="omha-http-poller", daemon=True)
 
     def start(self) -> None:
-        self.refresh()
+        """Start polling in the background (the first read too: the caller may be the event loop)."""
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
 
     def _poll(self) -> None:
+        self.refresh()
         while not self._stop.wait(self.interval):
             self.refresh()
 

@@ -54,6 +54,9 @@ def test_install_into_a_prefix_gives_a_working_omha(tmp_path: Path) -> None:
     plugins = json.loads(subprocess.run([str(omha), "plugins", "--json"], capture_output=True, check=True).stdout)
     names = {p["name"] for p in plugins if not p.get("error")}
     assert {"resource_vip", "fence_x10"} <= names and "fence_powerstrip" not in names
+    # the status page ships with the package (package-data)
+    page = "from importlib.resources import files; print(len(files('omha_core.web').joinpath('page.html').read_text()))"
+    assert int(subprocess.run([str(prefix / "bin" / "python"), "-c", page], capture_output=True, check=True).stdout) > 0
     # installed, not linked to the source tree: it runs with the clone gone
     shutil.rmtree(src)
     shared = tmp_path / "shared"

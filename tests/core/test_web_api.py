@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -40,12 +41,21 @@ def web(tmp_path: Path) -> Iterator[Any]:
     def make(token: str | None) -> str:
         server = serve(tmp_path, token)
         made.append(server)
+        first_refresh(server)
         host, port = server.address[:2]
         return f"http://{host!s}:{port}"
 
     yield make
     for s in made:
         s.close()
+
+
+def first_refresh(server: WebServer) -> None:
+    """Wait for the poller's first read of the store (it runs in the listener's thread, not the caller's)."""
+    deadline = time.monotonic() + 20
+    while server.source.current_report() is None:
+        assert time.monotonic() < deadline, server.source.error
+        time.sleep(0.05)
 
 
 def call(url: str, body: bytes | None = None, token: str | None = None) -> tuple[int, dict[str, Any]]:

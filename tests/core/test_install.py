@@ -35,6 +35,7 @@ def fresh_clone(dest: Path) -> Path:
 
 def test_install_into_a_prefix_gives_a_working_omha(tmp_path: Path) -> None:
     src = fresh_clone(tmp_path / "src")
+    generated = (src / "scripts" / "gen-cli-docs").exists()
     prefix, root = tmp_path / "opt" / "omha", tmp_path / "root"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "OMHA_", "PYTHON"))}
     # the system's python3 as an admin would run it, not this test's venv
@@ -72,3 +73,6 @@ def test_install_into_a_prefix_gives_a_working_omha(tmp_path: Path) -> None:
     assert (prefix / "share" / "doc" / "omha" / "README.md").exists()
     assert (prefix / "share" / "doc" / "omha" / "examples" / "cluster" / "omha.toml").exists()
     assert (root / "etc" / "omha").is_dir()
+    if generated:  # the tree generates completions and a man page: installed
+        assert (root / "usr" / "local" / "share" / "man" / "man1" / "omha.1").resolve().is_file()
+        assert (root / "usr" / "share" / "bash-completion" / "completions" / "omha").resolve().is_file()

@@ -31,6 +31,8 @@ log = logging.getLogger("omha.http")
 
 #: the largest request body accepted (a tell is a few dozen bytes)
 MAX_BODY = 4096
+#: seconds a connection may stay silent before it is closed
+IDLE_TIMEOUT = 10.0
 
 
 class WebServer:
@@ -85,6 +87,8 @@ def _handler_for(server: WebServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "omha"
         protocol_version = "HTTP/1.1"
+        #: an idle or stalled client's connection (and its thread) is dropped after this many seconds
+        timeout = IDLE_TIMEOUT
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", self.address_string(), format % args)

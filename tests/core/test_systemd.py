@@ -159,3 +159,24 @@ def test_watchdog_restarts_a_stalled_daemon_whose_guard_stopped_its_groups(
     single.wait_running("web")
     assert alive(server_pids(single)[1])
     single.wait_for("pings from the new daemon", lambda: listener.received("WATCHDOG=1", new.pid))
+
+
+def test_under_journald_the_daemon_and_its_children_log_with_priorities(tmp_path: Path) -> None:
+    """Started by systemd with ``[daemon] log`` unset: stderr is the journal stream (``$JOURNAL_STREAM``); each
+    line carries its priority, no timestamp, and a child's output stays attributed to its group and entry."""
+    c = Cluster(tmp_path, 1, cltab="web:hello:run:once:echo hello from web\n", hactl="web run\n")
+    conf = c.config_path("n1")
+    conf.write_text("\n".join(ln for ln in conf.read_text().splitlines() if not ln.startswith("log = ")) + "\n")
+    stream = tmp_path / "n1" / "stderr.log"  # what LocalCluster connects the daemon's stderr to
+    stream.touch()
+    st = os.stat(stream)
+    c.env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+    try:
+        c.start()
+        c.wait_for("the child's line", lambda: "hello from web" in stream.read_text(), 30)
+        lines = stream.read_text().splitlines()
+        assert "<6>n1 omha.init INFO web/hello: hello from web" in lines
+        assert any(ln.startswith("<6>n1 omha.daemon INFO node n1 up") for ln in lines)
+        assert all(ln.startswith("<") for ln in lines), lines
+    finally:
+        c.close()

@@ -111,3 +111,23 @@ def test_http_section_is_validated() -> None:
     with pytest.raises(ConfigError, match="token"):
         validate_config({"http": {"listen": "127.0.0.1:9677", "token": "short"}})
     assert validate_config({}).section("http") == {}
+
+
+def test_idle_clients_do_not_hold_up_others(web: Any, monkeypatch: Any) -> None:
+    """Each connection has its own thread, and a silent one is dropped: a stalled client never blocks."""
+    import socket
+
+    from omha_core.web import server as web_server
+
+    monkeypatch.setattr(web_server, "IDLE_TIMEOUT", 0.5)
+    base = web(None)
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(5)]
+    try:
+        idle[0].sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # a request that never ends
+        assert call(base + "/api/v1/status")[0] == 200
+        for sock in idle:
+            assert sock.recv(1) == b""  # closed by the listener once silent past the timeout
+    finally:
+        for sock in idle:
+            sock.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import urllib.error
 import urllib.request
@@ -49,6 +50,8 @@ def get(url: str) -> tuple[int, bytes]:
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):  # not listening (yet)
+        return 0, b""
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -156,3 +159,22 @@ def test_page_follows_a_failover_live_and_metrics_count_it(
     other = next(n for n in c.names if n not in (victim, new))
     c.kill(other)
     c.wait_for("the quorum loss logged", lambda: "CRITICAL quorum LOST" in c.log(new), 30)
+
+
+def test_a_taken_port_turns_the_listener_off_not_the_node(tmp_path: Path) -> None:
+    """Monitoring must not keep groups down: a node whose [http] port is taken logs why and runs as usual."""
+    require_commands("flock")
+    port = free_port()
+    http = {"http": {"listen": f"127.0.0.1:{port}"}, "quorum": {"policy": "ignore"}}
+    c = Cluster(tmp_path, 2, cltab=web_cltab(tmp_path), hactl="web run\n", config=http)
+    try:
+        c.start("n1")
+        c.wait_for("n1's listener", lambda: get(f"http://127.0.0.1:{port}/api/v1/status")[0] == 200)
+        c.start("n2")
+        c.wait_for("n2's complaint", lambda: f"[http] listen 127.0.0.1:{port}" in c.log("n2"))
+        assert "metrics and the status page are off" in c.log("n2")
+        c.wait_running("web")
+        c.kill("n1", signal.SIGTERM)  # n1 stops cleanly: n2 takes web over, listener or not
+        assert c.wait_running("web", 40) == "n2"
+    finally:
+        c.close()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pluggy
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -95,6 +95,7 @@ class Metrics:
 
     def __init__(self, report: Callable[[], Report | None], clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
+        disable_created_metrics()  # no *_created series: they double the exposition for nothing a graph uses
         self.registry = CollectorRegistry(auto_describe=True)
         self.cycle_seconds = Histogram(
             "omha_decision_cycle_seconds",

@@ -25,6 +25,7 @@ class Timeline:
 
     def __init__(self, size: int = 200, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
+        self.size = size
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
         self.node_state: dict[str, str] = {}
         self.holder: dict[str, str] = {}
@@ -79,8 +80,9 @@ class Timeline:
                 else f"fencing {node} FAILED: {rec.get('message') or ''}",
             })
         self.primed = True
-        for event in sorted(new, key=lambda e: e["time"]):
-            self.events.append(event)
+        if new:  # a fence record may be older than a loss seen earlier: keep the list in time order
+            merged = sorted([*self.events, *new], key=lambda e: e["time"])
+            self.events = collections.deque(merged[-self.size :], maxlen=self.size)
 
     def as_list(self) -> list[dict[str, Any]]:
         return list(self.events)

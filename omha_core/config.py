@@ -70,8 +70,11 @@ CORE_SCHEMA: dict[Any, Any] = {
     # metrics and the status page (omha_core/web/); off unless ``listen`` is set
     vol.Optional("http", default={}): {
         vol.Optional("listen"): cv.listen_address,
-        # actions on the page and the API (tell) need this token; without it they are refused
+        # actions on the page and the API (tell) need this token; without it they are refused. Like every
+        # secret it may be given as token_file (a path) or token_env (an environment variable)
         vol.Optional("token"): vol.All(str, vol.Length(min=8, msg="expected a token of at least 8 characters")),
+        vol.Optional("token_file"): cv.path,
+        vol.Optional("token_env"): cv.string,
     },
     vol.Optional("init", default={}): {
         vol.Optional("stop_grace", default=[0.0, 5.0, 10.0]): cv.grace_list,

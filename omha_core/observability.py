@@ -30,7 +30,10 @@ class Observability:
         self.web: WebServer | None = None
         self.had_quorum: bool | None = None
         if daemon.config.section("http").get("listen"):
-            self._start_http()
+            try:
+                self._start_http()
+            except Exception:  # a broken metrics setup must not take the node down with it
+                log.exception("[http]: metrics and the status page are off")
 
     def _start_http(self) -> None:
         from omha_core.metrics import Metrics
@@ -43,16 +46,24 @@ class Observability:
         self.metrics = metrics
         try:
             self.web = start_web(config, self.daemon.store, metrics, max(float(self.daemon.heartbeat), 0.5))
-        except OSError as exc:  # monitoring must not keep the groups down: say so loudly and carry on
+        except Exception as exc:  # monitoring must not keep the groups down: say so loudly and carry on
             host, port = config.section("http")["listen"]
-            log.error("[http] listen %s:%s: %s; metrics and the status page are off", host, port, exc.strerror or exc)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            log.error("[http] listen %s:%s: %s; metrics and the status page are off", host, port, why)
             return
         reports.append(self.web)
         host, port = str(self.web.address[0]), self.web.address[1]
         log.info("metrics and status page on http://%s:%s/", f"[{host}]" if ":" in host else host, port)
 
     def cycle_done(self, begun: float, completed: bool) -> None:
-        """After a pass of the loop that began at ``begun`` (monotonic); ``completed``: it got through."""
+        """After a pass of the loop that began at ``begun`` (monotonic); ``completed``: it got through.
+        Never raises: reporting must not stop the loop."""
+        try:
+            self._cycle_done(begun, completed)
+        except Exception:
+            log.exception("reporting the cycle failed")
+
+    def _cycle_done(self, begun: float, completed: bool) -> None:
         daemon = self.daemon
         if completed and self.metrics is not None:
             self.metrics.cycle_seconds.observe(time.monotonic() - begun)

@@ -26,8 +26,9 @@ def serve(tmp_path: Path, token: str | None) -> WebServer:
     shared = tmp_path / "shared"
     shared.mkdir(exist_ok=True)
     http: dict[str, Any] = {"listen": "127.0.0.1:0"}
-    if token:
-        http["token"] = token
+    if token:  # as a file, as secrets are best given
+        (tmp_path / "token").write_text(token + "\n")
+        http["token_file"] = str(tmp_path / "token")
     config = validate_config({"sharedfs": {"path": str(shared)}, "http": http})
     store = SharedDirStore(config)
     store.open()

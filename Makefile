@@ -4,15 +4,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(sort $(wildcard plugins/*))
 STAMP := $(VENV)/.installed
+# `make install PLUGINS="resource_vip fence_powerstrip"`: where, and which plugins (names under plugins/, or all)
+PREFIX ?= /opt/omha
+INSTALL_PLUGINS ?= $(if $(filter command line,$(origin PLUGINS)),$(PLUGINS),)
 
-.PHONY: demo test venv system-packages lint pytest bench clean
+.PHONY: demo test venv system-packages lint pytest bench clean install
 
-$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
 	# a Debian python3 needs python3-venv for `-m venv` (ensurepip); install it (as root) when that is why it failed
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV) || \
 		{ sh scripts/install-system-packages python3-venv && $(PYTHON) -m venv --clear $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt -e . $(foreach p,$(PLUGINS),-e '$(p)[test]')
+	$(BIN)/pip install -q -c constraints-dev.txt -r requirements-dev.txt -e '.[test]' $(foreach p,$(PLUGINS),-e '$(p)[test]')
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,6 +34,11 @@ pytest: venv system-packages
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test: system-packages venv lint pytest
+
+# a production install: a venv under PREFIX (default /opt/omha) with the core and PLUGINS, the systemd unit,
+# completions, man page and docs (scripts/install says what goes where)
+install:
+	PREFIX="$(PREFIX)" PLUGINS="$(INSTALL_PLUGINS)" sh scripts/install
 
 bench: venv
 	$(BIN)/python bench/run_all.py $(BENCH)

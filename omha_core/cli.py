@@ -74,6 +74,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         warnings += check_hactl_against_cltab(wanted, cltab, args.hactl)
     for msg in warnings:
         print(f"warning: {msg}", file=sys.stderr)
+    if args.system:
+        from omha_core.syscheck import missing_tools
+
+        agents = {e.agent for e in cltab.entries if e.agent} if isinstance(cltab, Cltab) else None
+        for msg in missing_tools(config, pm, agents):
+            print(msg, file=sys.stderr)
+            failed = True
     if not failed:
         checked = [p for p in (config and config.path, args.cltab, args.hactl) if p]
         print(f"ok: {', '.join(checked) if checked else 'nothing to check'}")
@@ -102,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", parents=[common], help="validate omha.toml, a cltab and an hactl (exit 1 when invalid)")
     p.add_argument("--cltab", help="cltab file to check")
     p.add_argument("--hactl", help="hactl file to check")
+    p.add_argument(
+        "--system",
+        action="store_true",
+        help="also report programs the configured plugins run that are missing on this node",
+    )
     p.set_defaults(func=_cmd_check)
 
     from omha_core.cli_cluster import add_cluster_commands

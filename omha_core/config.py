@@ -27,6 +27,12 @@ DEFAULT_PATH = "/etc/omha/omha.toml"
 #: option names whose values are secrets: never logged, printed or put in status
 SECRET_SUFFIXES: tuple[str, ...] = ("password", "community", "secret", "passwd", "token", "key")
 
+#: ``[daemon] log_facility`` values (those of syslog(3))
+SYSLOG_FACILITIES = (
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp",
+    *(f"local{i}" for i in range(8)),
+)
+
 CORE_SCHEMA: dict[Any, Any] = {
     vol.Optional("node"): cv.identifier,
     vol.Optional("cluster", default={}): {
@@ -56,8 +62,20 @@ CORE_SCHEMA: dict[Any, Any] = {
     vol.Optional("daemon", default={}): {
         vol.Optional("socket"): cv.path,
         vol.Optional("state_dir"): cv.path,
+        # a file path, "syslog", or unset: stderr (journald when systemd runs us); see omha_core/logsetup.py
         vol.Optional("log"): cv.path,
-        vol.Optional("log_level", default="info"): cv.one_of("debug", "info", "warning", "error"),
+        vol.Optional("log_level", default="info"): cv.one_of("debug", "info", "warning", "error", "critical"),
+        vol.Optional("log_facility", default="daemon"): cv.one_of(*SYSLOG_FACILITIES),
+        vol.Optional("syslog_socket", default="/dev/log"): cv.path,
+    },
+    # metrics and the status page (omha_core/web/); off unless ``listen`` is set
+    vol.Optional("http", default={}): {
+        vol.Optional("listen"): cv.listen_address,
+        # actions on the page and the API (tell) need this token; without it they are refused. Like every
+        # secret it may be given as token_file (a path) or token_env (an environment variable)
+        vol.Optional("token"): vol.All(str, vol.Length(min=8, msg="expected a token of at least 8 characters")),
+        vol.Optional("token_file"): cv.path,
+        vol.Optional("token_env"): cv.string,
     },
     vol.Optional("init", default={}): {
         vol.Optional("stop_grace", default=[0.0, 5.0, 10.0]): cv.grace_list,

@@ -134,3 +134,16 @@ def hide_value(message: str) -> str:
     if any(c in message for c in "'\"[]{}()<>=:"):
         return f"invalid value {note}"
     return f"{message} {note}"
+
+
+def listen_address(value: Any) -> tuple[str, int]:
+    """``HOST:PORT`` to listen on (``127.0.0.1:9677``, ``[::1]:9677``); returns (host, port)."""
+    if not isinstance(value, str) or ":" not in value:
+        raise vol.Invalid(f"expected HOST:PORT such as '127.0.0.1:9677', got {value!r}")
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise vol.Invalid(
+            f"expected HOST:PORT with a port 0-65535 (0: any free port), such as '127.0.0.1:9677', got {value!r}"
+        )
+    return host, int(port)

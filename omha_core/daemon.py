@@ -42,9 +42,12 @@ from omha_core.errors import OmhaError, ParseError, StoreError
 from omha_core.fencing import Fencer
 from omha_core.hactl import STOP_LEVEL
 from omha_core.liveness import Liveness
+from omha_core.logsetup import setup_logging
+from omha_core.observability import Observability
 from omha_core.plugins import call_tagged, lookup
 from omha_core.quorum import Quorum
 from omha_core.status import NodeStatus, StatusProblem, parse_status
+from omha_core.systemd import sd_notify  # noqa: F401 - re-exported for existing callers
 from omha_core.uniqueness import DuplicateNode, impostor, lock_state_dir, wait_out_previous
 from omha_core.validate import check_document
 
@@ -145,24 +148,27 @@ class Daemon:
         server = await self._start_control()  # first: refuses to start when another daemon answers on it
         await self.init.start()
         log.info("node %s up (incarnation %s, store %s)", self.node, self.incarnation, type(self.store).__name__)
-        ready = False
+        observe = Observability(self)  # systemd READY/WATCHDOG/STATUS, metrics, status page
         watchdog = asyncio.ensure_future(self._watchdog())
         try:
             while not self.stopping.is_set():
                 begun = time.monotonic()
+                got_through = False  # systemd's watchdog is pinged only when the pass gets through
                 try:
                     await self.cycle()
+                    got_through = True
                 except StoreError as exc:
                     self._store_failed(str(exc))
+                    got_through = True  # the loop runs; the store does not, and a restart would not fix it
                 except Exception:
                     log.exception("cycle failed; retrying next heartbeat")
-                if not ready:
-                    ready = sd_notify("READY=1")
+                observe.cycle_done(begun, got_through)
                 await self._sleep(begun)
         finally:
             watchdog.cancel()
-            sd_notify("STOPPING=1")
+            observe.stopping()
             await self._shutdown(server)
+            observe.close()
         return 1 if self.duplicate or not self.stopped_cleanly else 0
 
     async def _sleep(self, begun: float) -> None:
@@ -668,39 +674,6 @@ async def _answers(path: str) -> bool:
         return False
     writer.close()
     return True
-
-
-def sd_notify(state: str) -> bool:
-    """Tell systemd (``Type=notify``) about our state through ``$NOTIFY_SOCKET``; True when sent."""
-    import socket
-
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return True
-    if path.startswith("@"):
-        path = "\0" + path[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(state.encode(), path)
-    except OSError as exc:
-        log.warning("cannot notify systemd through %s: %s", path, exc)
-    return True
-
-
-def setup_logging(config: Config, node: str) -> None:
-    """Log to ``[daemon] log`` (or stderr), each line naming the node."""
-    level = str(config.section("daemon").get("log_level", "info")).upper()
-    handler: logging.Handler
-    if config.log_path:
-        os.makedirs(os.path.dirname(config.log_path) or ".", exist_ok=True)
-        handler = logging.FileHandler(config.log_path)
-    else:
-        handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(f"%(asctime)s {node} %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger("omha")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
 
 
 def run_daemon(config: Config, pm: pluggy.PluginManager) -> int:

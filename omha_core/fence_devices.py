@@ -87,12 +87,19 @@ class FenceDevice:
     schema: ClassVar[dict[Any, Any]] = {}
     #: True when the device can read the outlet state back (``status``)
     can_verify: ClassVar[bool] = False
+    #: programs the kind runs, each with the Debian package that ships it (``omha check --system``)
+    system_commands: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
         self.options = options
         #: the node being fenced during a :meth:`fence` call ("" when called directly)
         self.current_node = ""
+
+    def required_commands(self) -> Mapping[str, str]:
+        """Programs this device runs -> the Debian package that ships them (a kind whose programs depend on
+        its options overrides this)."""
+        return self.system_commands
 
     # -- what a kind implements -------------------------------------------------------------------------
 

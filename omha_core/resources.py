@@ -34,6 +34,9 @@ class ResourceAgent:
     #: the keys ``[agents.<name>]`` in omha.toml may hold (``omha check`` and the daemon refuse others);
     #: None leaves the section unchecked (the agent validates it in :meth:`validate`)
     option_names: frozenset[str] | None = None
+    #: programs the agent runs, each with the Debian package that ships it (``omha check --system`` reports
+    #: those missing on this node)
+    system_commands: Mapping[str, str] = {}
 
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
         self.args = args

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
@@ -88,6 +89,10 @@ class FenceAgentDevice(FenceDevice):
         **{vol.Optional(f"{s}{suffix}"): cv.string for s in SECRETS for suffix in ("", "_file", "_env")},
     }
     can_verify = True
+
+    def required_commands(self) -> Mapping[str, str]:
+        """The agent itself, from Debian's fence-agents."""
+        return {str(self.options["agent"]): "fence-agents"}
 
     @property
     def timeout(self) -> float:

@@ -54,6 +54,7 @@ class MountAgent(ResourceAgent):
     """``@mount DEVICE MOUNTPOINT type=ext4 options=noatime fsck=yes mkdir=yes ...`` (see the README)."""
 
     monitor_interval = 2.0
+    system_commands = {"mount": "mount", "umount": "mount", "blkid": "util-linux", "fsck": "util-linux"}
     option_names = frozenset(DEFAULTS)  # site defaults for the same keys as the cltab line
 
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:

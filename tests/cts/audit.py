@@ -132,9 +132,9 @@ class CtsCluster(Cluster):
 
     def __init__(self, tmp: Path, groups: list[str], **kw: Any) -> None:
         self.groups = list(groups)
-        cltab = "".join(f"{g}:{g}_srv:run:respawn:{cts_guarded(tmp, g)}\n" for g in groups)
-        hactl = "".join(f"{g} run\n" for g in groups)
-        super().__init__(tmp, cltab=cltab, hactl=hactl, **kw)
+        self.cltab_text = "".join(f"{g}:{g}_srv:run:respawn:{cts_guarded(tmp, g)}\n" for g in groups)
+        self.hactl_text = "".join(f"{g} run\n" for g in groups)
+        super().__init__(tmp, cltab=self.cltab_text, hactl=self.hactl_text, **kw)
         #: every guard pid seen per node, so that the audit can check that a down node left none running
         self.guards: dict[str, set[int]] = {n: set() for n in self.names}
 
@@ -190,10 +190,10 @@ class CtsCluster(Cluster):
         return [g for g, nodes in self.placement().items() if nodes == [node]]
 
 
-def _problems(c: CtsCluster, running: bool) -> tuple[list[str], dict[str, str]]:
+def _problems(c: CtsCluster, running: bool, away: set[str]) -> tuple[list[str], dict[str, str]]:
     """What is wrong with the cluster right now (empty when the audit passes), and the placement."""
     problems: list[str] = []
-    live = set(c.live())
+    live = set(c.live()) - away
     rep = c.report()
     up = {n for n, v in rep["nodes"].items() if v["state"] == "up"}
     procs = cluster_processes(c.cluster_name)
@@ -215,7 +215,7 @@ def _problems(c: CtsCluster, running: bool) -> tuple[list[str], dict[str, str]]:
             continue
         node = at_level[0]
         if node not in live:
-            problems.append(f"{g}: published on {node}, whose daemon is down")
+            problems.append(f"{g}: published on {node}, whose daemon is down or which must run nothing")
             continue
         log = starts(c, g)
         if not log or log[-1].node != node:
@@ -238,9 +238,11 @@ def _problems(c: CtsCluster, running: bool) -> tuple[list[str], dict[str, str]]:
     for p in procs:
         if p.group not in c.groups:
             problems.append(f"process {p.pid} of {p.node} belongs to no known group ({p.group})")
-        if p.node not in live:
+        if p.node in away:
+            problems.append(f"process {p.pid} ({p.group}) still runs on {p.node}, which must run nothing")
+        elif p.node not in live:
             problems.append(f"process {p.pid} ({p.group}) left behind by {p.node}, whose daemon is down")
-    for n in set(c.names) - live:
+    for n in set(c.names) - set(c.live()):
         left = [pid for pid in c.guards.get(n, ()) if alive(pid)]
         if left:
             problems.append(f"{n}'s guard {left} still runs although its daemon is down")
@@ -253,6 +255,7 @@ def audit(
     fenced: Iterable[str] | None = (),
     running: bool = True,
     before: Mapping[str, str] | None = None,
+    away: Iterable[str] = (),
     timeout: float = 40.0,
 ) -> dict[str, str]:
     """Wait (up to ``timeout``) for the cluster to settle into a state that passes the audit; fail naming what
@@ -263,10 +266,17 @@ def audit(
     :param running: True when every wanted group must run once; False when nothing may run anywhere.
     :param before: where each group ran when the scenario began; a group of a fenced node must have started
         elsewhere only after that node's fence record.
+    :param away: nodes whose daemon may run but which must hold no group (cut off from the others, frozen).
     """
     deadline = time.monotonic() + timeout
+    expect = set(fenced or ())
     while True:
-        problems, placed = _problems(c, running)
+        problems, placed = _problems(c, running, set(away))
+        if fenced is not None:
+            records = {n: c.fence_record(n) for n in c.names}
+            new = {n for n, r in records.items() if float(r.get("time", 0)) >= since}
+            assert new <= expect, f"fenced {sorted(new)}, expected {sorted(expect)}: { {n: records[n] for n in new} }"
+            problems += [f"{n} not fenced (yet)" for n in sorted(expect - new)]
         if not problems:
             break
         if time.monotonic() > deadline:
@@ -274,10 +284,6 @@ def audit(
         time.sleep(0.2)
     c.assert_no_overlap()
     if fenced is not None:
-        expect = set(fenced)
-        records = {n: c.fence_record(n) for n in c.names}
-        new = {n for n, r in records.items() if float(r.get("time", 0)) >= since}
-        assert new == expect, f"fenced {sorted(new)}, expected {sorted(expect)}: { {n: records[n] for n in new} }"
         for n in expect:
             rec = records[n]
             assert rec["ok"] and rec["by"] != n, rec

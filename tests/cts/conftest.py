@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,17 +30,14 @@ GROUPS = ["ga", "gb", "gc", "gd"]
 TIMING = {"heartbeat": 0.2, "dead_after": 1.5, "settle": 1.5}
 
 
-def make_cts_cluster(tmp: object, **kw: object) -> CtsCluster:
-    from pathlib import Path
-
-    base = Path(str(tmp))
+def make_cts_cluster(base: Path, devices: list[dict[str, Any]] | None = None) -> CtsCluster:
+    """The CTS cluster in ``base`` (not started); fenced by ``devices``, by default one that pulls the plug."""
     return CtsCluster(
         base,
         GROUPS,
         nodes=list(NODES),
-        devices=[fence_device(base, NODES)],
+        devices=devices if devices is not None else [fence_device(base, NODES)],
         config={"quorum": {"expected": 3}, "fencing": {"action": "off"}, "timing": dict(TIMING)},
-        **kw,  # type: ignore[arg-type]
     )
 
 

@@ -22,6 +22,7 @@ import signal
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ def cluster_processes(cluster: str) -> list[Proc]:
             continue
         env = dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
         pid = int(name)
-        chain, p = [], _ppid(pid)
+        chain: list[int] = []
+        p = _ppid(pid)
         if p is None:
             continue  # a zombie: nothing runs
         while p and p != 1 and len(chain) < 64:
@@ -149,7 +151,7 @@ class CtsCluster(Cluster):
     def start(self, *nodes: str) -> None:
         super().start(*nodes)
         for n in nodes or self.names:
-            self.wait_for(f"{n}'s guard", lambda n=n: self._note_guards(n), 30)
+            self.wait_for(f"{n}'s guard", partial(self._note_guards, n), 30)
 
     def _note_guards(self, node: str) -> bool:
         pids = guard_pids(self.procs[node].pid)
@@ -171,7 +173,7 @@ class CtsCluster(Cluster):
             30,
         )
 
-    def placement(self) -> dict[str, list[str]]:
+    def where(self) -> dict[str, list[str]]:
         """Per group, the live nodes that publish it at its wanted level, settled."""
         rep = self.report()
         up = {n for n, v in rep["nodes"].items() if v["state"] == "up"}
@@ -184,10 +186,6 @@ class CtsCluster(Cluster):
                 if n in up and i["level"] == info["want"] and i["state"] in ("DONE", "PASSED")
             )
         return out
-
-    def holding(self, node: str) -> list[str]:
-        """Groups placed on ``node`` now."""
-        return [g for g, nodes in self.placement().items() if nodes == [node]]
 
 
 def _problems(c: CtsCluster, running: bool, away: set[str]) -> tuple[list[str], dict[str, str]]:
@@ -303,7 +301,7 @@ def quiet(c: CtsCluster, placed: Mapping[str, str], cycles: int = 8, step: float
     count = {g: len(starts(c, g)) for g in c.groups}
     for _ in range(cycles):
         time.sleep(step)
-        assert c.placement() == {g: [n] for g, n in placed.items()} | {g: [] for g in c.groups if g not in placed}, (
+        assert c.where() == {g: [n] for g, n in placed.items()} | {g: [] for g in c.groups if g not in placed}, (
             c.diagnostics()
         )
     assert {g: len(starts(c, g)) for g in c.groups} == count, "a group started again in a settled cluster"

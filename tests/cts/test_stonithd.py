@@ -30,6 +30,7 @@ import pytest
 from tests.conftest import require_commands
 from tests.cts.audit import CtsCluster, audit, quiet, starts
 from tests.cts.conftest import NODES, make_cts_cluster
+from tests.plugins.fence_powerstrip.snmpsim_fixture import Simulator, start_simulator
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +46,11 @@ def fence_apc_snmp_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def pdu_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CtsCluster, object]]:
+def pdu_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CtsCluster, Simulator]]:
     """Three nodes fenced only through fence_apc_snmp at a simulated strip whose outlets power them."""
     require_commands("flock")
     agent = fence_apc_snmp_path()
     pytest.importorskip("snmpsim", reason="needs snmpsim (pip install 'omha-fence-powerstrip[test]')")
-    from tests.plugins.fence_powerstrip.snmpsim_fixture import start_simulator
-
     base = tmp_path_factory.mktemp("stonithd")
     kill = f"{sys.executable} -m omha_core.localcluster power-off {base}"
     wiring = base / "wiring.json"
@@ -80,11 +79,11 @@ def pdu_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CtsC
             sim.stop()
 
 
-def outlet(sim: object, node: str) -> str:
-    return sim.outlet_state(COMMUNITY, int(OUTLETS[node]))  # type: ignore[attr-defined,no-any-return]
+def outlet(sim: Simulator, node: str) -> str:
+    return sim.outlet_state(COMMUNITY, int(OUTLETS[node]))
 
 
-def power_on_and_boot(c: CtsCluster, sim: object, node: str) -> None:
+def power_on_and_boot(c: CtsCluster, sim: Simulator, node: str) -> None:
     """Switch ``node``'s outlet on through omha (the real agent again), then "boot" it: start its daemon."""
     c.omha(next(n for n in c.live() if n != node), "fence", node, "--action", "on")
     assert outlet(sim, node) == "on"
@@ -92,7 +91,7 @@ def power_on_and_boot(c: CtsCluster, sim: object, node: str) -> None:
     c.wait_up(node)
 
 
-def test_Stonithd(pdu_cluster: tuple[CtsCluster, object]) -> None:
+def test_Stonithd(pdu_cluster: tuple[CtsCluster, Simulator]) -> None:
     c, sim = pdu_cluster
     since = time.time()
     before = audit(c, since=since, fenced=())

@@ -20,12 +20,14 @@ import os
 import shlex
 import signal
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from omha_core.init.cgroups import cgroup2_parent
 from tests.cluster import Cluster
 
 
@@ -108,6 +110,27 @@ def guard_pids(daemon_pid: int) -> set[int]:
     return out
 
 
+def remove_tree(path: str) -> None:
+    """Remove a cgroup directory and those below it, deepest first, killing what still runs in them."""
+    if not os.path.isdir(path):
+        return
+    for root, _, _ in os.walk(path, topdown=False):
+        try:
+            with open(os.path.join(root, "cgroup.kill"), "w") as fh:
+                fh.write("1")
+        except OSError:
+            pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.rmdir(root)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
 def alive(pid: int) -> bool:
     return _ppid(pid) is not None
 
@@ -139,6 +162,16 @@ class CtsCluster(Cluster):
         super().__init__(tmp, cltab=self.cltab_text, hactl=self.hactl_text, **kw)
         #: every guard pid seen per node, so that the audit can check that a down node left none running
         self.guards: dict[str, set[int]] = {n: set() for n in self.names}
+        #: per node, the cgroup its daemon runs in (as systemd gives omha.service one), or none without cgroup v2
+        self.cgroups: dict[str, str] = {}
+        parent, _ = cgroup2_parent()
+        if parent is not None:
+            tag = f"cts-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            for n in self.names:
+                self.cgroups[n] = os.path.join(parent, f"{tag}-{n}")
+                # enter it, then run the rest of the command line (the daemon, perhaps in a network namespace)
+                enter = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cgroups[n]]
+                self.wrap[n] = [*enter, *self.wrap.get(n, [])]
 
     @property
     def cluster_name(self) -> str:
@@ -149,6 +182,12 @@ class CtsCluster(Cluster):
         return [n for n in self.names if n in self.procs and self.procs[n].poll() is None]
 
     def start(self, *nodes: str) -> None:
+        """Start the daemons of ``nodes`` (default all), each in its own cgroup: the sweep of a daemon starting
+        (which kills what dead inits left running in the cgroups beside its own) then reaches only the leftovers of
+        this node's earlier daemons, never those of another node or of another test running on this machine."""
+        for n in nodes or self.names:
+            if n in self.cgroups:
+                os.makedirs(self.cgroups[n], exist_ok=True)
         super().start(*nodes)
         for n in nodes or self.names:
             self.wait_for(f"{n}'s guard", partial(self._note_guards, n), 30)
@@ -156,7 +195,14 @@ class CtsCluster(Cluster):
     def _note_guards(self, node: str) -> bool:
         pids = guard_pids(self.procs[node].pid)
         self.guards[node] |= pids
-        return bool(pids)
+        return bool(pids) or self.procs[node].poll() is not None  # a daemon that died never starts its guard
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for path in self.cgroups.values():
+                remove_tree(path)
 
     def terminate(self, *nodes: str) -> None:
         """SIGTERM the daemons of ``nodes`` at once (each stops its groups) and wait for them to exit."""

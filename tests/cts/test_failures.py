@@ -17,6 +17,10 @@ from tests.cts.audit import CtsCluster, alive, audit, cluster_processes, kill_pr
 pytestmark = pytest.mark.slow
 
 
+#: what a daemon logs when it kills what a dead predecessor (daemon and guard both gone) left running
+SWEPT = "left running unsupervised by an init that is gone"
+
+
 def busiest(c: CtsCluster, placed: dict[str, str], among: list[str] | None = None) -> str:
     """The node running the most groups (of ``among``)."""
     return max(among or c.live(), key=lambda n: (sum(1 for h in placed.values() if h == n), n))
@@ -92,8 +96,8 @@ def test_Reattach(cts: CtsCluster) -> None:
     omha does not re-adopt the processes of a previous daemon. The README: "the next daemon started on the node
     kills and removes what they left running ... before it starts anything, so a group is never run twice on one
     node". So each group is restarted once, on the node that still holds its claim; the old processes are gone
-    (killed by the first daemon that started on this machine: the sweep is per host), and no old instance still
-    held its group's lock when the new one started (no OVERLAP). Nobody is fenced: every node is back within
+    (each node's new daemon kills what its predecessor left in its cgroup), and no old instance still held its
+    group's lock when the new one started (no OVERLAP). Nobody is fenced: every node is back within
     ``dead_after`` of the others' first look.
     """
     since = time.time()
@@ -106,6 +110,7 @@ def test_Reattach(cts: CtsCluster) -> None:
         cts.kill(node, signal.SIGKILL)
     time.sleep(0.5)
     assert old and all(alive(p) for p in old), "the groups did not run on without their daemon and guard"
+    swept = {n: cts.log(n).count(SWEPT) for n in cts.names}
     restart = time.time()
     cts.start()
     after = audit(cts, since=restart, fenced=())
@@ -113,6 +118,8 @@ def test_Reattach(cts: CtsCluster) -> None:
     for g in cts.groups:
         assert [s.node for s in starts(cts, g, restart)] == [after[g]], cts.safety_log(g)
     assert after == before, "a group moved although its node restarted at once"
+    for n in set(before.values()):  # each node's new daemon killed its predecessor's groups (in its own cgroup)
+        assert cts.log(n).count(SWEPT) > swept[n], cts.log(n)
     quiet(cts, after)
 
 
@@ -132,3 +139,26 @@ def test_audit_sees_a_second_instance_started_behind_the_init(cts: CtsCluster) -
         stray.kill()
         stray.wait()
     assert audit(cts, since=since) == placed
+
+
+def test_Reattach_one_node(cts: CtsCluster) -> None:
+    """One node's daemon and guard SIGKILLed while its groups run, its daemon started again at once.
+
+    The new daemon first waits ``dead_after`` for the old one's status to stay still (it cannot tell a dead
+    predecessor from a frozen one sooner), so the others find the node silent for ``dead_after``: they fence it,
+    which kills the new daemon and the groups the old one left running, and only then start its groups. The node
+    stays down (a real one would reboot)."""
+    since = time.time()
+    before = audit(cts, since=since)
+    node = busiest(cts, before)
+    old = {p.pid for p in cluster_processes(cts.cluster_name) if p.node == node}
+    cts.kill(node, signal.SIGSTOP)
+    for guard in cts.guards[node]:
+        kill_process(guard)
+    cts.kill(node, signal.SIGKILL)
+    assert old and all(alive(p) for p in old)
+    cts.start(node)
+    assert cts.procs[node].wait(30) == -signal.SIGKILL, "the restarted node was not fenced"
+    after = audit(cts, since=since, fenced={node}, before=before)
+    assert not any(alive(p) for p in old)
+    assert node not in after.values()

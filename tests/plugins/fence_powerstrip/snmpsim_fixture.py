@@ -174,6 +174,7 @@ def start_simulator(
     reboot: float = 0.5,
     stuck_outlet: int | None = STUCK_OUTLET,
     startup_timeout: float = 30.0,
+    wiring: Path | None = None,
 ) -> Simulator:
     """Start snmpsim on 127.0.0.1 (a free UDP port; the same port on ::1 too where the machine has it)
     serving :data:`PDUS`; return once it answers.
@@ -182,6 +183,8 @@ def start_simulator(
     :param delay: seconds an outlet takes to follow a command (clients must poll for the new state).
     :param reboot: seconds a rebooted outlet stays off.
     :param stuck_outlet: the outlet number that never changes state, or None.
+    :param wiring: a JSON file ``{"COMMUNITY/OUTLET": "shell command"}``: what each outlet powers; the command
+        runs when the outlet's relay opens, before the outlet reads as off (see ``apc_outlet``).
     """
     workdir = Path(workdir)
     data, cache, variation = workdir / "data", workdir / "cache", workdir / "variation"
@@ -207,7 +210,8 @@ def start_simulator(
             f"--data-dir={data}",
             f"--cache-dir={cache}",
             f"--variation-modules-dir={variation}",
-            f"--variation-module-options=apc_outlet:delay={delay},reboot={reboot}",
+            f"--variation-module-options=apc_outlet:delay={delay},reboot={reboot}"
+            + (f",wiring={wiring}" if wiring else ""),
             f"--agent-udpv4-endpoint=127.0.0.1:{port}",
             *([f"--agent-udpv6-endpoint=[::1]:{port}"] if _ipv6_loopback_free(port) else []),
             f"--v3-user={V3_USER}",

@@ -18,10 +18,16 @@ A record names its role and outlet in its value, e.g.
 
 Module options (``--variation-module-options=apc_outlet:delay=0.2,reboot=0.5``): ``delay``, the seconds a
 relay takes to follow a command (so that a client must poll), and ``reboot``, how long a rebooted outlet stays
-off. snmpsim loads this file with ``exec`` and provides ``moduleContext``, ``agentContext`` and
-``recordContext`` as globals; it is not imported by the tests.
+off. ``wiring=FILE`` (optional) says what each outlet powers: a JSON object ``{"COMMUNITY/OUTLET": "shell
+command"}``, read at each switch-off; when a wired outlet's relay opens, its command runs to completion before
+anybody can read the outlet as off, as a machine on that outlet is off the moment the relay opens (tests wire an
+outlet to "kill every process of this node"). snmpsim loads this file with ``exec`` and provides
+``moduleContext``, ``agentContext`` and ``recordContext`` as globals; it is not imported by the tests.
 """
 
+import json
+import os
+import subprocess
 import time
 from typing import Any
 
@@ -40,11 +46,11 @@ def _ctx(name: str) -> dict[Any, Any]:
 
 def init(**context: Any) -> None:
     """Read the module options: ``delay`` and ``reboot`` in seconds."""
-    settings = {"delay": 0.2, "reboot": 0.5}
+    settings: dict[str, Any] = {"delay": 0.2, "reboot": 0.5, "wiring": None}
     for item in (context.get("options") or "").split(","):
         if "=" in item:
             key, value = item.split("=", 1)
-            settings[key.strip()] = float(value)
+            settings[key.strip()] = value if key.strip() == "wiring" else float(value)
     _ctx("moduleContext")["settings"] = settings
 
 
@@ -56,7 +62,21 @@ def _record_settings(value: Any) -> dict[str, str]:
     return settings
 
 
-def _outlet(settings: dict[str, str]) -> dict[str, Any]:
+def _power_cut(pdu: str, number: int) -> None:
+    """Run what the wiring file says outlet ``number`` of ``pdu`` powers off (nothing when it is not wired)."""
+    wiring = _ctx("moduleContext")["settings"].get("wiring")
+    if not wiring:
+        return
+    try:
+        with open(wiring) as fh:
+            command = json.load(fh).get(f"{pdu}/{number}")
+    except (OSError, ValueError):
+        return
+    if command:
+        subprocess.run(command, shell=True, timeout=60, check=False)
+
+
+def _outlet(settings: dict[str, str], pdu: str = "") -> dict[str, Any]:
     """This PDU's state of the record's outlet, with due relay changes applied."""
     outlets = _ctx("agentContext").setdefault("outlets", {})
     number = int(settings["outlet"])
@@ -70,7 +90,10 @@ def _outlet(settings: dict[str, str]) -> dict[str, Any]:
         outlets[number] = outlet
     now = time.monotonic()
     while outlet["pending"] and outlet["pending"][0][0] <= now:
-        outlet["state"] = outlet["pending"].pop(0)[1]
+        state = outlet["pending"].pop(0)[1]
+        if state == OFF and outlet["state"] != OFF:
+            _power_cut(pdu, number)
+        outlet["state"] = state
     return outlet
 
 
@@ -92,7 +115,7 @@ def variate(oid: Any, tag: str, value: Any, **context: Any) -> tuple[Any, str, A
     if not context["nextFlag"] and not context["exactMatch"]:
         return context["origOid"], tag, context["errorStatus"]
     settings = _record_settings(value)
-    outlet = _outlet(settings)
+    outlet = _outlet(settings, os.path.splitext(os.path.basename(str(context.get("dataFile", ""))))[0])
     idx = max(0, context["varsTotal"] - context["varsRemaining"] - 1)
     if context["setFlag"]:
         if settings.get("role") == "state":

@@ -39,17 +39,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from omha_core.validate import check_document
 
     pm = get_plugin_manager()
-    failed = False
+    errors: list[str] = []
+
+    def problem(message: object) -> None:
+        errors.append(str(message))
+        print(message, file=sys.stderr)
+
     config = None
     if args.config or os.environ.get("OMHA_CONFIG") or os.path.exists(DEFAULT_PATH):
         try:
             config = load_config(args.config, pm)
         except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            failed = True
-        for problem in deployment_problems(config) if config else []:
-            print(problem, file=sys.stderr)
-            failed = True
+            problem(exc)
+        for message in deployment_problems(config) if config else []:
+            problem(message)
     docs: dict[str, Cltab | dict[str, str]] = {}
     for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
         if not path:
@@ -58,24 +61,25 @@ def _cmd_check(args: argparse.Namespace) -> int:
             with open(path, "rb") as fh:
                 docs[name] = check_document(name, fh.read(), path, pm, config)
         except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
-            failed = True
+            problem(f"{path}: cannot read: {exc.strerror}")
         except ParseError as exc:
+            errors.extend(str(p) for p in exc.problems)
             print(exc, file=sys.stderr)
-            failed = True
         except OmhaError as exc:  # e.g. two plugins registering the same agent name
-            print(f"{path}: cannot check: {exc}", file=sys.stderr)
-            failed = True
+            problem(f"{path}: cannot check: {exc}")
     cltab, wanted = docs.get("cltab"), docs.get("hactl")
     warnings = [str(w) for w in cltab.warnings] if isinstance(cltab, Cltab) else []
     if isinstance(cltab, Cltab) and isinstance(wanted, dict):
         warnings += check_hactl_against_cltab(wanted, cltab, args.hactl)
     for msg in warnings:
         print(f"warning: {msg}", file=sys.stderr)
-    if not failed:
-        checked = [p for p in (config and config.path, args.cltab, args.hactl) if p]
+    checked = [p for p in (config and config.path, args.cltab, args.hactl) if p]
+    if args.json:
+        doc = {"schema": "omha.check/1", "ok": not errors, "checked": checked, "errors": errors}
+        print(json.dumps({**doc, "warnings": warnings}, indent=2, sort_keys=True))
+    elif not errors:
         print(f"ok: {', '.join(checked) if checked else 'nothing to check'}")
-    return 1 if failed else 0
+    return 1 if errors else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,11 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", parents=[common], help="validate omha.toml, a cltab and an hactl (exit 1 when invalid)")
     p.add_argument("--cltab", help="cltab file to check")
     p.add_argument("--hactl", help="hactl file to check")
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/schemas/)")
     p.set_defaults(func=_cmd_check)
 
     from omha_core.cli_cluster import add_cluster_commands
+    from omha_core.cli_operator import add_operator_commands
 
     add_cluster_commands(sub, common)
+    add_operator_commands(sub, common)
     return parser
 
 

@@ -183,3 +183,15 @@ class OperatorFollower:
         due = sorted({g for key, rid in current.items() if self._seen.get(key) != rid for g in [key[0]]})
         self._seen = current
         return due
+
+
+def clean_up(group: str, failed: dict[str, Any], init: Any, log: logging.Logger) -> None:
+    """Carry out ``omha cleanup`` for ``group`` on this node: forget its failed tests (``failed``, the daemon's
+    memory of them, published to the others) and, when its stop FAILED here (the claim is kept, nothing starts),
+    try the stop again; a stop that succeeds now releases the claim and the group is tried again."""
+    forgot = failed.pop(group, None)
+    retry = init is not None and init.state(group) == "FAILED" and init.level(group) in (None, "stop")
+    if retry:
+        init.tell(group, "stop")
+    if forgot is not None or retry:
+        log.info("%s: cleaned up (omha cleanup)%s", group, ": retrying the failed stop" if retry else "")

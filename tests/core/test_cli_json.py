@@ -108,3 +108,17 @@ def test_operator_document_written_by_the_commands_matches_its_schema(tmp_path: 
     # an unreadable document is reported, never half-applied
     (tmp_path / "s" / "operator").write_text(json.dumps({"standby": "n3"}))
     assert read_operator(store).problem is not None
+
+
+def test_operator_document_in_the_shared_directory_round_trips_between_nodes(tmp_path: Path) -> None:
+    from omha_core.builtin.sharedfs import SharedDirStore
+    from omha_core.config import validate_config
+    from tests.operator_contract import check_operator_document
+
+    (tmp_path / "s").mkdir()
+    stores = []
+    for node in ("n1", "n2"):
+        s = SharedDirStore(validate_config({"node": node, "sharedfs": {"path": str(tmp_path / "s")}}))
+        s.open()
+        stores.append(s)
+    check_operator_document(*stores)

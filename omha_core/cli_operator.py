@@ -256,6 +256,10 @@ def nagios_check(rep: Mapping[str, Any]) -> tuple[int, str, dict[str, int]]:
             warn.append(f"node {name} {v['state']}")
         if v.get("standby"):
             warn.append(f"node {name} in standby")
+    for group, g in rep["groups"].items():
+        failed = sorted(n for n, i in g["instances"].items() if i["state"] == "FAILED")
+        if failed:
+            crit.append(f"{group} FAILED on {', '.join(failed)}")
     for group, g in wanted.items():
         if group in settled:
             continue

@@ -221,7 +221,10 @@ def _decide_group(
 
     if inst.state == FAILED and inst.level in (None, STOP_LEVEL):
         # a stop that failed may have left resources held (a mount, an address): keep the claim, start nothing
-        result.why[group] = "stop FAILED here: keeping the claim; fix it and restart this node's daemon, or fence it"
+        result.why[group] = (
+            "stop FAILED here: keeping the claim; fix it, then omha cleanup GROUP NODE (or restart this node's daemon),"
+            " or fence it"
+        )
         return []
     # (1) running here but no longer wanted
     if want is None:

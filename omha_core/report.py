@@ -133,7 +133,10 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
         instances: dict[str, Any] = {}
         for node, doc in docs.items():
             g = (doc.get("groups") or {}).get(group)
-            if not isinstance(g, Mapping) or (g.get("level") in (None, STOP_LEVEL) and g.get("state") != "STOPPING"):
+            if not isinstance(g, Mapping):
+                continue
+            # stopped instances are left out, but not one still stopping or whose stop FAILED (it may hold resources)
+            if g.get("level") in (None, STOP_LEVEL) and g.get("state") not in ("STOPPING", "FAILED"):
                 continue
             instances[node] = {
                 "level": g.get("level"),

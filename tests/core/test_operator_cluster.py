@@ -4,6 +4,7 @@ run-level command guarded by the safety checker (two nodes never run it at once)
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +149,32 @@ def test_tell_wait_without_quorum_says_so(make_cluster: Any, tmp_path: Path) -> 
     assert wait["reason"] == "no-quorum", wait
     out = c.omha("n1", "status", "--check", check=False)
     assert out.returncode == 2 and "no quorum" in out.stdout
+
+
+def test_cleanup_retries_a_failed_stop_and_the_group_moves_on(make_cluster: Any, tmp_path: Path) -> None:
+    held = tmp_path / "held"
+    held.mkdir()
+    marker = held / "marker"
+    c = make_cluster(nodes=2, cltab=f"data:res:run:once:@file {marker}\n", hactl="data run\n")
+    c.start()
+    first = c.wait_running("data")
+    other = next(n for n in c.names if n != first)
+    c.wait_for("the resource to be acquired", marker.exists)
+    marker.unlink()
+    marker.mkdir()  # unlink() of a directory fails: the release cannot succeed
+    c.omha("n1", "standby", first)
+
+    def why_on_first() -> str:
+        doc = json.loads((c.shared / "nodes" / first / "status.json").read_text())
+        return str(doc["view"]["why"].get("data") or "")
+
+    c.wait_for("the stop to fail", lambda: "stop FAILED" in why_on_first())
+    # the claim is kept: the group must not start elsewhere while its resource may still be held
+    assert c.running("data") == [] and "omha cleanup" in why_on_first()
+    # status shows the instance whose stop FAILED (it may hold its resources), and the check is CRITICAL
+    assert status(c)["groups"]["data"]["instances"][first]["state"] == "FAILED"
+    out = c.omha("n1", "status", "--check", check=False)
+    assert out.returncode == 2 and f"data FAILED on {first}" in out.stdout
+    marker.rmdir()
+    validated(c.omha("n1", "cleanup", "data", first, "--json").stdout, "omha.cleanup/1")
+    assert c.wait_running("data") == other

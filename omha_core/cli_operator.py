@@ -184,11 +184,13 @@ def at_level(rep: Mapping[str, Any], group: str, level: str) -> list[str] | None
 
 def blocked(rep: Mapping[str, Any], group: str, level: str) -> tuple[str, str] | None:
     """Why ``group`` cannot reach ``level`` now: (code, message), or None while it may. Codes: ``no-quorum``,
-    ``unfit`` (no node may run it), ``fence-failed``."""
+    ``unfit`` (no node may run it), ``fence-failed``, ``undefined`` (not in the cltab)."""
     g = rep["groups"].get(group)
     if level == "stop" or not g or g["want"] != level:
         return None
     why = g.get("why") or ""
+    if why == "not defined in cltab":
+        return "undefined", f"{group} is not defined in the cltab in force"
     if rep["quorum"].get("have") is False:
         return "no-quorum", f"no quorum ({rep['quorum'].get('detail', '')})"
     if why.startswith("no fit node"):

@@ -153,6 +153,9 @@ class OperatorFollower:
             self._complain(f"operator document refused, the last good one stays in force: {state.problem}")
             return self.state
         self._complained = None
+        if (state.prefer, state.standby) != (self.state.prefer, self.state.standby):
+            moves = ", ".join(f"{g} -> {n}" for g, n in sorted(state.prefer.items())) or "none"
+            self.log.info("operator orders: standby %s; moved %s", ", ".join(sorted(state.standby)) or "none", moves)
         if state.version != self.state.version and state.version is not None:
             try:  # stores that replicate copies (openMosix MFS) keep one on this node
                 docs = store.documents(OPERATOR_DOCUMENT)

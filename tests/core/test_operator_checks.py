@@ -71,3 +71,8 @@ def test_a_lost_node_is_a_warning_while_every_group_runs() -> None:
     rep = report({"n1": "up", "n2": "fenced"}, {"web": {"instances": {"n1": inst("run", "DONE")}}})
     code, summary, _ = nagios_check(rep)
     assert code == WARNING and "node n2 fenced" in summary
+
+
+def test_a_group_missing_from_the_cltab_blocks() -> None:
+    rep = report({"n1": "up"}, {"ghost": {"why": "not defined in cltab"}})
+    assert blocked(rep, "ghost", "run") == ("undefined", "ghost is not defined in the cltab in force")

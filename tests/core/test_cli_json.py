@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from omha_core.localcluster import LocalCluster, fence_device
 from tests.core.json_schemas import SCHEMAS, schema_for, validated
 
@@ -122,3 +124,39 @@ def test_operator_document_in_the_shared_directory_round_trips_between_nodes(tmp
         s.open()
         stores.append(s)
     check_operator_document(*stores)
+
+
+def test_a_store_that_refuses_the_operator_document_keeps_the_cluster_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A third-party store written before the operator document: it asserts the name is cltab or hactl."""
+    import logging
+
+    from omha_core.backends import DOCUMENTS, Versioned
+    from omha_core.builtin.sharedfs import SharedDirStore
+    from omha_core.config import validate_config
+    from omha_core.errors import OmhaError
+    from omha_core.operator import OperatorFollower, update_operator
+    from omha_core.report import cluster_report
+
+    class OldStore(SharedDirStore):
+        def documents(self, name: str) -> list[Versioned]:
+            assert name in DOCUMENTS
+            return super().documents(name)
+
+        def put_document(self, name: str, text: str, expect_version: str | None) -> str:
+            assert name in DOCUMENTS
+            return super().put_document(name, text, expect_version)
+
+    (tmp_path / "s").mkdir()
+    store = OldStore(validate_config({"sharedfs": {"path": str(tmp_path / "s")}}))
+    store.open()
+    follower = OperatorFollower("n1", logging.getLogger("omha.test"))
+    with caplog.at_level(logging.WARNING, "omha.test"):
+        for _ in range(3):
+            state = follower.read(store)
+    assert state.prefer == {} and state.standby == frozenset() and follower.cleanups_due() == []
+    assert len([r for r in caplog.records if "does not keep the operator document" in r.message]) == 1
+    with pytest.raises(OmhaError, match="OldStore does not keep the operator document"):
+        update_operator(store, lambda doc: None)
+    assert "does not keep the operator document" in cluster_report(store)["operator"]["problem"]

@@ -235,24 +235,31 @@ def control(path: str, cmd: str, timeout: float = 5.0) -> dict[str, Any]:
 
 @_guard
 def cmd_shutdown(args: argparse.Namespace) -> int:
+    from omha_core.cli_operator import emit
+    from omha_core.errors import OmhaError
+
     config, _ = _setup(args)
     try:
         control(config.socket_path, "shutdown")
     except OSError as exc:
-        print(f"omha shutdown: no daemon answers on {config.socket_path}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        raise OmhaError(f"no daemon answers on {config.socket_path}: {exc.strerror or exc}") from None
+    out: dict[str, Any] = {"schema": "omha.shutdown/1", "node": config.node, "requested": True, "stopped": None}
     if args.wait:
         deadline = time.monotonic() + args.timeout
+        out["stopped"] = False
         while time.monotonic() < deadline:
             try:
                 control(config.socket_path, "status", 1.0)
             except OSError:
-                print(f"{config.node}: stopped")
-                return 0
+                out["stopped"] = True
+                break
             time.sleep(0.1)
-        print(f"omha shutdown: {config.node} still running after {args.timeout:g} s", file=sys.stderr)
-        return 1
-    print(f"{config.node}: shutdown requested")
+        if not out["stopped"]:
+            print(f"omha shutdown: {config.node} still running after {args.timeout:g} s", file=sys.stderr)
+            if args.json:
+                emit(args, out, "")
+            return 1
+    emit(args, out, f"{config.node}: " + ("stopped" if out["stopped"] else "shutdown requested"))
     return 0
 
 
@@ -379,6 +386,7 @@ def add_cluster_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("shutdown", parents=[common], help="stop this node's groups and its daemon")
     p.add_argument("--wait", action="store_true", help="wait until the daemon has exited")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_shutdown)
 
     p = sub.add_parser("fence", parents=[common], help="fence a node by hand through the configured devices")

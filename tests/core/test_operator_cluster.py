@@ -140,7 +140,9 @@ def test_tell_wait_without_quorum_says_so(make_cluster: Any, tmp_path: Path) -> 
     c = make_cluster(nodes=3, cltab=web_cltab(tmp_path))
     c.start()
     c.wait_for("every node up", lambda: len([v for v in status(c)["nodes"].values() if v["state"] == "up"]) == 3)
-    c.kill("n2", signal.SIGTERM)
+    doc = validated(c.omha("n2", "shutdown", "--wait", "--json").stdout, "omha.shutdown/1")
+    assert doc == {"schema": "omha.shutdown/1", "node": "n2", "requested": True, "stopped": True}
+    c.procs["n2"].wait(timeout=30)
     c.kill("n3", signal.SIGTERM)
     c.wait_for("quorum lost", lambda: status(c)["quorum"]["have"] is False)
     out = c.omha("n1", "tell", "web", "run", "--wait", "--timeout", "30", "--json", check=False)

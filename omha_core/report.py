@@ -14,6 +14,7 @@ The JSON schema (``omha status --json``)::
      "nodes": {"n1": {"state": "up", "silent": 0.0, "age": 0.1, "problem": null, "fencing": null,
                       "config_errors": [], "containment": "cgroup", "standby": false}},
      "groups": {"web": {"want": "run", "running_on": ["n2"], "why": null, "prefer": "n2",
+                        "prefer_why": null,
                         "instances": {"n2": {"level": "run", "state": "DONE", "since": 1764097000.1,
                                              "entries": {"srv": {"pid": 123, "state": "running", ...}}}}}},
      "config": {"cltab": "<version>", "hactl": "<version>", "errors": []},
@@ -81,6 +82,33 @@ def adopted_hactl(store: Store, version: str | None) -> tuple[dict[str, str], st
 def _time(doc: Mapping[str, Any]) -> float:
     value = doc.get("time")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _prefer_why(
+    target: str | None,
+    want: str | None,
+    group: str,
+    running: list[str],
+    nodes: Mapping[str, Any],
+    docs: Mapping[str, Mapping[str, Any]],
+    standby: frozenset[str],
+) -> str | None:
+    """Why a group moved to ``target`` (``omha move``) does not run there, when it does not."""
+    if target is None or want in (None, STOP_LEVEL) or running == [target]:
+        return None
+    doc = docs.get(target) or {}
+    unfit, failed = doc.get("unfit") or {}, doc.get("failed") or {}
+    if target not in nodes:
+        return f"{target} is not a known node"
+    if target in standby:
+        return f"{target} is in standby"
+    if nodes[target]["state"] != "up":
+        return f"{target} is {nodes[target]['state']}"
+    if isinstance(unfit, Mapping) and group in unfit:
+        return f"{target} unfit: {unfit[group]}"
+    if isinstance(failed, Mapping) and group in failed:
+        return f"{failed[group]} on {target} (omha cleanup {group} {target} to retry now)"
+    return f"moving to {target}"
 
 
 def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0) -> dict[str, Any]:
@@ -152,6 +180,7 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
             "instances": instances,
             "why": None if running else why.get(group),
             "prefer": ops.prefer.get(group),
+            "prefer_why": _prefer_why(ops.prefer.get(group), want, group, running, nodes, docs, ops.standby),
         }
     config_errors = sorted({e for n in nodes.values() for e in n["config_errors"]} | set(hactl_errors))
     quorum = view.get("quorum") or {"have": None, "detail": "no daemon has published a view yet"}
@@ -222,7 +251,8 @@ def format_report(rep: Mapping[str, Any]) -> str:
         )
         line = f"  {name:<12} want {want:<8} {where}"
         if g.get("prefer"):
-            line += f"  (prefers {g['prefer']}: omha unmove to clear)"
+            blocked = f"; {g['prefer_why']}" if g.get("prefer_why") else ""
+            line += f"  (prefers {g['prefer']}{blocked}: omha unmove to clear)"
         if g["why"]:
             line += f"  -- {g['why']}"
         lines.append(line)

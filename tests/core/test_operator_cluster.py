@@ -129,13 +129,21 @@ def test_cleanup_makes_a_node_whose_test_failed_a_candidate_again_now(make_clust
     out = c.omha("n1", "status", "--check", check=False)
     assert out.returncode == 2 and "db running nowhere" in out.stdout
 
+    # moved to n3, where its test failed: it cannot go there, and status says why
+    c.omha("n1", "move", "db", "n3")
+    assert status(c)["groups"]["db"]["prefer_why"] == "test FAILED on n3 (omha cleanup db n3 to retry now)"
     ok.write_text("")
     doc = validated(c.omha("n1", "cleanup", "db", "n2", "--json").stdout, "omha.cleanup/1")
     assert doc["group"] == "db" and doc["node"] == "n2" and doc["request"]
     doc = validated(c.omha("n1", "tell", "db", "run", "--wait", "--timeout", "30", "--json").stdout, "omha.tell/1")
     assert doc["wait"]["reached"] and doc["wait"]["nodes"] == ["n2"]
-    rep = status(c)
-    assert rep["groups"]["db"]["running_on"] == ["n2"]
+    assert "prefers n3; test FAILED on n3" in c.omha("n1", "status").stdout
+    # cleaned up on n3 too, the group goes where it was moved: stopped on n2 first, then started on n3
+    c.omha("n1", "cleanup", "db", "n3")
+    assert c.wait_running("db", exclude=("n2",)) == "n3"
+    assert starts(c, "db") == ["n2", "n3"]
+    assert status(c)["groups"]["db"]["prefer_why"] is None
+    assert status(c)["groups"]["db"]["running_on"] == ["n3"]
     assert "OMHA OK" in c.omha("n1", "status", "--check").stdout
 
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PREFIX ?= /opt/omha
 INSTALL_PLUGINS ?= $(if $(filter command line,$(origin PLUGINS)),$(PLUGINS),)
 
-.PHONY: demo test venv system-packages lint pytest bench clean install
+.PHONY: demo test venv system-packages lint pytest bench clean install cli-docs
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
 	# a Debian python3 needs python3-venv for `-m venv` (ensurepip); install it (as root) when that is why it failed
@@ -18,7 +18,15 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.t
 	$(BIN)/pip install -q -c constraints-dev.txt -r requirements-dev.txt -e '.[test]' $(foreach p,$(PLUGINS),-e '$(p)[test]')
 	touch $(STAMP)
 
-venv: $(STAMP)
+# shell completions (bash, zsh) and the man page, generated from the argparse definitions (scripts/gen-cli-docs)
+SHARE ?= $(VENV)/share
+CLI_DOCS := $(SHARE)/man/man1/omha.1
+$(CLI_DOCS): $(STAMP) $(wildcard omha_core/cli*.py) omha_core/_version.py docs/omha.1.include scripts/gen-cli-docs
+	sh scripts/gen-cli-docs $(BIN) $(SHARE)
+
+cli-docs: $(CLI_DOCS)
+
+venv: $(STAMP) $(CLI_DOCS)
 
 system-packages:
 	sh scripts/install-system-packages

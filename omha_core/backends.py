@@ -20,8 +20,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from omha_core.config import Config
 
-#: the documents a store versions
+#: the documents a store versions and the core adopts after validation
 DOCUMENTS: tuple[str, ...] = ("cltab", "hactl")
+#: the operators' standing orders (``omha move``, ``standby``, ``cleanup``): a JSON document kept through the same
+#: :meth:`Store.documents` / :meth:`Store.put_document` calls as the others (see :mod:`omha_core.operator`)
+OPERATOR_DOCUMENT = "operator"
+#: every name :meth:`Store.documents` and :meth:`Store.put_document` accept. A store written before the operator
+#: document existed may refuse it: its cluster then runs as before, without ``omha move``/``standby``/``cleanup``.
+STORED_DOCUMENTS: tuple[str, ...] = (*DOCUMENTS, OPERATOR_DOCUMENT)
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,9 @@ class Store:
 
     # -- cluster documents ------------------------------------------------------------------------------
     def documents(self, name: str) -> list[Versioned]:
-        """Candidate versions of ``cltab`` or ``hactl``, newest first. The core adopts the first valid one."""
+        """Candidate versions of ``name`` (one of :data:`STORED_DOCUMENTS`), newest first. For ``cltab`` and
+        ``hactl`` the core adopts the first valid one; for the operator document it reads the first it can parse.
+        An empty list when the document was never written."""
         raise NotImplementedError
 
     def adopt(self, name: str, doc: Versioned) -> None:

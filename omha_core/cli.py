@@ -39,17 +39,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from omha_core.validate import check_document
 
     pm = get_plugin_manager()
-    failed = False
+    errors: list[str] = []
+
+    def problem(message: object) -> None:
+        errors.append(str(message))
+        print(message, file=sys.stderr)
+
     config = None
     if args.config or os.environ.get("OMHA_CONFIG") or os.path.exists(DEFAULT_PATH):
         try:
             config = load_config(args.config, pm)
         except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            failed = True
-        for problem in deployment_problems(config) if config else []:
-            print(problem, file=sys.stderr)
-            failed = True
+            problem(exc)
+        for message in deployment_problems(config) if config else []:
+            problem(message)
     docs: dict[str, Cltab | dict[str, str]] = {}
     hactl_warnings: list[Problem] = []
     for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
@@ -59,14 +62,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
             with open(path, "rb") as fh:
                 docs[name] = check_document(name, fh.read(), path, pm, config, hactl_warnings, local=True)
         except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
-            failed = True
+            problem(f"{path}: cannot read: {exc.strerror}")
         except ParseError as exc:
+            errors.extend(str(p) for p in exc.problems)
             print(exc, file=sys.stderr)
-            failed = True
         except OmhaError as exc:  # e.g. two plugins registering the same agent name
-            print(f"{path}: cannot check: {exc}", file=sys.stderr)
-            failed = True
+            problem(f"{path}: cannot check: {exc}")
     cltab, wanted = docs.get("cltab"), docs.get("hactl")
     warnings = [str(w) for w in cltab.warnings] if isinstance(cltab, Cltab) else []
     warnings += [str(w) for w in hactl_warnings]
@@ -79,12 +80,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
         agents = {e.agent for e in cltab.entries if e.agent} if isinstance(cltab, Cltab) else None
         for msg in missing_tools(config, pm, agents):
-            print(msg, file=sys.stderr)
-            failed = True
-    if not failed:
-        checked = [p for p in (config and config.path, args.cltab, args.hactl) if p]
+            problem(msg)
+    checked = [p for p in (config and config.path, args.cltab, args.hactl) if p]
+    if args.json:
+        doc = {"schema": "omha.check/1", "ok": not errors, "checked": checked, "errors": errors}
+        print(json.dumps({**doc, "warnings": warnings}, indent=2, sort_keys=True))
+    elif not errors:
         print(f"ok: {', '.join(checked) if checked else 'nothing to check'}")
-    return 1 if failed else 0
+    return 1 if errors else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,13 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also report programs the configured plugins run that are missing on this node",
     )
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/schemas/)")
     p.set_defaults(func=_cmd_check)
 
     from omha_core.cli_cluster import add_cluster_commands
-
-    add_cluster_commands(sub, common)
+    from omha_core.cli_operator import add_operator_commands
     from omha_core.standalone import add_local_commands
 
+    add_cluster_commands(sub, common)
+    add_operator_commands(sub, common)
     add_local_commands(sub, common)
     return parser
 

@@ -37,12 +37,13 @@ def _guard(func: Any) -> Any:
     """Turn omha errors into a message on stderr and exit status 1."""
 
     def wrapper(args: argparse.Namespace) -> int:
+        from omha_core.cli_operator import print_error
         from omha_core.errors import OmhaError
 
         try:
             return int(func(args))
         except OmhaError as exc:
-            print(f"omha {args.command}: {exc}", file=sys.stderr)
+            print_error(args, str(exc))
             return 1
 
     return wrapper
@@ -60,6 +61,10 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from omha_core.report import cluster_report, format_report
 
+    if args.check:
+        from omha_core.cli_operator import status_check
+
+        return status_check(args)
     config, pm = _setup(args)
     store = _store(config, pm)
     while True:
@@ -108,14 +113,30 @@ def tell(store: Store, group: str, level: str, attempts: int = 10) -> str:
 
 @_guard
 def cmd_tell(args: argparse.Namespace) -> int:
+    from omha_core.cli_operator import emit, wait_for_level
+
     config, pm = _setup(args)
-    version = tell(_store(config, pm), args.group, args.level)
-    print(f"{args.group}: wanted level {args.level} (hactl version {version})")
+    store = _store(config, pm)
+    version = tell(store, args.group, args.level)
+    out: dict[str, Any] = {"schema": "omha.tell/1", "group": args.group, "level": args.level, "version": version}
+    out["wait"] = wait_for_level(store, config, args.group, args.level, args.timeout) if args.wait else None
+    text = f"{args.group}: wanted level {args.level} (hactl version {version})"
+    if out["wait"] is not None:
+        w = out["wait"]
+        where = f"on {', '.join(w['nodes'])}" if w["nodes"] else "everywhere stopped"
+        result = f"at level {args.level} {where}" if w["reached"] else f"{w['reason']}: {w['message']}"
+        text += f"\n{args.group}: {result}"
+    emit(args, out, text)
+    if out["wait"] is not None and not out["wait"]["reached"]:
+        if not args.json:
+            print(f"omha tell: {args.group} did not reach {args.level}: {out['wait']['message']}", file=sys.stderr)
+        return 1
     return 0
 
 
 @_guard
 def cmd_load(args: argparse.Namespace) -> int:
+    from omha_core.cli_operator import emit
     from omha_core.errors import ParseError
     from omha_core.validate import check_document
 
@@ -126,6 +147,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         return 2
     texts = {}
     warnings: list[Any] = []
+    out: dict[str, Any] = {"schema": "omha.load/1", "ok": False, "published": {}, "errors": []}
     try:
         for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
             if path:
@@ -135,16 +157,22 @@ def cmd_load(args: argparse.Namespace) -> int:
         for warning in warnings:  # what the original accepted but is sloppy (a group alone on its hactl line...)
             print(f"warning: {warning}", file=sys.stderr)
     except ParseError as exc:
+        out["errors"] = [str(p) for p in exc.problems]
         print(exc, file=sys.stderr)
-        print("omha load: nothing published", file=sys.stderr)
-        return 1
     except OSError as exc:
+        out["errors"] = [f"{exc.filename}: {exc.strerror}"]
         print(f"omha load: {exc.filename}: {exc.strerror}", file=sys.stderr)
+    if out["errors"]:
+        print("omha load: nothing published", file=sys.stderr)
+        emit(args, out, "") if args.json else None
         return 1
+    lines = []
     for name, text in texts.items():
         current = store.documents(name)
-        version = store.put_document(name, text, current[0].version if current else "")
-        print(f"{name}: published version {version}")
+        out["published"][name] = store.put_document(name, text, current[0].version if current else "")
+        lines.append(f"{name}: published version {out['published'][name]}")
+    out["ok"] = True
+    emit(args, out, "\n".join(lines))
     return 0
 
 
@@ -159,12 +187,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     running, observer = adopted_version(store, args.what)
     newest_valid: Versioned | None = None
     shown: Versioned | None = None
+    skipped: list[dict[str, Any]] = []
     for doc in store.documents(args.what):
         try:
             check_document(args.what, doc.text, doc.origin or args.what, pm, config)
         except ParseError as exc:
             print(f"# skipped invalid version {doc.version} ({doc.origin}):", file=sys.stderr)
             print(exc, file=sys.stderr)
+            skipped.append({"version": doc.version, "origin": doc.origin, "errors": [str(p) for p in exc.problems]})
             continue
         newest_valid = newest_valid or doc
         if running is None or doc.version == running:
@@ -175,6 +205,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"omha show: no valid {args.what} in the store", file=sys.stderr)
         return 1
     where = f"the version {observer} runs" if shown.version == running else "not adopted by any daemon yet"
+    if args.json:
+        newer = newest_valid.version if newest_valid is not None and newest_valid.version != shown.version else None
+        out = {"schema": "omha.show/1", "what": args.what, "version": shown.version, "origin": shown.origin}
+        out.update(adopted=shown.version == running, observer=observer, newer_valid=newer, skipped=skipped)
+        print(json.dumps({**out, "text": shown.text}, indent=2, sort_keys=True))
+        return 0
     print(f"# {args.what} version {shown.version} ({shown.origin}): {where}", file=sys.stderr)
     if newest_valid is not None and newest_valid.version != shown.version:
         print(f"# a newer valid version {newest_valid.version} is in the store, not adopted yet", file=sys.stderr)
@@ -202,37 +238,50 @@ def control(path: str, cmd: str, timeout: float = 5.0) -> dict[str, Any]:
 
 @_guard
 def cmd_shutdown(args: argparse.Namespace) -> int:
+    from omha_core.cli_operator import emit
+    from omha_core.errors import OmhaError
+
     config, _ = _setup(args)
     try:
         control(config.socket_path, "shutdown")
     except OSError as exc:
-        print(f"omha shutdown: no daemon answers on {config.socket_path}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        raise OmhaError(f"no daemon answers on {config.socket_path}: {exc.strerror or exc}") from None
+    out: dict[str, Any] = {"schema": "omha.shutdown/1", "node": config.node, "requested": True, "stopped": None}
     if args.wait:
         deadline = time.monotonic() + args.timeout
+        out["stopped"] = False
         while time.monotonic() < deadline:
             try:
                 control(config.socket_path, "status", 1.0)
             except OSError:
-                print(f"{config.node}: stopped")
-                return 0
+                out["stopped"] = True
+                break
             time.sleep(0.1)
-        print(f"omha shutdown: {config.node} still running after {args.timeout:g} s", file=sys.stderr)
-        return 1
-    print(f"{config.node}: shutdown requested")
+        if not out["stopped"]:
+            print(f"omha shutdown: {config.node} still running after {args.timeout:g} s", file=sys.stderr)
+            if args.json:
+                emit(args, out, "")
+            return 1
+    emit(args, out, f"{config.node}: " + ("stopped" if out["stopped"] else "shutdown requested"))
     return 0
 
 
 @_guard
 def cmd_fence(args: argparse.Namespace) -> int:
+    from omha_core.errors import OmhaError
     from omha_core.fencing import build_devices, fence_levels, secret_values
 
     config, pm = _setup(args)
     devices = [d for d in build_devices(config, pm) if args.node in d.nodes]
     if not devices:
-        print(f"omha fence: no fence device covers node {args.node!r} (see [[fencing.devices]] nodes)", file=sys.stderr)
-        return 1
+        raise OmhaError(f"no fence device covers node {args.node!r} (see [[fencing.devices]] nodes)")
     secrets = secret_values(config)
+    if args.json:
+        from omha_core.fence_json import fence_json
+
+        doc = fence_json(devices, args.node, args.action, secrets)
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0 if doc["ok"] else 1
     if args.action in ("status", "list"):
         return _fence_query(devices, args.node, args.action, secrets)
 
@@ -301,13 +350,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_cluster_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the cluster subcommands on ``sub`` (an argparse subparsers action); ``common`` holds the
     options every subcommand takes (``-c``)."""
+    json_help = "machine-readable output (schema in docs/schemas/)"
     p = sub.add_parser("daemon", parents=[common], help="run this node's daemon in the foreground")
     p.set_defaults(func=cmd_daemon)
 
     p = sub.add_parser("status", parents=[common], help="nodes, quorum and groups at a glance (like crm_mon)")
-    p.add_argument("--json", action="store_true", help="machine-readable output (schema: omha_core/report.py)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/schemas/)")
     p.add_argument("--watch", action="store_true", help="redraw until interrupted")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws with --watch")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="Nagios/Icinga plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+    )
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
@@ -315,20 +370,26 @@ def add_cluster_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("group")
     p.add_argument("level")
+    p.add_argument("--wait", action="store_true", help="return once the group is at LEVEL somewhere (or stopped)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits at most (default 60)")
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_tell)
 
     p = sub.add_parser("load", parents=[common], help="validate and publish a new cltab and/or hactl")
     p.add_argument("--cltab")
     p.add_argument("--hactl")
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("show", parents=[common], help="print the cltab or hactl in force")
     p.add_argument("what", choices=["cltab", "hactl"])
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("shutdown", parents=[common], help="stop this node's groups and its daemon")
     p.add_argument("--wait", action="store_true", help="wait until the daemon has exited")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_shutdown)
 
     p = sub.add_parser("fence", parents=[common], help="fence a node by hand through the configured devices")
@@ -340,6 +401,7 @@ def add_cluster_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="off/on/reboot: the first device (level) that succeeds; status: what every device covering NODE "
         "reads; list: every target (outlet, plug) of those devices, NODE's marked",
     )
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_fence)
 
     p = sub.add_parser(

@@ -44,6 +44,7 @@ from omha_core.hactl import STOP_LEVEL
 from omha_core.liveness import Liveness
 from omha_core.logsetup import setup_logging
 from omha_core.observability import Observability
+from omha_core.operator import OperatorFollower, clean_up
 from omha_core.plugins import call_tagged, lookup
 from omha_core.quorum import Quorum
 from omha_core.status import NodeStatus, StatusProblem, parse_status
@@ -92,6 +93,7 @@ class Daemon:
         self.store, self.membership = open_backends(config, pm)
         self.node = config.data.get("node") or self.membership.local_node() or config.node
         self.fencer = Fencer(config, pm, self.store, self.node)
+        self.operator = OperatorFollower(self.node, logging.getLogger("omha.operator"))
         self.cltab = Cltab(filename="cltab")
         self.hactl: dict[str, str] = {}
         self.versions: dict[str, str | None] = dict.fromkeys(DOCUMENTS)
@@ -306,6 +308,9 @@ class Daemon:
         alive = {self.node} | {n for n in self.statuses if n != self.node and self._alive(n, up)}
         have_quorum = self.quorum.update(len(alive)) and member
         await self._adopt_documents()
+        await asyncio.to_thread(self.operator.read, self.store)
+        for group in self.operator.cleanups_due():
+            clean_up(group, self.failed, self.init, log)
         holders = {g: c.get("node", "?") for g, c in claims.items()}
 
         lost = self._lost_holding_groups(alive, holders)
@@ -427,6 +432,8 @@ class Daemon:
             waiting={g: now - t for g, t in self.waiting.items()},
             spread_delay=max(2 * self.heartbeat, 0.5),
             settling=now - self.started < self.settle,
+            prefer=self.operator.state.prefer,
+            standby=self.operator.state.standby,
         )
 
     def _fitness(self) -> dict[str, str]:

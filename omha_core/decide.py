@@ -14,6 +14,12 @@ wins, after the original:
 7. in transition -> wait;
 8. running here at a level other than hactl's -> go to it.
 
+Operators' standing orders (:mod:`omha_core.operator`) weigh in: a node in ``standby`` stops what it runs and
+is no candidate; a group with a preferred node (``omha move``) that can run it (alive, with quorum, not in
+standby, fit, no recent failed test there) is stopped wherever else it runs, and only that node claims it once
+its claim is free. The claim still decides: the preferred node starts the group only after the holder stopped it
+and released its claim.
+
 Safety rests on the claim: a node only plans a group whose claim it holds (create-if-absent in the store),
 and a lost node's claims are only broken once it is fenced, so no group runs at its level on two nodes.
 """
@@ -80,6 +86,8 @@ class View:
     :param spread_delay: how long a node that is not the best candidate waits per rank before claiming.
     :param settling: True in the first moments after start-up, before this node has heard from the others:
         it starts nothing yet, so that starts spread instead of piling on the first node up.
+    :param prefer: group -> the node an operator moved it to (``omha move``).
+    :param standby: nodes an operator put in standby (``omha standby``): they run no group.
     """
 
     me: str
@@ -91,6 +99,8 @@ class View:
     waiting: Mapping[str, float] = field(default_factory=dict)
     spread_delay: float = 2.0
     settling: bool = False
+    prefer: Mapping[str, str] = field(default_factory=dict)
+    standby: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,17 @@ def _holder(view: View, group: str) -> list[str]:
         if inst is not None and inst.active and (node.alive or not node.fenced):
             out.append(name)
     return out
+
+
+def preferred_target(view: View, group: str) -> str | None:
+    """The node ``group`` was moved to, when that node can run it now; else None (the usual ranking decides)."""
+    target = view.prefer.get(group)
+    node = view.nodes.get(target) if target is not None else None
+    if node is None or not node.alive or not node.quorum or target in view.standby:
+        return None
+    if group in node.unfit or group in node.failed:
+        return None
+    return target
 
 
 def decide(view: View) -> Decision:
@@ -182,6 +203,11 @@ def _decide_group(
         if claimant == view.me and inst.state not in TRANSITIONS:
             if want is None or (inst.level == STOP_LEVEL and inst.state == DONE):
                 return [Action("release", group, reason="not running here")]
+            if view.me in view.standby:
+                return [Action("release", group, reason="this node is in standby")]
+            target = preferred_target(view, group)
+            if target not in (None, view.me):
+                return [Action("release", group, reason=f"moved to {target}")]
             if inst.level is None:
                 # a claim left from an earlier incarnation of this daemon: start from plan again, but only once
                 # settled, so that a second daemon running under this node name is caught first (uniqueness.py)
@@ -195,7 +221,10 @@ def _decide_group(
 
     if inst.state == FAILED and inst.level in (None, STOP_LEVEL):
         # a stop that failed may have left resources held (a mount, an address): keep the claim, start nothing
-        result.why[group] = "stop FAILED here: keeping the claim; fix it and restart this node's daemon, or fence it"
+        result.why[group] = (
+            "stop FAILED here: keeping the claim; fix it, then omha cleanup GROUP NODE (or restart this node's daemon),"
+            " or fence it"
+        )
         return []
     # (1) running here but no longer wanted
     if want is None:
@@ -208,6 +237,12 @@ def _decide_group(
     others = [n for n in _holder(view, group) if view.nodes[n].alive]
     if others and claimant != view.me and min([*others, view.me]) != view.me:
         return [Action("tell", group, STOP_LEVEL, f"also running on {', '.join(sorted(others))}")]
+    if inst.level != STOP_LEVEL:  # (an active group at level stop is stopping already)
+        if view.me in view.standby:
+            return [stop("this node is in standby")]
+        target = preferred_target(view, group)
+        if target not in (None, view.me):
+            return [stop(f"moving to {target} (omha move)")]
     acts: list[Action] = []
     if claimant is None:
         acts.append(Action("claim", group, None, "running without a claim"))
@@ -264,7 +299,9 @@ def _maybe_start(
     for name, node in view.nodes.items():
         if not node.alive or not node.quorum:
             continue
-        if group in node.unfit:
+        if name in view.standby:
+            excluded.append(f"{name} in standby")
+        elif group in node.unfit:
             excluded.append(f"{name} unfit: {node.unfit[group]}")
         elif group in node.failed:
             excluded.append(f"test FAILED on {name}")
@@ -272,6 +309,13 @@ def _maybe_start(
             candidates.append(name)
     if not candidates:
         result.why[group] = "no fit node" + (f" ({'; '.join(sorted(excluded))})" if excluded else "")
+        return []
+    target = view.prefer.get(group)
+    if target in candidates:  # moved there by an operator: only that node claims it
+        load[target] = load.get(target, 0) + 1
+        if view.me == target:
+            return [Action("claim", group, None, "moved here (omha move)"), Action("tell", group, PLAN, "claimed")]
+        result.why[group] = f"waiting for {target} to start it (omha move)"
         return []
     ranked = sorted(candidates, key=lambda n: rank_key(group, n, load.get(n, 0)))
     best = ranked[0]

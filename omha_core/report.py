@@ -9,14 +9,19 @@ future (a clock running ahead) is not chosen as the observer while another is pl
 
 The JSON schema (``omha status --json``)::
 
-    {"cluster": "omha", "observer": "n1", "stale": null,
+    {"schema": "omha.status/1", "cluster": "omha", "observer": "n1", "stale": null,
      "quorum": {"have": true, "member": true, "detail": "3 of 3 expected nodes"},
      "nodes": {"n1": {"state": "up", "silent": 0.0, "age": 0.1, "problem": null, "fencing": null,
-                      "config_errors": [], "containment": "cgroup"}},
-     "groups": {"web": {"want": "run", "running_on": ["n2"], "why": null,
+                      "config_errors": [], "containment": "cgroup", "standby": false}},
+     "groups": {"web": {"want": "run", "running_on": ["n2"], "why": null, "prefer": "n2",
+                        "prefer_why": null,
                         "instances": {"n2": {"level": "run", "state": "DONE", "since": 1764097000.1,
                                              "entries": {"srv": {"pid": 123, "state": "running", ...}}}}}},
-     "config": {"cltab": "<version>", "hactl": "<version>", "errors": []}}
+     "config": {"cltab": "<version>", "hactl": "<version>", "errors": []},
+     "operator": {"prefer": {"web": "n2"}, "standby": [], "version": "<version>", "problem": null}}
+
+``operator`` holds the operators' standing orders (``omha move``, ``omha standby``; see :mod:`omha_core.operator`);
+``docs/schemas/omha.status.json`` is the JSON Schema of this document.
 
 ``config`` names the versions the observer runs (adopted after validation), not merely the newest in the store.
 Node states: ``up``, ``stopping``, ``lost``, ``fencing``, ``fenced``, ``fence-failed``, ``unfenced``, ``grace``,
@@ -31,8 +36,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from omha_core.backends import Store
-from omha_core.errors import ParseError
+from omha_core.errors import ParseError, StoreError
 from omha_core.hactl import STOP_LEVEL, parse_hactl
+from omha_core.operator import OperatorState, read_operator
 
 #: how far in the future a status's ``time`` may be and still count as this machine's "now" (clock skew)
 CLOCK_SLACK = 2.0
@@ -78,6 +84,33 @@ def _time(doc: Mapping[str, Any]) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
+def _prefer_why(
+    target: str | None,
+    want: str | None,
+    group: str,
+    running: list[str],
+    nodes: Mapping[str, Any],
+    docs: Mapping[str, Mapping[str, Any]],
+    standby: frozenset[str],
+) -> str | None:
+    """Why a group moved to ``target`` (``omha move``) does not run there, when it does not."""
+    if target is None or want in (None, STOP_LEVEL) or running == [target]:
+        return None
+    doc = docs.get(target) or {}
+    unfit, failed = doc.get("unfit") or {}, doc.get("failed") or {}
+    if target not in nodes:
+        return f"{target} is not a known node"
+    if target in standby:
+        return f"{target} is in standby"
+    if nodes[target]["state"] != "up":
+        return f"{target} is {nodes[target]['state']}"
+    if isinstance(unfit, Mapping) and group in unfit:
+        return f"{target} unfit: {unfit[group]}"
+    if isinstance(failed, Mapping) and group in failed:
+        return f"{failed[group]} on {target} (omha cleanup {group} {target} to retry now)"
+    return f"moving to {target}"
+
+
 def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0) -> dict[str, Any]:
     """Assemble the report from what the store holds now (``dead_after``: see the module docstring)."""
     raw = store.statuses()
@@ -93,6 +126,10 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
     adopted = (docs[observer].get("config") or {}) if observer else {}
     adopted = adopted if isinstance(adopted, Mapping) else {}
     wanted, hactl_version, hactl_errors = adopted_hactl(store, adopted.get("hactl"))
+    try:
+        ops = read_operator(store)
+    except StoreError as exc:
+        ops = OperatorState(problem=str(exc))
 
     nodes: dict[str, Any] = {}
     for name in sorted({*raw, *view_nodes}):
@@ -107,6 +144,7 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
             "config_errors": (doc.get("config") or {}).get("errors") or [],
             # how the node's init holds the processes it starts: "cgroup", or the weaker "environment marker"
             "containment": doc.get("containment"),
+            "standby": name in ops.standby,
         }
         if doc.get("shutting_down") and entry["state"] == "up":
             entry["state"] = "stopping"
@@ -123,7 +161,10 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
         instances: dict[str, Any] = {}
         for node, doc in docs.items():
             g = (doc.get("groups") or {}).get(group)
-            if not isinstance(g, Mapping) or (g.get("level") in (None, STOP_LEVEL) and g.get("state") != "STOPPING"):
+            if not isinstance(g, Mapping):
+                continue
+            # stopped instances are left out, but not one still stopping or whose stop FAILED (it may hold resources)
+            if g.get("level") in (None, STOP_LEVEL) and g.get("state") not in ("STOPPING", "FAILED"):
                 continue
             instances[node] = {
                 "level": g.get("level"),
@@ -138,6 +179,8 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
             "running_on": running,
             "instances": instances,
             "why": None if running else why.get(group),
+            "prefer": ops.prefer.get(group),
+            "prefer_why": _prefer_why(ops.prefer.get(group), want, group, running, nodes, docs, ops.standby),
         }
     config_errors = sorted({e for n in nodes.values() for e in n["config_errors"]} | set(hactl_errors))
     quorum = view.get("quorum") or {"have": None, "detail": "no daemon has published a view yet"}
@@ -145,6 +188,7 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
         detail = f"no daemon is known to run: the newest status, {observer}'s, is {stale} s old"
         quorum = {"have": None, "detail": detail}
     return {
+        "schema": "omha.status/1",
         "cluster": cluster,
         "observer": observer,
         "stale": stale,
@@ -152,6 +196,12 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
         "nodes": nodes,
         "groups": groups,
         "config": {"cltab": adopted.get("cltab"), "hactl": hactl_version, "errors": config_errors},
+        "operator": {
+            "prefer": dict(sorted(ops.prefer.items())),
+            "standby": sorted(ops.standby),
+            "version": ops.version,
+            "problem": ops.problem,
+        },
     }
 
 
@@ -183,6 +233,8 @@ def format_report(rep: Mapping[str, Any]) -> str:
             extra.append(f"status unreadable: {n['problem']}")
         if n.get("containment") == "environment marker":
             extra.append("no cgroup v2: descendants are tracked by environment marker only")
+        if n.get("standby"):
+            extra.insert(0, "standby (omha unstandby to end it)")
         lines.append(f"  {name:<12} {n['state'].upper():<12} {'; '.join(extra)}")
     lines += ["", "Groups:"]
     if not rep["groups"]:
@@ -198,9 +250,14 @@ def format_report(rep: Mapping[str, Any]) -> str:
             or "nowhere"
         )
         line = f"  {name:<12} want {want:<8} {where}"
+        if g.get("prefer"):
+            blocked = f"; {g['prefer_why']}" if g.get("prefer_why") else ""
+            line += f"  (prefers {g['prefer']}{blocked}: omha unmove to clear)"
         if g["why"]:
             line += f"  -- {g['why']}"
         lines.append(line)
+    if (rep.get("operator") or {}).get("problem"):
+        lines += ["", f"Operator document unreadable: {rep['operator']['problem']}"]
     if rep["config"]["errors"]:
         lines += ["", "Configuration refused (the last good version keeps running):"]
         lines += [f"  {e}" for e in rep["config"]["errors"]]

@@ -3,13 +3,14 @@
 Layout under ``[sharedfs] path``::
 
     cltab, hactl              the cluster's documents, edited in place by operators or written by omha
+    operator                  the operators' standing orders (omha move/standby/cleanup), JSON
     nodes/<node>/status.json  each node's status, written only by that node (atomic rename)
     nodes/<node>/cltab|hactl  the version that node adopted (runs now): the fallbacks when the top-level
                               file is invalid, so a daemon started then runs what the others run
     claims/<group>.json       group claims, created with link(2): exactly one node wins
     fence/<node>.<inc>.lock   who fences one incarnation of a lost node (link(2) again)
     fence/<node>.json         the last fence record of a node
-    .doclock                  flock(2) taken around compare-and-swap writes of cltab/hactl
+    .doclock                  flock(2) taken around compare-and-swap writes of cltab/hactl/operator
 
 The filesystem must make a rename visible atomically and promptly to every node: on NFS mount with
 ``actimeo=0`` (or ``noac``) and ``lookupcache=none`` so that heartbeats and claims are not hidden by
@@ -26,7 +27,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from omha_core import hookimpl
-from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
+from omha_core.backends import STORED_DOCUMENTS, Membership, Store, Versioned
 from omha_core.errors import ConfigError, ConflictError, StoreError
 from omha_core.fsutil import atomic_write, atomic_write_json, create_exclusive
 
@@ -113,7 +114,7 @@ class SharedDirStore(Store):
     def documents(self, name: str) -> list[Versioned]:
         """The top-level file, then the other versions nodes adopted, most recently adopted first (none when
         the top-level file is missing: that is a cluster without the document, and the next write starts it)."""
-        assert name in DOCUMENTS
+        assert name in STORED_DOCUMENTS
         current = self._read_document(self._p(name))
         if current is None:
             return []
@@ -150,7 +151,7 @@ class SharedDirStore(Store):
             atomic_write(path, doc.text)
 
     def put_document(self, name: str, text: str, expect_version: str | None) -> str:
-        assert name in DOCUMENTS
+        assert name in STORED_DOCUMENTS
         with open(self._p(".doclock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.documents(name)

@@ -263,3 +263,95 @@ def test_a_failed_stop_keeps_the_claim_and_starts_nothing(wanted: dict[str, str]
     # the others see the group still held there, even with no claim left: nobody starts it while its node lives
     nodes = {"n1": NodeView("n1", groups={"web": Instance("stop", "FAILED")}), "n2": NodeView("n2")}
     assert decide(View("n2", nodes, {"web": "run"}, CLTAB, {}, waiting={"web": 100.0})).actions == []
+
+
+# operators' standing orders: omha move (prefer) and omha standby
+def test_moved_group_stops_on_its_holder_when_the_target_can_run_it() -> None:
+    v = view(mine={"web": ("run", "DONE")}, claims={"web": "n1"}, prefer={"web": "n2"})
+    d = decide(v)
+    assert [(a.kind, a.level) for a in d.actions] == [("tell", "stop")]
+    assert "moving to n2" in d.actions[0].reason
+    # once stopped, the holder releases its claim, so that the target can take it: stop before the other starts
+    v = view(mine={"web": ("stop", "DONE")}, claims={"web": "n1"}, prefer={"web": "n2"})
+    assert acts(v) == [("release", "web", None)]
+    # while still stopping, the claim is kept
+    assert acts(view(mine={"web": ("stop", "STOPPING")}, claims={"web": "n1"}, prefer={"web": "n2"})) == []
+
+
+def test_moved_group_is_claimed_only_by_its_target() -> None:
+    # n2 is the target: it claims at once, whatever the ranking
+    assert acts(view(me="n2", others={"n1": {}, "n3": {}}, prefer={"web": "n2"})) == [
+        ("claim", "web", None),
+        ("tell", "web", "plan"),
+    ]
+    # the others never claim it, however long they have waited
+    for me in ("n1", "n3"):
+        others = {n: {} for n in ("n1", "n2", "n3") if n != me}
+        d = decide(view(me=me, others=others, prefer={"web": "n2"}, waiting={"web": 1000.0}))
+        assert d.actions == [] and d.why["web"] == "waiting for n2 to start it (omha move)"
+    # nor does the target while the old holder's claim stands (it is stopping there)
+    assert (
+        acts(view(me="n2", others={"n1": {"web": ("stop", "STOPPING")}}, claims={"web": "n1"}, prefer={"web": "n2"}))
+        == []
+    )
+
+
+def test_moved_group_stays_when_the_target_cannot_run_it() -> None:
+    running = {"web": ("run", "DONE")}
+    # target lost, unknown, in standby, unfit or failed there: the group stays where it runs
+    assert acts(view(mine=running, claims={"web": "n1"}, prefer={"web": "n2"}, lost=("n2",))) == []
+    assert acts(view(mine=running, claims={"web": "n1"}, prefer={"web": "n9"})) == []
+    assert acts(view(mine=running, claims={"web": "n1"}, prefer={"web": "n2"}, standby=frozenset({"n2"}))) == []
+    for kw in ({"unfit": {"web": "no disk"}}, {"failed": {"web": "test FAILED"}}, {"quorum": False}):
+        nodes = {"n1": NodeView("n1", groups={"web": Instance("run", "DONE")}), "n2": NodeView("n2", **kw)}  # type: ignore[arg-type]
+        v = View("n1", nodes, {"web": "run"}, CLTAB, {"web": "n1"}, prefer={"web": "n2"})
+        assert acts(v) == [], kw
+    # and when it is wanted and running nowhere, the usual ranking picks among the others
+    nodes = {"n1": NodeView("n1"), "n2": NodeView("n2", failed={"web": "test FAILED"})}
+    assert acts(View("n1", nodes, {"web": "run"}, CLTAB, prefer={"web": "n2"})) == [
+        ("claim", "web", None),
+        ("tell", "web", "plan"),
+    ]
+
+
+def test_moved_group_on_its_target_stays() -> None:
+    assert acts(view(mine={"web": ("run", "DONE")}, claims={"web": "n1"}, prefer={"web": "n1"})) == []
+
+
+def test_standby_node_stops_its_groups_and_releases_them() -> None:
+    standby = frozenset({"n1"})
+    d = decide(view(mine={"web": ("run", "DONE")}, claims={"web": "n1"}, standby=standby))
+    assert [(a.kind, a.level) for a in d.actions] == [("tell", "stop")] and "standby" in d.actions[0].reason
+    # mid-start too
+    assert acts(view(mine={"web": ("plan", "STARTING")}, claims={"web": "n1"}, standby=standby)) == [
+        ("tell", "web", "stop")
+    ]
+    assert acts(view(mine={"web": ("stop", "DONE")}, claims={"web": "n1"}, standby=standby)) == [
+        ("release", "web", None)
+    ]
+    # a claim left from an earlier incarnation is released, not resumed
+    assert acts(view(mine={}, claims={"web": "n1"}, standby=standby)) == [("release", "web", None)]
+
+
+def test_standby_node_is_given_nothing() -> None:
+    # n1 would be the first choice, but it is in standby: another node claims at once, n1 never does
+    first = best_node("web", ["n1", "n2", "n3"])
+    others = [n for n in ("n1", "n2", "n3") if n != first]
+    standby = frozenset({first})
+    d = decide(view(me=first, others={n: {} for n in others}, standby=standby, waiting={"web": 1000.0}))
+    assert d.actions == []
+    claimers = [
+        n for n in others if acts(view(me=n, others={m: {} for m in ("n1", "n2", "n3") if m != n}, standby=standby))
+    ]
+    assert len(claimers) == 1
+    # every node in standby: nobody runs it, and status says why
+    nodes = {n: NodeView(n) for n in ("n1", "n2")}
+    d = decide(View("n1", nodes, {"web": "run"}, CLTAB, standby=frozenset({"n1", "n2"})))
+    assert d.actions == [] and d.why["web"] == "no fit node (n1 in standby; n2 in standby)"
+
+
+def test_standby_wins_over_a_move_to_that_node() -> None:
+    v = view(me="n2", others={"n1": {}}, prefer={"web": "n2"}, standby=frozenset({"n2"}))
+    assert acts(v) == []
+    v = view(me="n1", others={"n2": {}}, prefer={"web": "n2"}, standby=frozenset({"n2"}))
+    assert acts(v) == [("claim", "web", None), ("tell", "web", "plan")]

@@ -3,6 +3,7 @@
     P/members/<node>                  member key, under the node's lease: present while the node is a member
     P/status/<node>                   the node's status (JSON), under the node's lease when its membership is etcd
     P/docs/cltab, P/docs/hactl        the cluster documents; their version is the key's mod_revision
+    P/docs/operator                   the operators' standing orders (omha move/standby/cleanup), JSON
     P/claims/<group>                  group claims {"node", "incarnation", "time"}: created only if absent, no lease
     P/fence/lock/<node>/<incarnation> who fences one incarnation of a lost node: created only if absent
     P/fence/record/<node>             the last fence record of a node

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from omha_core.backends import DOCUMENTS, Store, Versioned
+from omha_core.backends import STORED_DOCUMENTS, Store, Versioned
 from omha_core.errors import ConflictError, StoreError
 from omha_membership_etcd.client import (
     NOT_FOUND,
@@ -162,7 +162,7 @@ class EtcdStore(Store):
 
     # -- cluster documents ----------------------------------------------------------------------------------
     def documents(self, name: str) -> list[Versioned]:
-        assert name in DOCUMENTS
+        assert name in STORED_DOCUMENTS
         key = self.keys.document(name)
         kvs, revision = self.client.range(key, what=f"read {name} ({key})")
         self._read(revision)
@@ -179,7 +179,7 @@ class EtcdStore(Store):
     def put_document(self, name: str, text: str, expect_version: str | None) -> str:
         """Write ``name``; with ``expect_version`` (a mod_revision; ``"0"`` or ``""``: must not exist yet) only
         if the document is still at that version, else :class:`ConflictError`."""
-        assert name in DOCUMENTS
+        assert name in STORED_DOCUMENTS
         key = self.keys.document(name)
         value = text.encode("utf-8", "surrogateescape")
         put = {"request_put": {"key": b64(key), "value": b64(value)}}

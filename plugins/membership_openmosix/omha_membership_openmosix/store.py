@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from omha_core.backends import DOCUMENTS, Store, Versioned
+from omha_core.backends import STORED_DOCUMENTS, Store, Versioned
 from omha_core.errors import ConflictError, StoreError
 from omha_core.fsutil import atomic_write_json
 from omha_membership_openmosix import hastat, hpc, versions
@@ -172,8 +172,8 @@ class OpenMosixStore(Store):
 
     # -- cluster documents ------------------------------------------------------------------------------
     def _copies(self, name: str) -> list[versions.Copy]:
-        if name not in DOCUMENTS:
-            raise StoreError(f"unknown cluster document {name!r} (known: {', '.join(DOCUMENTS)})")
+        if name not in STORED_DOCUMENTS:
+            raise StoreError(f"unknown cluster document {name!r} (known: {', '.join(STORED_DOCUMENTS)})")
         copies = []
         for node in sorted(self._up() | {self.me}, key=hpc.node_sort_key):
             try:
@@ -212,8 +212,8 @@ class OpenMosixStore(Store):
         Refuses a ``doc`` whose text does not match its version. Leaves alone a local copy that is newer
         than ``doc`` (edited by hand since the core read it): the next cycle sees it.
         """
-        if name not in DOCUMENTS:
-            raise StoreError(f"unknown cluster document {name!r} (known: {', '.join(DOCUMENTS)})")
+        if name not in STORED_DOCUMENTS:
+            raise StoreError(f"unknown cluster document {name!r} (known: {', '.join(STORED_DOCUMENTS)})")
         try:
             counter, author, prefix = versions.parse_token(doc.version)
         except ValueError as exc:

@@ -282,3 +282,9 @@ def test_wait_for_change_ignores_own_writes_and_heartbeats(pair: tuple[EtcdStore
     assert timed_wait(a, 1.0) >= 0.9
     b.publish("n2", {"node": "n2", "incarnation": "i", "seq": 3, "time": 3.0, "groups": {"web": {"state": "DONE"}}})
     assert timed_wait(a, 20.0) < 20.0
+
+
+def test_operator_document_round_trips_between_nodes(pair: tuple[EtcdStore, EtcdStore]) -> None:
+    from tests.operator_contract import check_operator_document
+
+    check_operator_document(*pair)

@@ -199,3 +199,9 @@ def test_copies_are_written_atomically_with_their_version(mosix: FakeMosix) -> N
     meta = mosix.read_json(1, "cltab.version")
     assert meta["author"] == "1" and meta["counter"] == 1
     assert s1.documents("cltab")[0].text == CLTAB_V2
+
+
+def test_operator_document_round_trips_between_nodes(mosix: FakeMosix) -> None:
+    from tests.operator_contract import check_operator_document
+
+    check_operator_document(store(mosix, 1), store(mosix, 2))

@@ -39,9 +39,10 @@ from omha_core.config import Config
 from omha_core.decide import Action, Instance, NodeView, View, decide
 from omha_core.errors import OmhaError, ParseError, StoreError
 from omha_core.fencing import Fencer
+from omha_core.fitness import Fitness
 from omha_core.hactl import STOP_LEVEL
 from omha_core.liveness import Liveness
-from omha_core.plugins import call_tagged, lookup
+from omha_core.plugins import lookup, notify
 from omha_core.quorum import Quorum
 from omha_core.status import NodeStatus, StatusProblem, parse_status
 from omha_core.uniqueness import DuplicateNode, impostor, lock_state_dir, wait_out_previous
@@ -88,6 +89,7 @@ class Daemon:
         self.store, self.membership = open_backends(config, pm)
         self.node = config.data.get("node") or self.membership.local_node() or config.node
         self.fencer = Fencer(config, pm, self.store, self.node)
+        self.fitness = Fitness(pm, self.node, config)
         self.cltab = Cltab(filename="cltab")
         self.hactl: dict[str, str] = {}
         self.versions: dict[str, str | None] = dict.fromkeys(DOCUMENTS)
@@ -283,8 +285,13 @@ class Daemon:
     async def cycle(self) -> None:
         """One pass of the decision loop (see the module docstring)."""
         self.wake.clear()
-        await asyncio.to_thread(self.membership.heartbeat)
-        raw, claims, records, up, member = await asyncio.to_thread(self._read_cluster)
+        try:
+            await asyncio.to_thread(self.membership.heartbeat)
+            raw, claims, records, up, member = await asyncio.to_thread(self._read_cluster)
+        except StoreError:
+            raise
+        except Exception as exc:  # a backend plugin's bug is a store failure (the watchdog isolates), not a crash
+            raise StoreError(f"backend failed: {type(exc).__name__}: {exc}") from exc
         self.store_error = None
         if clash := impostor(raw, self.node, self.own_incarnations):
             self._duplicate_found(clash)
@@ -417,12 +424,7 @@ class Daemon:
         )
 
     def _fitness(self) -> dict[str, str]:
-        unfit = {}
-        for group in self.hactl:
-            vetoes = call_tagged(self.pm, "omha_node_fitness", group=group, node=self.node, config=self.config)
-            for plugin, reason in vetoes:
-                unfit[group] = f"{reason} ({plugin})"
-        return unfit
+        return self.fitness.check(self.hactl)
 
     def _failed(self, now: float) -> dict[str, str]:
         for group, (since, _) in list(self.failed.items()):
@@ -584,6 +586,7 @@ class Daemon:
             "containment": self.init.containment if self.init is not None else None,
             "groups": self._published_groups(),
             "unfit": self._fitness() if self.hactl else {},
+            "plugin_errors": dict(self.fitness.errors),
             "failed": {g: r for g, (_, r) in self.failed.items()},
             "config": {
                 "cltab": self.versions["cltab"],
@@ -613,10 +616,7 @@ class Daemon:
         self.own_incarnations = {self.incarnation}
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
-        try:
-            getattr(self.pm.hook, hook)(**kwargs)
-        except Exception:
-            log.exception("a %s hook implementation failed", hook)
+        notify(self.pm, hook, **kwargs)
 
     # -- control socket -----------------------------------------------------------------------------------
     async def _start_control(self) -> asyncio.AbstractServer | None:

@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import time
 import uuid
@@ -44,6 +43,7 @@ from omha_core.hactl import STOP_LEVEL
 from omha_core.liveness import Liveness
 from omha_core.plugins import lookup, notify
 from omha_core.quorum import Quorum
+from omha_core.signals import install_signal_handlers
 from omha_core.status import NodeStatus, StatusProblem, parse_status
 from omha_core.uniqueness import DuplicateNode, impostor, lock_state_dir, wait_out_previous
 from omha_core.validate import check_document
@@ -119,12 +119,12 @@ class Daemon:
 
     # -- life cycle -------------------------------------------------------------------------------------
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT or ``omha shutdown``; stop every local group before returning."""
+        """Run until SIGTERM/SIGINT/SIGQUIT or ``omha shutdown``; stop every local group before returning."""
         from omha_core.init import LocalInit
 
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+        # SIGTERM, SIGINT and SIGQUIT: the graceful stop; SIGHUP: re-read cltab and hactl now (signals.py)
+        install_signal_handlers(loop, self.stopping, self.wake)
         # before publishing anything or touching a claim: is another daemon already this node?
         previous = await asyncio.to_thread(
             wait_out_previous, self.store, self.node, self.dead_after, self.heartbeat / 2

@@ -68,6 +68,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
             failed = True
     cltab, wanted = docs.get("cltab"), docs.get("hactl")
     warnings = [str(w) for w in cltab.warnings] if isinstance(cltab, Cltab) else []
+    if config is not None:
+        from omha_core.quorum import check_warnings
+
+        warnings += check_warnings(config)
     if isinstance(cltab, Cltab) and isinstance(wanted, dict):
         warnings += check_hactl_against_cltab(wanted, cltab, args.hactl)
     for msg in warnings:

@@ -34,7 +34,7 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("store", default="sharedfs"): cv.identifier,
     },
     vol.Optional("quorum", default={}): {
-        vol.Optional("policy", default="majority"): cv.one_of("majority", "ratio", "ignore"),
+        vol.Optional("policy", default="majority"): cv.one_of("majority", "ratio", "two_node", "ignore"),
         vol.Optional("expected"): cv.positive_int,
         vol.Optional("ratio", default=0.6): vol.All(vol.Coerce(float), vol.Range(min=0.0, max=1.0)),
     },

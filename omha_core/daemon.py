@@ -299,7 +299,8 @@ class Daemon:
         now = time.monotonic()
         self._observe(raw)
         alive = {self.node} | {n for n in self.statuses if n != self.node and self._alive(n, up)}
-        have_quorum = self.quorum.update(len(alive)) and member
+        peers = set(self.statuses) - {self.node}  # two_node: the other node, as far as it ever published
+        have_quorum = self.quorum.update(len(alive), bool(peers) and all(map(self.fencer.covered, peers))) and member
         await self._adopt_documents()
         holders = {g: c.get("node", "?") for g, c in claims.items()}
 

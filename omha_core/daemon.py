@@ -58,11 +58,17 @@ def open_backends(config: Config, pm: pluggy.PluginManager) -> tuple[Store, Memb
     """Instantiate and open the configured store and membership backends."""
     cluster = config.section("cluster")
     store_factory = lookup(pm, "omha_store_backends", cluster["store"], "store backend")
-    store: Store = store_factory(config)
-    store.open()
     mem_factory = lookup(pm, "omha_membership_backends", cluster["membership"], "membership backend")
-    membership: Membership = mem_factory(config, store)
-    membership.open()
+    try:
+        store: Store = store_factory(config)
+        store.open()
+        membership: Membership = mem_factory(config, store)
+        membership.open()
+    except OmhaError:
+        raise
+    except Exception as exc:  # a backend plugin's bug: a clear message at start-up rather than a traceback
+        which = f"store {cluster['store']!r} / membership {cluster['membership']!r}"
+        raise OmhaError(f"cannot open the {which} backends: {type(exc).__name__}: {exc}") from exc
     return store, membership
 
 
@@ -126,9 +132,9 @@ class Daemon:
         # SIGTERM, SIGINT and SIGQUIT: the graceful stop; SIGHUP: re-read cltab and hactl now (signals.py)
         install_signal_handlers(loop, self.stopping, self.wake)
         # before publishing anything or touching a claim: is another daemon already this node?
-        previous = await asyncio.to_thread(
-            wait_out_previous, self.store, self.node, self.dead_after, self.heartbeat / 2
-        )
+        previous = await self._wait_out_previous()
+        if self.stopping.is_set():
+            return 0
         if previous is not None:
             self.own_incarnations.add(previous.incarnation)
         self.started = time.monotonic()  # settle from now: the wait above heard nothing from the others
@@ -163,6 +169,24 @@ class Daemon:
             sd_notify("STOPPING=1")
             await self._shutdown(server)
         return 1 if self.duplicate or not self.stopped_cleanly else 0
+
+    async def _wait_out_previous(self) -> Any:
+        """:func:`wait_out_previous`, retried every heartbeat while the store fails (nothing runs here yet, so
+        waiting is safe; starting without the check is not): a store that is down at boot is not a crash."""
+        while not self.stopping.is_set():
+            try:
+                return await asyncio.to_thread(
+                    wait_out_previous, self.store, self.node, self.dead_after, self.heartbeat / 2
+                )
+            except DuplicateNode:
+                raise
+            except Exception as exc:  # StoreError, or a backend plugin's bug
+                self._store_failed(
+                    str(exc) if isinstance(exc, StoreError) else f"backend failed: {type(exc).__name__}: {exc}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.heartbeat)
+        return None
 
     async def _sleep(self, begun: float) -> None:
         # ``wake`` was cleared when the cycle began: a local change during the cycle starts the next one at once
@@ -518,7 +542,7 @@ class Daemon:
                 doc, parsed = chosen
                 self._apply(parsed)
                 self.versions[name] = doc.version
-                with contextlib.suppress(StoreError):
+                with contextlib.suppress(Exception):  # only a record of what runs: a failure costs nothing now
                     await asyncio.to_thread(self.store.adopt, name, doc)
                 log.info("adopted %s version %s from %s", name, doc.version, doc.origin or "store")
             if errors:
@@ -539,8 +563,8 @@ class Daemon:
         for name in DOCUMENTS:
             try:
                 candidates = self.store.documents(name)
-            except StoreError as exc:
-                out[name] = (None, [str(exc)], False)
+            except Exception as exc:  # a store failure, or a backend plugin's bug: the last good version runs on
+                out[name] = (None, [str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"], False)
                 continue
             errors: list[str] = []
             chosen = None

@@ -138,6 +138,26 @@ def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
     return merged
 
 
+#: the registration hooks, each returning name -> class or factory (see hookspecs.py)
+REGISTRATION_HOOKS = (
+    "omha_config_schema",
+    "omha_store_backends",
+    "omha_membership_backends",
+    "omha_resource_agents",
+    "omha_fence_devices",
+)
+
+
+def probe_registrations(pm: pluggy.PluginManager) -> None:
+    """Call every registration hook once, so that a plugin whose registration raises is marked broken (for
+    ``omha plugins``). A name registered twice is reported when the configuration uses the hook, not here."""
+    for hook in REGISTRATION_HOOKS:
+        try:
+            registry(pm, hook)
+        except ConfigError:
+            pass
+
+
 def _mark_broken(pm: pluggy.PluginManager, plugin: str, error: str) -> None:
     """Record (once) and log that ``plugin`` failed in a registration hook."""
     infos = getattr(pm, "infos", None)

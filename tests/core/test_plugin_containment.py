@@ -100,3 +100,15 @@ def test_a_raising_fitness_hook_is_a_veto_naming_the_plugin(
     assert unfit == {"db": "plugin fit failed: ValueError: no licence file", "mail": "maintenance (fit)"}
     assert fitness.errors == {"fit": "plugin fit failed: ValueError: no licence file"}
     assert caplog.text.count("plugin fit failed") == 1  # logged once per change, not every heartbeat
+
+
+def test_omha_plugins_reports_a_raising_registration_hook(
+    site: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from omha_core.cli import main
+
+    make_dist(site, "omha-wreck", "wreck", "omhatest_wreck2", BROKEN_REGISTRATIONS)
+    assert main(["plugins"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("wreck "))
+    assert "FAILED: " in line and "omha_resource_agents failed: RuntimeError: agents bug" in line

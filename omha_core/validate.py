@@ -22,7 +22,7 @@ def check_agents(
     :param local: when a list (``omha check``), also run each agent's checks that need this machine
         (:meth:`~omha_core.resources.ResourceAgent.validate_local`) and append their warnings to it.
     """
-    from omha_core.plugins import registry
+    from omha_core.plugins import broken_hint, registry
 
     agents = registry(pm, "omha_resource_agents")
     problems = []
@@ -32,7 +32,8 @@ def check_agents(
             continue
         if name not in agents:
             known = ", ".join("@" + a for a in sorted(agents)) or "none"
-            problems.append(Problem(cltab.filename, entry.line, f"unknown resource agent @{name} (installed: {known})"))
+            msg = f"unknown resource agent @{name} (installed: {known}){broken_hint(pm)}"
+            problems.append(Problem(cltab.filename, entry.line, msg))
             continue
         options = config.agent_options(name) if config else {}
         try:
@@ -42,6 +43,10 @@ def check_agents(
                 local.extend(Problem(cltab.filename, entry.line, w) for w in agent.validate_local())
         except OmhaError as exc:
             msg = str(exc) if str(exc).startswith(f"@{name}") else f"@{name}: {exc}"
+            problems.append(Problem(cltab.filename, entry.line, msg))
+        except Exception as exc:  # the agent plugin's bug: the entry is refused, the daemon goes on
+            plugin = agents[name][1]
+            msg = f"@{name}: plugin {plugin} failed: {type(exc).__name__}: {exc}"
             problems.append(Problem(cltab.filename, entry.line, msg))
     return problems
 

@@ -93,13 +93,26 @@ class Respawn:
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env(config)
         )
+        self.early = ""  # stderr read by :meth:`wait_acquired`
+
+    def wait_acquired(self) -> None:
+        """Read stderr until the agent says the resource is in place (acquire done, monitoring begun).
+
+        A test that disturbs the resource before then races the acquire's own confirming monitor, and the
+        agent rightly exits 1 (acquire failed) instead of 3 (lost while monitored)."""
+        assert self.proc.stderr is not None
+        for line in iter(self.proc.stderr.readline, ""):
+            self.early += line
+            if ": acquired; monitoring" in line:
+                return
+        raise AssertionError(f"the agent exited ({self.proc.wait()}) before acquiring: {self.early}")
 
     def stop(self) -> tuple[int, str]:
         """SIGTERM (the init stopping the entry): the agent releases, then exits."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=60)
-        return self.proc.returncode, err
+        return self.proc.returncode, self.early + err
 
 
 @pytest.fixture

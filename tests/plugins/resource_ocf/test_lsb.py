@@ -85,7 +85,8 @@ def test_respawn_restarts_a_dead_service_and_stops_on_sigterm(
 ) -> None:
     config, run = initd
     r = respawn("lsb", "napper op.monitor.interval=0.2", config)
-    wait_for(lambda: alive(run), "the service to start")
+    r.wait_acquired()
+    assert alive(run)
     os.kill(int((run / "napper.pid").read_text()), signal.SIGKILL)  # dies, leaving its pid file: status 1
     assert r.proc.wait(20) == 3
     err = r.proc.communicate()[1]
@@ -93,7 +94,8 @@ def test_respawn_restarts_a_dead_service_and_stops_on_sigterm(
     # the recovery stop cleaned up before the entry is started again
     assert (run / "calls").read_text().split()[-2:] == ["status", "stop"]
     r = respawn("lsb", "napper op.monitor.interval=0.2", config)
-    wait_for(lambda: alive(run), "the service to start again")
+    r.wait_acquired()
+    assert alive(run), "the service started again"
     rc, err = r.stop()
     assert rc == 0, err
     assert not (run / "napper.pid").exists()

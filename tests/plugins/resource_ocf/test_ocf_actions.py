@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.resource_ocf.conftest import Respawn, run_agent, wait_for
+from tests.plugins.resource_ocf.conftest import Respawn, run_agent
 
 pytestmark = pytest.mark.usefixtures("heartbeat_agents")
 
@@ -36,7 +36,8 @@ def test_dummy_start_monitor_stop(tmp_path: Path) -> None:
 def test_dummy_respawn_restarts_when_the_resource_vanishes(tmp_path: Path, respawn: Callable[..., Respawn]) -> None:
     state = tmp_path / "dummy.state"
     r = respawn("ocf", f"heartbeat:Dummy state={state} op.monitor.interval=0.2s")
-    wait_for(state.exists, "Dummy started")
+    r.wait_acquired()
+    assert state.exists()
     assert r.proc.poll() is None  # monitoring
     state.unlink()  # the resource stops behind omha's back: monitor says 7, not running
     assert r.proc.wait(20) == 3, "a lost resource must exit 3 so that the init re-acquires it"
@@ -46,7 +47,8 @@ def test_dummy_respawn_restarts_when_the_resource_vanishes(tmp_path: Path, respa
 def test_dummy_respawn_releases_on_sigterm(tmp_path: Path, respawn: Callable[..., Respawn]) -> None:
     state = tmp_path / "dummy.state"
     r = respawn("ocf", f"heartbeat:Dummy state={state} op.monitor.interval=0.2s")
-    wait_for(state.exists, "Dummy started")
+    r.wait_acquired()
+    assert state.exists()
     rc, err = r.stop()
     assert rc == 0, err
     assert not state.exists()

@@ -104,6 +104,7 @@ class Daemon:
         self.store_error: str | None = None
         self.started = time.monotonic()
         self.wake = asyncio.Event()
+        self.fencer.on_fenced = self.wake.set  # take over at once, not at the next heartbeat
         self.stopping = asyncio.Event()
         self._watch: asyncio.Future[None] | None = None
         #: monotonic time of the last complete cycle (store read, decisions, status published)

@@ -33,6 +33,7 @@ from typing import Any
 import pluggy
 
 from omha_core import __version__
+from omha_core.agent import CLASSES_ENV, classes_env
 from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
 from omha_core.cltab import Cltab
 from omha_core.config import Config
@@ -136,7 +137,7 @@ class Daemon:
             self.cltab,
             options=self.config.section("init"),
             logger=logging.getLogger("omha.init"),
-            env={"OMHA_NODE": self.node, "OMHA_CLUSTER": self.config.cluster_name},
+            env={"OMHA_NODE": self.node, "OMHA_CLUSTER": self.config.cluster_name, CLASSES_ENV: classes_env(self.pm)},
             config_path=self.config.path if os.path.exists(self.config.path) else None,
             on_change=self.wake.set,
         )

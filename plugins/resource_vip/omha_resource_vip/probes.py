@@ -2,10 +2,11 @@
 
 A group with a ``test`` entry runs ``@vip ... check`` (an ARP probe of ``probe_timeout`` seconds: nobody may
 answer for the address) and, the moment it passes, ``acquire``, which with ``dad=yes`` (IPv4) probed again for
-as long before adding the address: two full probes back to back on the failover's critical path. Now a passing check leaves a note
-of when its probe ended (its *clear window*), per network namespace, interface (index and MAC) and address,
-in :data:`NOTES` (tmpfs). An ``acquire`` that finds a note younger than ``probe_timeout`` uses it once (it is
-removed) and probes for :data:`CONFIRM_FRACTION` of ``probe_timeout`` only, still sending all its probes:
+as long before adding the address: two full probes back to back on the failover's critical path. Now a
+passing check leaves a note of when its probe ended (its *clear window*), per network namespace, interface
+(index and MAC) and address, in :data:`NOTES` (tmpfs). An ``acquire`` that finds a note younger than
+``probe_timeout`` uses it once (it is removed) and probes for :data:`CONFIRM_FRACTION` of ``probe_timeout``
+only, still sending all its probes:
 
 - a host that holds the address answers an ARP request within milliseconds, so the short probe still finds it
   (the tests check that an address taken between the check and the acquire is refused);

@@ -255,6 +255,10 @@ class System:
     def kill_daemon(self, node: str) -> None:
         raise NotImplementedError
 
+    def diagnostics(self) -> str:
+        """What to print when a trial fails."""
+        return ""
+
     def after(self, node: str) -> None:
         """Tidy ``node`` after a trial, before it is started again."""
         kill_namespace(self.seg.ns[node])
@@ -291,7 +295,17 @@ class Keepalived(System):
     def start(self, node: str) -> None:
         pid = self.tmp / f"keepalived-{node}"
         cmd = [
-            *("ip", "netns", "exec", self.seg.ns[node], "keepalived", "--dont-fork", "--vrrp", "--log-console"),
+            *(
+                "ip",
+                "netns",
+                "exec",
+                self.seg.ns[node],
+                "keepalived",
+                "--dont-fork",
+                "--vrrp",
+                "--log-console",
+                "--log-detail",
+            ),
             *("-f", str(self.conf(node)), "-p", f"{pid}.pid", "-r", f"{pid}-vrrp.pid", "-c", f"{pid}-chk.pid"),
         ]
         log = open(self.tmp / f"keepalived-{node}.log", "ab")  # noqa: SIM115 - owned by the process
@@ -300,10 +314,23 @@ class Keepalived(System):
         self.started[node] = time.monotonic()
 
     def ready(self) -> str | None:
-        # a restarted keepalived is a BACKUP once it has heard the MASTER within its master_down_interval
-        if any(time.monotonic() - t < 4.0 for t in self.started.values()):
+        # both running (parent and VRRP child), and a restarted one a BACKUP for longer than its
+        # master_down_interval (3 adverts and the skew: about 3.6 s), so that it heard the MASTER
+        if any(p.poll() is not None for p in self.procs.values()):
+            raise SystemExit(f"bench_vs_keepalived: keepalived exited\n{self.diagnostics()}")
+        if any(len(namespace_pids(ns)) < 2 for ns in self.seg.ns.values()):
+            return None
+        if any(time.monotonic() - t < 5.0 for t in self.started.values()):
             return None
         return self.seg.holder()
+
+    def diagnostics(self) -> str:
+        out = []
+        for node in self.seg.ns:
+            log = self.tmp / f"keepalived-{node}.log"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            out.append(f"--- keepalived {node}\n" + "\n".join(tail))
+        return "\n".join(out)
 
     def kill_daemon(self, node: str) -> None:
         kill_namespace(self.seg.ns[node])  # keepalived's processes are all there is in the namespace
@@ -358,6 +385,9 @@ class Omha(System):
     def kill_daemon(self, node: str) -> None:
         self.cluster.kill(node, signal.SIGKILL)
 
+    def diagnostics(self) -> str:
+        return self.cluster.diagnostics()
+
     def after(self, node: str) -> None:
         super().after(node)
         proc = self.cluster.procs[node]
@@ -398,7 +428,10 @@ def trial(system: System, how: str, timeout: float) -> float:
             system.kill_daemon(holder)
         line = ping.stdout.readline().split()
         if not line or line[0] != "reply":
-            raise SystemExit(f"bench_vs_keepalived: {system.name}: no reply from {other} within {timeout:g} s")
+            raise SystemExit(
+                f"bench_vs_keepalived: {system.name}: no reply from {other} within {timeout:g} s\n"
+                f"{system.diagnostics()}"
+            )
         took = float(line[1]) - t0
     finally:
         ping.kill()

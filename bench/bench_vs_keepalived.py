@@ -453,6 +453,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20, help="trials of each row and each cut (default 20)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"which systems (default {','.join(ROWS)})")
     parser.add_argument("--how", default=",".join(HOW), help="power, kill or both (default)")
+    parser.add_argument("--keep", action="store_true", help="keep the logs (the temporary directory) for a look")
     parser.add_argument("--pinger", help=argparse.SUPPRESS)
     parser.add_argument("--old", help=argparse.SUPPRESS)
     parser.add_argument("--new", help=argparse.SUPPRESS)
@@ -492,7 +493,10 @@ def main() -> int:
     finally:
         for system in systems:
             system.close()
-        shutil.rmtree(base, ignore_errors=True)
+        if opts.keep:
+            print(f"logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("| system | cut | trials | median | p90 | min | max | median / keepalived's |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -175,7 +175,10 @@ class Daemon:
             if self._watch is None or self._watch.done():
                 self._watch = asyncio.ensure_future(asyncio.to_thread(self.store.wait_for_change, self.heartbeat))
             waits.append(self._watch)
-        _done, pending = await asyncio.wait(waits, timeout=self.heartbeat, return_when=asyncio.FIRST_COMPLETED)
+        timeout = self.heartbeat
+        if (deadline := self.liveness.next_deadline()) is not None:  # judge a silent node at its deadline
+            timeout = min(timeout, max(MIN_CYCLE, deadline - time.monotonic() + 0.005))
+        _done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for fut in pending:
             if fut is not self._watch:
                 fut.cancel()

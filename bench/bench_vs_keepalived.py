@@ -211,17 +211,24 @@ def namespace_pids(ns: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def kill_all(pids: list[int]) -> None:
+    """Kill ``pids`` at once: SIGSTOP first, so that none acts on the death of another (keepalived's VRRP
+    process gets SIGTERM when its parent dies, and would send a priority-0 advert and hand over at once)."""
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+
+
 def kill_namespace(ns: str) -> None:
     """SIGKILL every process in ``ns`` until none is left."""
     for _ in range(200):
         pids = namespace_pids(ns)
         if not pids:
             return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_all(pids)
         time.sleep(0.01)
 
 
@@ -294,6 +301,8 @@ class Keepalived(System):
 
     def start(self, node: str) -> None:
         pid = self.tmp / f"keepalived-{node}"
+        for stale in (f"{pid}.pid", f"{pid}-vrrp.pid", f"{pid}-chk.pid"):  # left by a SIGKILLed keepalived
+            Path(stale).unlink(missing_ok=True)
         cmd = [
             *(
                 "ip",
@@ -420,8 +429,7 @@ def trial(system: System, how: str, timeout: float) -> float:
             pids = namespace_pids(system.seg.ns[holder])
             t0 = time.monotonic()
             ip("-n", system.seg.ns[holder], "link", "set", DEV, "down")
-            for pid in pids:
-                os.kill(pid, signal.SIGKILL)
+            kill_all(pids)
             kill_namespace(system.seg.ns[holder])
         else:
             t0 = time.monotonic()

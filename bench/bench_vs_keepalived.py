@@ -417,7 +417,10 @@ def trial(system: System, how: str, timeout: float) -> float:
         holder = system.ready()
         return holder is not None
 
-    wait(f"{system.name} whole", whole, 120)
+    try:
+        wait(f"{system.name} whole", whole, 120)
+    except SystemExit as exc:
+        raise SystemExit(f"{exc}\n{system.diagnostics()}") from None
     assert holder is not None
     other = next(n for n in system.seg.ns if n != holder)
     ping = system.seg.pinger(holder, other, timeout)

@@ -162,12 +162,15 @@ class _Index:
     eligible: list[str]
     #: those of them that vetoed or failed some group
     picky: list[str]
+    #: groups with ``test`` entries at the ``test`` level (``Cltab.has_tests`` scans every entry per call)
+    tested: frozenset[str]
 
 
 def _index(view: View) -> _Index:
     eligible = [name for name, node in view.nodes.items() if node.alive and node.quorum]
     picky = [name for name in eligible if view.nodes[name].unfit or view.nodes[name].failed]
-    return _Index(_holders(view), eligible, picky)
+    tested = frozenset(e.group for e in view.cltab.entries if e.mode == "test" and e.matches(TEST))
+    return _Index(_holders(view), eligible, picky, tested)
 
 
 def _holders(view: View) -> dict[str, list[str]]:
@@ -268,7 +271,7 @@ def _decide_group(
         acts.append(Action("claim", group, None, "running without a claim"))
     if inst.state in TRANSITIONS:  # (7)
         return acts
-    has_tests = view.cltab.has_tests(group, TEST)
+    has_tests = group in index.tested
     if inst.level == TEST:
         if inst.state == PASSED or (inst.state == DONE and not has_tests):  # (3)
             return [*acts, Action("tell", group, want, "test passed")]

@@ -19,6 +19,8 @@ The same VIP 192.0.2.10/24 is served on each segment by one system at its defaul
       web:ip:run:respawn:@vip 192.0.2.10/24
 
 - ``omha``: the same without the ``test`` entry.
+- ``omha+test-unfenced``, ``omha-unfenced`` (only when asked for with ``--rows``): the same without a fence
+  device, taken over at once (``unfenced_grace`` 0): the fence's own cost is the difference.
 
 Each trial takes the node that holds the VIP and either cuts its power (``power``: its link goes down and every
 process in its namespace gets SIGKILL at once; its addresses are flushed before it comes back, as after a real
@@ -65,6 +67,8 @@ DEV = "eth0"
 MACS = {"n1": "02:00:00:00:00:0a", "n2": "02:00:00:00:00:0b"}
 OWN = {"n1": "192.0.2.2", "n2": "192.0.2.3"}
 ROWS = ("keepalived", "omha+test", "omha")
+#: also accepted by --rows: the same omha systems without a fence device (taken over after unfenced_grace, 0 s)
+UNFENCED_ROWS = ("omha+test-unfenced", "omha-unfenced")
 HOW = ("power", "kill")
 
 
@@ -352,7 +356,7 @@ class Keepalived(System):
 class Omha(System):
     """Two ``omha daemon`` processes at the default timings, each in its node namespace, with a fence device."""
 
-    def __init__(self, name: str, tmp: Path, test_entry: bool) -> None:
+    def __init__(self, name: str, tmp: Path, test_entry: bool, fenced: bool = True) -> None:
         super().__init__(name, tmp)
         lines = [f"web:ipt:test:test:@vip {VIP}/24\n"] if test_entry else []
         nodes = list(self.seg.ns)
@@ -370,7 +374,9 @@ class Omha(System):
                     "status_command": FENCE_STATUS,
                     "nodes": {n: ns for n, ns in self.seg.ns.items()},
                 }
-            ],
+            ]
+            if fenced
+            else [],
             wrap={n: ["ip", "netns", "exec", ns] for n, ns in self.seg.ns.items()},
         )
         # omha's defaults, not LocalCluster's fast test timings
@@ -462,7 +468,11 @@ def p90(values: list[float]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--trials", type=int, default=20, help="trials of each row and each cut (default 20)")
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"which systems (default {','.join(ROWS)})")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"which systems (default {','.join(ROWS)}; also {', '.join(UNFENCED_ROWS)})",
+    )
     parser.add_argument("--how", default=",".join(HOW), help="power, kill or both (default)")
     parser.add_argument("--keep", action="store_true", help="keep the logs (the temporary directory) for a look")
     parser.add_argument("--pinger", help=argparse.SUPPRESS)
@@ -486,7 +496,10 @@ def main() -> int:
         for row in rows:
             tmp = base / row.replace("+", "-")
             tmp.mkdir()
-            systems.append(Keepalived(row, tmp) if row == "keepalived" else Omha(row, tmp, row == "omha+test"))
+            if row == "keepalived":
+                systems.append(Keepalived(row, tmp))
+            else:
+                systems.append(Omha(row, tmp, test_entry=row.startswith("omha+test"), fenced="unfenced" not in row))
         for system in systems:
             for node in system.seg.ns:
                 system.start(node)

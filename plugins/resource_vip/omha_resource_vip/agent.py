@@ -150,7 +150,7 @@ class VipAgent(ResourceAgent):
         if not link.carrier:
             raise ResourceError(f"interface {link.name} has no carrier (cable, switch port or peer is down)")
         self._refuse_duplicate(link, "ARP probe" if self.spec.version == 4 else "duplicate address detection")
-        if self.spec.version == 4:
+        if self.spec.version == 4 and self.spec.dad:  # only an acquire with dad=yes probes, and uses the note
             note_clear(link, self.spec.address)
 
     # -- helpers ----------------------------------------------------------------------------------------

@@ -27,6 +27,19 @@ from omha_resource_vip.links import IPAddress, Link
 NOTES = "/run/omha/vip-probes"
 #: the acquire's probe after a recent clear check, as a fraction of ``probe_timeout``
 CONFIRM_FRACTION = 0.2
+#: notes older than this (seconds, by their file's mtime) are of no use to anyone: removed by the next check
+FORGET_AFTER = 60.0
+
+
+def _forget_old() -> None:
+    limit = time.time() - FORGET_AFTER
+    for name in os.listdir(NOTES):
+        path = os.path.join(NOTES, name)
+        try:
+            if os.stat(path).st_mtime < limit:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def _note_path(link: Link, address: IPAddress) -> str:
@@ -36,9 +49,11 @@ def _note_path(link: Link, address: IPAddress) -> str:
 
 def note_clear(link: Link, address: IPAddress) -> None:
     """Record that a probe for ``address`` on ``link`` just ended with nobody answering (best effort: without
-    a note the acquire probes in full)."""
+    a note the acquire probes in full). Notes no acquire used (the group went elsewhere, the namespace is gone)
+    are removed here once older than :data:`FORGET_AFTER` seconds."""
     try:
         os.makedirs(NOTES, mode=0o700, exist_ok=True)
+        _forget_old()
         path = _note_path(link, address)
         with open(f"{path}.{os.getpid()}", "w") as fh:
             fh.write(f"{time.monotonic()!r}\n")

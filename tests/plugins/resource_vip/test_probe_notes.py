@@ -29,8 +29,14 @@ def test_a_passing_check_leaves_a_note_that_one_acquire_uses(lan: Lan) -> None:
 
 
 @pytest.mark.root
+def test_a_check_leaves_no_note_where_no_acquire_would_use_it(lan: Lan) -> None:
+    assert lan.agent(lan.b, "check", f"192.0.2.73/24 dev={lan.b.dev} probe_timeout=0.3").returncode == 0  # dad=no
+    assert notes(lan.b) == []
+
+
+@pytest.mark.root
 def test_an_address_taken_between_the_check_and_the_acquire_is_refused(lan: Lan) -> None:
-    assert lan.agent(lan.b, "check", f"192.0.2.71/24 dev={lan.b.dev} probe_timeout=10").returncode == 0
+    assert lan.agent(lan.b, "check", f"192.0.2.71/24 dev={lan.b.dev} probe_timeout=10 dad=yes").returncode == 0
     taken = lan.agent(lan.a, "acquire", f"192.0.2.71/24 dev={lan.a.dev} dad=no arp_count=1")
     assert taken.returncode == 0, taken.stderr
     refused = lan.agent(lan.b, "acquire", f"192.0.2.71/24 dev={lan.b.dev} probe_timeout=10 dad=yes arp_count=1")
@@ -43,6 +49,6 @@ def test_an_address_taken_between_the_check_and_the_acquire_is_refused(lan: Lan)
 @pytest.mark.root
 def test_a_failed_check_leaves_no_note(lan: Lan) -> None:
     assert lan.agent(lan.a, "acquire", f"192.0.2.72/24 dev={lan.a.dev} dad=no arp_count=1").returncode == 0
-    assert lan.agent(lan.b, "check", f"192.0.2.72/24 dev={lan.b.dev} probe_timeout=0.5").returncode == 1
+    assert lan.agent(lan.b, "check", f"192.0.2.72/24 dev={lan.b.dev} probe_timeout=0.5 dad=yes").returncode == 1
     assert notes(lan.b) == []
     assert lan.agent(lan.a, "release", f"192.0.2.72/24 dev={lan.a.dev}").returncode == 0

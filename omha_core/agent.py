@@ -10,6 +10,13 @@ out and killed exactly like shell commands. Actions:
 
 Exit 2 means the agent is unknown or its arguments are invalid. The agent's options come from the
 configuration named by ``$OMHA_CONFIG`` (``[agents.NAME]``), when set.
+
+Start-up cost. Each action is a new Python process, on the failover's critical path. Loading every plugin to
+find one agent class (and validating the whole configuration with every plugin's schema) costs several times
+the agent's own work, so the daemon, which has loaded and validated all that already, tells its children where
+each agent class lives (``$OMHA_AGENT_CLASSES``: ``name=module:Class`` words); the child then imports that one
+module and reads its ``[agents.NAME]`` table straight from the file the daemon validated. Without that variable
+(an agent run by hand) the plugins are loaded as before.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import Any
 
-from omha_core.errors import OmhaError, ResourceError
+from omha_core.errors import ConfigError, OmhaError, ResourceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOST = 0, 1, 2, 3
 
@@ -33,8 +41,64 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise _Stop()
 
 
+#: where the daemon lists the installed agent classes for its children (see the module docstring)
+CLASSES_ENV = "OMHA_AGENT_CLASSES"
+
+
+def classes_env(pm: Any) -> str:
+    """The value of :data:`CLASSES_ENV` for the agents installed in plugin manager ``pm``."""
+    from omha_core.plugins import registry
+
+    words = []
+    for name, (cls, _plugin) in sorted(registry(pm, "omha_resource_agents").items()):
+        if "<" not in cls.__qualname__ and " " not in f"{name}{cls.__module__}":  # importable by name only
+            words.append(f"{name}={cls.__module__}:{cls.__qualname__}")
+    return " ".join(words)
+
+
+def _class_from_env(name: str) -> type | None:
+    """Agent ``name``'s class as the daemon named it in :data:`CLASSES_ENV`; None when it did not."""
+    from importlib import import_module
+
+    from omha_core.resources import ResourceAgent
+
+    for word in os.environ.get(CLASSES_ENV, "").split():
+        key, _, where = word.partition("=")
+        if key != name:
+            continue
+        module, _, qualname = where.partition(":")
+        obj: Any = import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, type) and issubclass(obj, ResourceAgent):
+            return obj
+    return None
+
+
+def _raw_options(path: str, name: str) -> dict[str, Any]:
+    """``[agents.NAME]`` of the configuration file at ``path``, read without validating the rest (the daemon
+    that started this agent validated it)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the agent options: {exc}") from None
+    agents = raw.get("agents", {})
+    options = agents.get(name, {}) if isinstance(agents, dict) else {}
+    return dict(options) if isinstance(options, dict) else {}
+
+
 def build_agent(name: str, argstring: str) -> object:
-    """Instantiate agent ``name`` from the installed plugins with its configured options."""
+    """Instantiate agent ``name`` with its configured options: the class the daemon named, else the one found
+    in the installed plugins."""
+    cls: Any = _class_from_env(name)
+    if cls is not None:
+        path = os.environ.get("OMHA_CONFIG")
+        agent = cls.from_command(argstring, _raw_options(path, name) if path else {})
+        agent.validate()
+        return agent
     from omha_core.plugins import get_plugin_manager, lookup
 
     pm = get_plugin_manager()

@@ -32,6 +32,7 @@ from typing import Any
 import pluggy
 
 from omha_core import __version__
+from omha_core.agent import CLASSES_ENV, classes_env
 from omha_core.alerts import start_alerts
 from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
 from omha_core.cltab import Cltab
@@ -118,6 +119,7 @@ class Daemon:
         self.store_error: str | None = None
         self.started = time.monotonic()
         self.wake = asyncio.Event()
+        self.fencer.on_fenced = self.wake.set  # take over at once, not at the next heartbeat
         self.stopping = asyncio.Event()
         self._watch: asyncio.Future[None] | None = None
         #: monotonic time of the last complete cycle (store read, decisions, status published)
@@ -151,7 +153,7 @@ class Daemon:
             self.cltab,
             options=self.config.section("init"),
             logger=logging.getLogger("omha.init"),
-            env={"OMHA_NODE": self.node, "OMHA_CLUSTER": self.config.cluster_name},
+            env={"OMHA_NODE": self.node, "OMHA_CLUSTER": self.config.cluster_name, CLASSES_ENV: classes_env(self.pm)},
             config_path=self.config.path if os.path.exists(self.config.path) else None,
             on_change=self.wake.set,
         )
@@ -210,7 +212,10 @@ class Daemon:
             if self._watch is None or self._watch.done():
                 self._watch = asyncio.ensure_future(asyncio.to_thread(self.store.wait_for_change, self.heartbeat))
             waits.append(self._watch)
-        _done, pending = await asyncio.wait(waits, timeout=self.heartbeat, return_when=asyncio.FIRST_COMPLETED)
+        timeout = self.heartbeat
+        if (deadline := self.liveness.next_deadline()) is not None:  # judge a silent node at its deadline
+            timeout = min(timeout, max(MIN_CYCLE, deadline - time.monotonic() + 0.005))
+        _done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for fut in pending:
             if fut is not self._watch:
                 fut.cancel()

@@ -22,7 +22,7 @@ core prints options; a device must never put them in a message either.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -95,6 +95,9 @@ class FenceDevice:
         self.options = options
         #: the node being fenced during a :meth:`fence` call ("" when called directly)
         self.current_node = ""
+        #: told (device, node, result) when a power cycle has switched the node off, before its pause and
+        #: power-on: the node is fenced from then on, so the caller may publish it without waiting for the on
+        self.off_done: Callable[[FenceDevice, str, FenceResult], None] | None = None
 
     def required_commands(self) -> Mapping[str, str]:
         """Programs this device runs -> the Debian package that ships them (a kind whose programs depend on
@@ -188,6 +191,9 @@ class FenceDevice:
         off = self.off(targets)
         if not off.ok:
             return off
+        tell = getattr(self, "off_done", None)  # a kind whose __init__ skipped ours has none
+        if tell is not None:
+            tell(self, getattr(self, "current_node", ""), off)
         time.sleep(self.reboot_pause)
         on = self.on(targets)
         why = off.unverified_reason

@@ -26,6 +26,7 @@ messages are passed through :func:`scrub` against the configured secret values.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -389,6 +390,11 @@ class Fencer:
         self.finishing: dict[str, _Pending] = {}
         self.state: dict[str, dict[str, Any]] = {}  # what `omha status` shows per lost node
         self._stop = threading.Event()
+        #: called (in the event loop) once a node is fenced, so that the daemon's next cycle need not wait
+        self.on_fenced: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        for dev in self.devices:
+            dev.device.off_done = self._off_done
 
     def covered(self, node: str) -> bool:
         """True when some device can fence ``node``."""
@@ -521,8 +527,58 @@ class Fencer:
             key = f"{inc}.{holder}"
         return "?"
 
+    def _record(
+        self, node: str, inc: str, dev: Device | None, action: str | None, result: FenceResult | None, errors: list[str]
+    ) -> dict[str, Any]:
+        """The fence record of one attempt: what was really done (the device's own action where it overrides
+        the cluster's), by whom, and whether it was read back."""
+        return {
+            "node": node,
+            "incarnation": inc,
+            "by": self.me,
+            "time": time.time(),
+            "action": action or self.action,
+            "requested": self.action,
+            "ok": result is not None,
+            "result": "ok" if result is not None else "failed",
+            "device": dev.name if dev else None,
+            "kind": dev.kind if dev else None,
+            "plugin": dev.plugin if dev else None,
+            "verified": bool(result and result.verified),
+            "message": result.message if result else "; ".join(errors),
+            "errors": errors,
+        }
+
+    def _off_done(self, device: FenceDevice, node: str, off: FenceResult) -> None:
+        """A power cycle switched ``node`` off (read back where the device can): publish it fenced now, in the
+        device call's worker thread, rather than after the reboot pause and the power-on. The node is off, which
+        is all a takeover needs; the record of the whole cycle replaces this one when the call returns."""
+        p = self.pending.get(node)
+        dev = next((d for d in self.devices if d.device is device), None)
+        if p is None or not p.busy or dev is None or p.record is not None or self._loop is None:
+            return  # not one of this fencer's automatic fence calls
+        try:
+            message = scrub(f"{off.message}; power-on follows", self.secrets)
+            result = replace(off, message=message)
+            record = self._record(node, p.incarnation, dev, dev.action_for(self.action), result, list(p.errors))
+            self.store.put_fence_record(node, record)
+        except Exception:  # the whole cycle's record is still published when the call returns
+            log.exception("%s: publishing the fence before the power-on failed", node)
+            return
+        p.record = record
+        verified = "" if off.verified else ", unverified"
+        log.warning("%s: fenced by %s (off%s; power-on follows)", node, dev.name, verified)
+        self._loop.call_soon_threadsafe(
+            functools.partial(
+                self._notify, "omha_node_fenced", node=node, device=dev.name, action=record["action"], result=result
+            )
+        )
+        if self.on_fenced is not None:
+            self._loop.call_soon_threadsafe(self.on_fenced)
+
     async def _fence(self, node: str, inc: str, p: _Pending) -> None:
         log.warning("%s: lost while holding groups; fencing (%s)", node, self.action)
+        self._loop = asyncio.get_running_loop()
 
         def overrun(note: str) -> None:
             p.running = note
@@ -534,23 +590,13 @@ class Fencer:
         finally:
             p.running = None
         result, dev = outcome.result, outcome.device
-        record: dict[str, Any] = {
-            "node": node,
-            "incarnation": inc,
-            "by": self.me,
-            "time": time.time(),
-            # what was really done: the device's own action where it overrides the cluster's
-            "action": outcome.action or self.action,
-            "requested": self.action,
-            "ok": result is not None,
-            "result": "ok" if result is not None else "failed",
-            "device": dev.name if dev else None,
-            "kind": dev.kind if dev else None,
-            "plugin": dev.plugin if dev else None,
-            "verified": bool(result and result.verified),
-            "message": result.message if result else "; ".join(outcome.errors),
-            "errors": outcome.errors,
-        }
+        early = p.record
+        if result is None and early is not None:
+            # switched off and published fenced, then the power-on (or the rest of the cycle) failed: the node
+            # stays fenced; a failure now must not replace the record the takeover already relied on
+            log.error("%s: fenced (off), but the rest of the power cycle failed: %s", node, "; ".join(outcome.errors))
+            return
+        record = self._record(node, inc, dev, outcome.action, result, outcome.errors)
         if result is not None:
             p.record = record  # fenced: never again for this loss, even if the record cannot be written
         try:
@@ -560,7 +606,10 @@ class Fencer:
         if result is not None and dev is not None:
             verified = "" if result.verified else ", unverified"
             log.warning("%s: fenced by %s (%s%s)", node, dev.name, outcome.action, verified)
-            self._notify("omha_node_fenced", node=node, device=dev.name, action=outcome.action, result=result)
+            if early is None:  # else told when it was switched off
+                self._notify("omha_node_fenced", node=node, device=dev.name, action=outcome.action, result=result)
+                if self.on_fenced is not None:
+                    self.on_fenced()
         else:
             p.errors = outcome.errors
             delay = self.retry_delay(p.attempts)

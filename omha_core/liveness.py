@@ -40,6 +40,14 @@ class Liveness:
         seen = self._seen.get(node)
         return seen is not None and self.clock() - seen.changed < self.dead_after
 
+    def next_deadline(self) -> float | None:
+        """When (on the clock) the first node still alive will be lost if nothing changes; None if none is alive.
+
+        The daemon wakes then, so a lost node is noticed at its deadline, not up to a heartbeat later."""
+        now = self.clock()
+        ends = [s.changed + self.dead_after for s in self._seen.values() if now - s.changed < self.dead_after]
+        return min(ends) if ends else None
+
     def silent_for(self, node: str) -> float | None:
         """Seconds since ``node``'s status last changed, or None if never seen."""
         seen = self._seen.get(node)

@@ -23,6 +23,7 @@ from omha_core.resources import ResourceAgent
 from omha_resource_vip.announce import announce
 from omha_resource_vip.duplicates import find_duplicate
 from omha_resource_vip.links import Link, Netlink, dad_timeout, enable_promote_secondaries
+from omha_resource_vip.probes import CONFIRM_FRACTION, note_clear, take_clear
 from omha_resource_vip.spec import TUNABLES, VipSpec, parse_spec
 
 log = logging.getLogger("omha.vip")
@@ -79,7 +80,7 @@ class VipAgent(ResourceAgent):
                     present = []
             if not present:
                 if spec.version == 4 and spec.dad:
-                    self._refuse_duplicate(link, "ARP probe")
+                    self._refuse_duplicate(link, "ARP probe", after_check=True)
                 label = spec.label_for(link.name) if spec.version == 4 else None
                 nl.add(link, spec.address, prefixlen, label, spec.dad)
         if spec.version == 6 and spec.dad:
@@ -149,6 +150,8 @@ class VipAgent(ResourceAgent):
         if not link.carrier:
             raise ResourceError(f"interface {link.name} has no carrier (cable, switch port or peer is down)")
         self._refuse_duplicate(link, "ARP probe" if self.spec.version == 4 else "duplicate address detection")
+        if self.spec.version == 4 and self.spec.dad:  # only an acquire with dad=yes probes, and uses the note
+            note_clear(link, self.spec.address)
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -209,9 +212,18 @@ class VipAgent(ResourceAgent):
             )
         return max(prefixes)
 
-    def _refuse_duplicate(self, link: Link, method: str) -> None:
+    def _refuse_duplicate(self, link: Link, method: str, after_check: bool = False) -> None:
+        """Probe; refuse when another host answers. ``after_check``: shorten the probe when a check found the
+        address free just before (:mod:`omha_resource_vip.probes`)."""
         spec = self.spec
-        found = find_duplicate(link, spec.address, spec.probe_timeout)
+        timeout = spec.probe_timeout
+        age = take_clear(link, spec.address, spec.probe_timeout) if after_check else None
+        if age is not None:
+            timeout = spec.probe_timeout * CONFIRM_FRACTION
+            log.info(
+                "%s: free in the check's probe %.2f s ago; confirming with a %.2f s probe", spec.text, age, timeout
+            )
+        found = find_duplicate(link, spec.address, timeout)
         if found:
             raise ResourceError(f"{spec.address} is already in use on the network of {link.name}: {found} ({method})")
 

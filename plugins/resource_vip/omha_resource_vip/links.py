@@ -1,10 +1,9 @@
-"""Interfaces and addresses through netlink (pyroute2): list, add, delete, and read DAD state.
+"""Interfaces and addresses through netlink (:mod:`omha_resource_vip.rtnl`): list, add, delete, and read DAD
+state.
 
-pyroute2 is imported when a :class:`Netlink` is opened, never at module import, so that ``omha plugins`` and
-``omha --help`` stay fast. Every request runs with the stop signals (SIGTERM, SIGINT, SIGHUP) held back: the
-agent turns those signals into an exception, and one raised inside pyroute2's request loop could leave an
-address half-configured or the socket unusable for the release that follows. They are delivered as soon as
-the request returns.
+Every request runs with the stop signals (SIGTERM, SIGINT, SIGHUP) held back: the agent turns those signals
+into an exception, and one raised inside a request's exchange could leave an address half-configured or the
+socket unusable for the release that follows. They are delivered as soon as the request returns.
 
 Addresses this agent adds carry the address protocol :data:`OMHA_ADDR_PROTO` (``IFA_PROTO``, Linux 6.1+),
 which is how release and acquire tell an address omha added from the same address configured by hand.
@@ -23,6 +22,18 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from omha_core.errors import ResourceError
+from omha_resource_vip.rtnl import (
+    IFA_ADDRESS,
+    IFA_FLAGS,
+    IFA_LABEL,
+    IFA_LOCAL,
+    IFA_PROTO,
+    IFLA_ADDRESS,
+    IFLA_IFNAME,
+    Message,
+    NetlinkError,
+    Rtnl,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 T = TypeVar("T")
@@ -115,10 +126,11 @@ class Netlink:
     """A netlink route socket in the current network namespace. Use as a context manager."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
-
         with deferred_signals():
-            self._ipr: Any = IPRoute()
+            try:
+                self._ipr = Rtnl()
+            except OSError as exc:
+                raise ResourceError(f"cannot open a netlink socket: {exc.strerror or exc}") from None
 
     def __enter__(self) -> Netlink:
         return self
@@ -128,8 +140,6 @@ class Netlink:
             self._ipr.close()
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        from pyroute2.netlink.exceptions import NetlinkError
-
         with deferred_signals():
             try:
                 return fn(*args, **kwargs)
@@ -140,7 +150,7 @@ class Netlink:
 
     def links(self) -> list[Link]:
         """Every interface in this namespace."""
-        return [_link(msg) for msg in self._call("listing interfaces", self._ipr.get_links)]
+        return [_link(msg) for msg in self._call("listing interfaces", self._ipr.links)]
 
     def link(self, name: str) -> Link | None:
         """The interface called ``name``, or None."""
@@ -153,7 +163,7 @@ class Netlink:
 
     def addresses(self, version: int | None = None) -> list[Address]:
         """Every address on every interface, of one IP version when ``version`` is given."""
-        msgs = self._call("listing addresses", self._ipr.get_addr)
+        msgs = self._call("listing addresses", self._ipr.addresses)
         found = [_address(msg) for msg in msgs]
         return [a for a in found if a is not None and (version is None or a.address.version == version)]
 
@@ -165,56 +175,53 @@ class Netlink:
 
     def add(self, link: Link, address: IPAddress, prefixlen: int, label: str | None, dad: bool) -> None:
         """Add ``address/prefixlen`` to ``link``, marked as omha's; ``dad`` False skips IPv6 DAD."""
-        kwargs: dict[str, Any] = {"index": link.index, "address": str(address), "prefixlen": prefixlen}
-        kwargs["proto"] = OMHA_ADDR_PROTO
+        kwargs: dict[str, Any] = {"proto": OMHA_ADDR_PROTO}
         if isinstance(address, ipaddress.IPv4Address):
             if label:
                 kwargs["label"] = label
             net = ipaddress.IPv4Network(f"{address}/{prefixlen}", strict=False)
             if prefixlen <= 30:
-                kwargs["broadcast"] = str(net.broadcast_address)  # what `ip addr add ... brd +` sets
+                kwargs["broadcast"] = net.broadcast_address  # what `ip addr add ... brd +` sets
         elif not dad:
             kwargs["flags"] = IFA_F_NODAD
-        self._call(f"adding {address}/{prefixlen} to {link.name}", self._ipr.addr, "add", **kwargs)
+        what = f"adding {address}/{prefixlen} to {link.name}"
+        self._call(what, self._ipr.add_address, link.index, address, prefixlen, **kwargs)
 
     def delete(self, addr: Address, ifname: str) -> None:
         """Remove one address; an address already gone is not an error."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
         what = f"removing {addr.address}/{addr.prefixlen} from {ifname}"
         with deferred_signals():
             try:
-                self._ipr.addr("del", index=addr.index, address=str(addr.address), prefixlen=addr.prefixlen)
+                self._ipr.delete_address(addr.index, addr.address, addr.prefixlen)
             except NetlinkError as exc:
                 if exc.code in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT):
                     return
                 raise _translate(exc, what) from None
 
 
-def _link(msg: Any) -> Link:
-    flags = int(msg["flags"])
-    mac = msg.get("IFLA_ADDRESS") or "00:00:00:00:00:00"
+def _link(msg: Message) -> Link:
+    flags = msg.fields["flags"]
     return Link(
-        index=int(msg["index"]),
-        name=str(msg.get("IFLA_IFNAME")),
-        mac=bytes.fromhex(mac.replace(":", "")),
+        index=msg.fields["index"],
+        name=str(msg.text(IFLA_IFNAME)),
+        mac=msg.attrs.get(IFLA_ADDRESS) or bytes(6),
         up=bool(flags & IFF_UP),
         carrier=bool(flags & IFF_LOWER_UP),
     )
 
 
-def _address(msg: Any) -> Address | None:
-    text = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
-    if not text:
+def _address(msg: Message) -> Address | None:
+    raw = msg.attrs.get(IFA_LOCAL) or msg.attrs.get(IFA_ADDRESS)
+    if not raw or len(raw) not in (4, 16):
         return None
-    flags = msg.get("IFA_FLAGS")
+    flags = msg.u32(IFA_FLAGS)
     return Address(
-        index=int(msg["index"]),
-        address=ipaddress.ip_address(text),
-        prefixlen=int(msg["prefixlen"]),
-        flags=int(flags if flags is not None else msg["flags"]),
-        proto=msg.get("IFA_PROTO"),
-        label=msg.get("IFA_LABEL"),
+        index=msg.fields["index"],
+        address=ipaddress.ip_address(raw),
+        prefixlen=msg.fields["prefixlen"],
+        flags=flags if flags is not None else msg.fields["flags"],
+        proto=msg.u8(IFA_PROTO),
+        label=msg.text(IFA_LABEL),
     )
 
 

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 #: every non-standard-library package the vip agent imports (its plugin, the core and their dependencies)
-PACKAGES = ("omha_core", "omha_resource_vip", "pluggy", "voluptuous", "pyroute2")
+PACKAGES = ("omha_core", "omha_resource_vip", "pluggy", "voluptuous")
 
 
 def base_python() -> str:

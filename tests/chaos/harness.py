@@ -1,0 +1,353 @@
+"""Run one campaign: a local cluster of real daemons, the fault schedule, and a record of everything done.
+
+The harness writes ``BASE/chaos/nemesis.log`` (one JSON line per step it performed, with the monotonic time it
+was done at, and every daemon exit it saw); the groups write their own history (:mod:`tests.chaos.worker`) and
+the fence device its calls (:mod:`tests.chaos.fence`). :mod:`tests.chaos.checker` reads only those files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omha_core.localcluster import _running, kill_strays, node_processes
+from tests.chaos import nemesis
+from tests.cluster import Cluster
+from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster, EtcdMember
+from tests.plugins.membership_etcd.test_daemons import EtcdLocalCluster
+
+HERE = Path(__file__).resolve().parent
+#: timings of the campaign's daemons (seconds): the test cluster's fast ones, a little more lenient under load
+TIMING = {"heartbeat": 0.25, "dead_after": 1.5, "settle": 2.0}
+#: on etcd, the lease TTL is dead_after: the etcd tests' timings
+ETCD_TIMING = {"heartbeat": 0.2, "dead_after": 3.0, "settle": 1.0}
+#: the stated bound: once the faults stop, every wanted group runs exactly once within this many seconds
+RECOVERY_BOUND = 30.0
+#: how long the settled cluster is watched after the faults stop, once every group ran exactly once
+OBSERVE = 3.0
+#: the fence device's timeout (a hanging fence is killed after it)
+FENCE_TIMEOUT = 5.0
+
+
+@dataclass
+class Options:
+    seed: int
+    duration: float = 60.0
+    nodes: int = 5
+    groups: int = 3
+    store: str = "sharedfs"
+    weights: dict[str, int] = field(default_factory=lambda: dict(nemesis.DEFAULT_WEIGHTS))
+
+
+def worker_command(logdir: Path, group: str) -> str:
+    return f"exec {sys.executable} {HERE / 'worker.py'} {logdir} {group}"
+
+
+def fence_device(base: Path, nodes: list[str]) -> dict[str, Any]:
+    """A ``command`` device that powers a local node off synchronously, read back by a status command."""
+    script = f"{sys.executable} {HERE / 'fence.py'} {base}"
+    return {
+        "name": "plug",
+        "kind": "command",
+        "command": f"{script} $OMHA_ACTION $OMHA_TARGET",
+        "status_command": f"{script} status $OMHA_TARGET",
+        "timeout": FENCE_TIMEOUT,
+        "nodes": {n: n for n in nodes},
+    }
+
+
+class Campaign:
+    """One run of the campaign under ``base`` (a fresh directory)."""
+
+    def __init__(self, base: Path, options: Options, out: Callable[[str], None] = print) -> None:
+        self.base = base
+        self.opt = options
+        self.out = out
+        self.logdir = base / "chaos"
+        (self.logdir / "alive").mkdir(parents=True, exist_ok=True)
+        self.names = [f"n{i}" for i in range(1, options.nodes + 1)]
+        self.groups = [f"g{i}" for i in range(1, options.groups + 1)]
+        self.timing = ETCD_TIMING if options.store == "etcd" else TIMING
+        self.faults = nemesis.draw(options.seed, options.duration, self.names, self.groups,
+                                   self.timing["dead_after"], options.weights)
+        (self.logdir / "schedule.json").write_text(nemesis.dumps(options.seed, self.faults))
+        self.frozen: set[str] = set()
+        self.expected_exit: dict[int, str] = {}  # daemon pid -> why we ended it
+        self.seen_exit: set[int] = set()
+        self.stack = ExitStack()
+        self.cluster: Cluster | None = None
+        self.etcd: EtcdCluster | None = None
+        self.etcd_down: dict[int, EtcdMember] = {}  # fault index -> the member it killed
+
+    # -- records -----------------------------------------------------------------------------------------
+
+    def log(self, ev: str, **fields: Any) -> None:
+        fields.update(ev=ev, mono=time.monotonic(), wall=time.time())
+        with open(self.logdir / "nemesis.log", "a") as fh:
+            fh.write(json.dumps(fields) + "\n")
+
+    def reap(self) -> None:
+        """Record every daemon exit not recorded yet, with the reason when the harness caused it."""
+        assert self.cluster is not None
+        for node, proc in self.cluster.procs.items():
+            rc = proc.poll()
+            if rc is not None and proc.pid not in self.seen_exit:
+                self.seen_exit.add(proc.pid)
+                self.log("daemon_exit", node=node, pid=proc.pid, rc=rc, cause=self.expected_exit.get(proc.pid, ""))
+
+    # -- the cluster ---------------------------------------------------------------------------------------
+
+    def config(self) -> dict[str, dict[str, Any]]:
+        config: dict[str, dict[str, Any]] = {
+            "timing": dict(self.timing),
+            "fencing": {"action": "off"},
+            "init": {"stop_grace": [0, 1, 2], "respawn_pause": 2},
+        }
+        return config
+
+    def start_cluster(self) -> Cluster:
+        cltab = "".join(f"{g}:w{g}:run:respawn:{worker_command(self.logdir, g)}\n" for g in self.groups)
+        hactl = "".join(f"{g} run\n" for g in self.groups)
+        devices = [fence_device(self.base, self.names)]
+        if self.opt.store == "etcd":
+            self.etcd = EtcdCluster(3)
+            self.etcd.start()
+            c: Cluster = EtcdLocalCluster(self.base, self.etcd, nodes=self.names, config=self.config(), devices=devices)
+            self.cluster = c
+            c.load(cltab, hactl)  # type: ignore[attr-defined]
+        else:
+            c = Cluster(self.base, self.names, cltab=cltab, hactl=hactl, config=self.config(), devices=devices)
+            self.cluster = c
+        c.start()
+        self.log("cluster_start", nodes=self.names, groups=self.groups, cluster=c.sections["cluster"]["name"])
+        return c
+
+    def alive(self, node: str) -> bool:
+        assert self.cluster is not None
+        proc = self.cluster.procs.get(node)
+        return proc is not None and proc.poll() is None
+
+    def live_instances(self) -> dict[str, list[tuple[str, int]]]:
+        """Per group, the (node, pid) of each worker process alive right now."""
+        found: dict[str, list[tuple[str, int]]] = {g: [] for g in self.groups}
+        for path in (self.logdir / "alive").iterdir():
+            group, node, pid = path.name.split(".")
+            if _running(int(pid)) and group in found:
+                found[group].append((node, int(pid)))
+        return found
+
+    def all_once(self) -> bool:
+        return all(len(v) == 1 for v in self.live_instances().values())
+
+    def wait(self, what: str, predicate: Callable[[], bool], timeout: float, stable: float = 0.0) -> bool:
+        """Poll ``predicate`` (reaping daemons meanwhile) until it held for ``stable`` seconds; False on timeout."""
+        deadline = time.monotonic() + timeout
+        since: float | None = None
+        while time.monotonic() < deadline:
+            self.reap()
+            if predicate():
+                since = since or time.monotonic()
+                if time.monotonic() - since >= stable:
+                    return True
+            else:
+                since = None
+            time.sleep(0.05)
+        if what != "schedule":
+            self.log("wait_timeout", what=what)
+        return False
+
+    def power_on(self, node: str) -> None:
+        assert self.cluster is not None
+        if node in self.frozen:
+            self.thaw(node)
+        if not self.alive(node):
+            self.reap()
+            self.cluster.start(node)
+            self.log("power_on", node=node, pid=self.cluster.procs[node].pid)
+
+    def thaw(self, node: str) -> None:
+        assert self.cluster is not None
+        self.frozen.discard(node)
+        self.cluster.procs[node].send_signal(signal.SIGCONT)
+        self.log("thaw", node=node, pid=self.cluster.procs[node].pid, was_alive=self.alive(node))
+
+    def tell(self, node: str, group: str, level: str) -> None:
+        """``omha tell`` from ``node``, or from the first node in order whose daemon runs unfrozen."""
+        assert self.cluster is not None
+        usable = [n for n in [node, *self.names] if self.alive(n) and n not in self.frozen]
+        via = usable[0] if usable else node
+        begin = time.monotonic()
+        out = self.cluster.omha(via, "tell", group, level, check=False)
+        self.log("tell", node=via, group=group, level=level, rc=out.returncode, begin=begin,
+                 error=out.stderr.strip()[-300:] if out.returncode else "")
+
+    # -- the steps ---------------------------------------------------------------------------------------------
+
+    def step(self, step: str, fault: nemesis.Fault) -> None:
+        assert self.cluster is not None
+        c, node = self.cluster, fault.node
+        kind, phase = step.split(":")
+        if kind == "crash" and phase == "begin":
+            if not self.alive(node):
+                self.log("skip", kind=kind, node=node, why="daemon not running")
+                return
+            self.frozen.discard(node)
+            self.expected_exit[c.procs[node].pid] = "crash"
+            c.procs[node].send_signal(signal.SIGKILL)
+            c.procs[node].send_signal(signal.SIGCONT)
+            c.procs[node].wait(30)
+            self.log("crash", node=node, pid=c.procs[node].pid)
+        elif kind == "freeze" and phase == "begin":
+            if not self.alive(node):
+                self.log("skip", kind=kind, node=node, why="daemon not running")
+                return
+            c.procs[node].send_signal(signal.SIGSTOP)
+            self.frozen.add(node)
+            self.log("freeze", node=node, pid=c.procs[node].pid)
+        elif kind == "restart" and phase == "begin":
+            if not self.alive(node) or node in self.frozen:
+                self.log("skip", kind=kind, node=node, why="daemon not running")
+                return
+            self.expected_exit[c.procs[node].pid] = "stop"
+            c.procs[node].send_signal(signal.SIGTERM)
+            try:
+                c.procs[node].wait(30)
+            except subprocess.TimeoutExpired:
+                self.log("stop_timeout", node=node, pid=c.procs[node].pid)
+            self.reap()
+            self.log("stopped", node=node, pid=c.procs[node].pid)
+        elif kind in ("crash", "freeze", "restart") and phase == "end":
+            self.power_on(node)
+        elif kind == "kill_proc":
+            live = self.live_instances()[fault.group]
+            if not live:
+                self.log("skip", kind=kind, group=fault.group, why="not running")
+            for n, pid in live:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    self.log("kill_proc", node=n, group=fault.group, pid=pid)
+                except ProcessLookupError:
+                    pass
+        elif kind == "flip":
+            if phase == "begin":
+                self.tell(node, fault.group, "stop")
+            else:
+                self.tell(fault.node2, fault.group, "run")
+        elif kind in ("fence_fail", "fence_hang"):
+            path = self.logdir / f"fence-fault.{node}"
+            if phase == "begin":
+                path.write_text(kind.split("_")[1])
+                self.log(kind, node=node)
+            else:
+                path.unlink(missing_ok=True)
+                self.log(f"{kind}_end", node=node)
+        elif kind in ("etcd_kill", "etcd_leader_kill"):
+            self.etcd_step(kind, phase, fault)
+        else:
+            raise ValueError(f"unknown step {step}")
+
+    def etcd_step(self, kind: str, phase: str, fault: nemesis.Fault) -> None:
+        assert self.etcd is not None
+        index = self.faults.index(fault)
+        if phase == "begin":
+            try:
+                member = (self.etcd.leader() if kind == "etcd_leader_kill"
+                          else self.etcd.members[nemesis.ETCD_MEMBERS.index(fault.node)])
+            except RuntimeError as e:
+                self.log("skip", kind=kind, why=str(e)[:200])
+                return
+            member.kill(signal.SIGKILL)
+            self.etcd_down[index] = member
+            self.log(kind, member=member.name)
+        elif index in self.etcd_down:
+            member = self.etcd_down.pop(index)
+            try:
+                self.etcd.restart(member)
+                self.log("etcd_restart", member=member.name)
+            except RuntimeError as e:
+                self.log("etcd_restart_failed", member=member.name, why=str(e)[-300:])
+
+    def inject(self, fault: nemesis.Fault) -> None:
+        """Perform the begin step of an extra fault now (for scenarios written by hand), recorded like the rest."""
+        self.faults.append(fault)
+        (self.logdir / "schedule.json").write_text(nemesis.dumps(self.opt.seed, self.faults))
+        self.log("step", step=f"{fault.kind}:begin", fault=len(self.faults) - 1, at=fault.at)
+        self.step(f"{fault.kind}:begin", fault)
+
+    # -- the run ------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Start the cluster, wait for every group, perform the schedule, let it settle, stop everything."""
+        self.out(f"chaos: seed {self.opt.seed}, {self.opt.duration:g} s, {len(self.names)} nodes, "
+                 f"store {self.opt.store}, {len(self.faults)} faults, records in {self.logdir}")
+        c = self.start_cluster()
+        try:
+            if not self.wait("every group running once", self.all_once, 60, stable=1.0):
+                raise RuntimeError(f"the cluster did not start every group once\n{c.diagnostics()}")
+            t0 = time.monotonic()
+            self.log("faults_begin", t0=t0)
+            for at, step, index in nemesis.actions(self.faults):
+                self.wait("schedule", lambda: False, max(0.0, t0 + at - time.monotonic()))
+                self.log("step", step=step, fault=index, at=at)
+                self.step(step, self.faults[index])
+            # the faults stop: everything powered on, thawed, wanted
+            for node in self.names:
+                self.power_on(node)
+            if self.etcd is not None:
+                for index in list(self.etcd_down):
+                    self.etcd_step("etcd_kill", "end", self.faults[index])
+            for path in self.logdir.glob("fence-fault.*"):
+                path.unlink()
+            for group in self.groups:
+                self.tell(self.names[0], group, "run")
+            self.log("faults_end")
+            self.wait("settled", self.all_once, RECOVERY_BOUND + 10, stable=OBSERVE)
+            self.log("end")
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """SIGTERM every daemon (they stop their groups), record exits and leftovers, then clean up."""
+        c = self.cluster
+        if c is None:
+            return
+        for proc in c.procs.values():
+            if proc.poll() is None:
+                self.expected_exit[proc.pid] = "stop"
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 40
+        for proc in c.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        self.reap()
+        name = str(c.sections["cluster"]["name"])
+        time.sleep(0.5)
+        for node in self.names:
+            left = [p for p in node_processes(name, node) if _running(p)]
+            if left:
+                self.log("leftover", node=node, pids=left, cmdlines=[_cmdline(p) for p in left])
+        self.log("shutdown")
+        c.stop()
+        kill_strays(str(self.base))
+        if self.etcd is not None:
+            self.etcd.stop()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return ""

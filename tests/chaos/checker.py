@@ -95,7 +95,7 @@ class Report:
         lines.append("  availability (wanted time with exactly one instance): "
                      + ", ".join(f"{g} {a:.4f}" for g, a in sorted(self.availability.items())))
         for kind, values in sorted(self.recovery.items()):
-            lines.append(f"  recovery after {kind:<10} n={len(values):<3} median {percentile(values, 50):6.2f} s"
+            lines.append(f"  recovery after {kind:<16} n={len(values):<4} median {percentile(values, 50):6.2f} s"
                          f"  p99 {percentile(values, 99):6.2f} s"
                          + (f"  (+{self.censored[kind]} not recovered before the next fault)"
                             if self.censored[kind] else ""))

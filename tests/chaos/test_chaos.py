@@ -34,6 +34,13 @@ def test_campaign_fixed_seed(tmp_path: Path, seed: int) -> None:
     assert not rep.violations, verdict(rep)
 
 
+def test_campaign_etcd_with_member_and_leader_kills(tmp_path: Path) -> None:
+    """Seed 29's schedule on etcd kills an etcd member and the etcd leader, besides the nodes' faults."""
+    rep = campaign(tmp_path, 29, SHORT, store="etcd")
+    assert rep.faults["etcd_kill"] and rep.faults["etcd_leader_kill"]
+    assert not rep.violations, verdict(rep)
+
+
 def test_campaign_random_seed(tmp_path: Path) -> None:
     seed = random.SystemRandom().randrange(1, 2**31)
     print(f"chaos random seed: {seed}")

@@ -13,6 +13,7 @@ Claims checked (:func:`check`):
 - ``left-behind``: no process of a node outlives its fence (past the fence's success), its daemon's graceful stop
   (past the daemon's exit), or its daemon's crash by more than :data:`GUARD_BOUND`; none is left at the end;
 - ``daemon-crash``: no daemon exits unless the harness or the fence device ended it; no traceback in any log;
+- ``bad-input``: ``omha load`` refuses an invalid cltab or hactl, and accepts a valid one;
 - ``recovery``: once the faults stop, every wanted group runs exactly once within the stated bound, and stays so.
 """
 
@@ -94,7 +95,8 @@ class Report:
         lines.append(f"  group starts {self.starts}, fences {dict(self.fences)}")
         lines.append("  availability (wanted time with exactly one instance): "
                      + ", ".join(f"{g} {a:.4f}" for g, a in sorted(self.availability.items())))
-        for kind, values in sorted(self.recovery.items()):
+        for kind in sorted(set(self.recovery) | set(self.censored)):
+            values = self.recovery.get(kind, [])
             lines.append(f"  recovery after {kind:<16} n={len(values):<4} median {percentile(values, 50):6.2f} s"
                          f"  p99 {percentile(values, 99):6.2f} s"
                          + (f"  (+{self.censored[kind]} not recovered before the next fault)"
@@ -245,7 +247,8 @@ def check(base: Path) -> Report:
     fence_begin = [(e["mono"], e["node"]) for e in fences if e["ev"] == "fence_begin" and e["action"] != "on"]
     power_ons = [(e["mono"], e["node"]) for e in events if e["ev"] == "power_on"]
     failures = [(e["mono"], schedule["faults"][e["fault"]]["node"], e["step"].split(":")[0]) for e in events
-                if e["ev"] == "step" and e["step"] in ("crash:begin", "freeze:begin")]
+                if e["ev"] == "step" and e["step"] in ("crash:begin", "freeze:begin", "fence_fail:begin",
+                                                      "fence_hang:begin")]
     for f, node, kind in failures:
         for g, ls in by_group.items():
             holder = [lf for lf in ls if lf.start <= f and lf.node == node and lf.end >= f - 0.5
@@ -280,6 +283,11 @@ def check(base: Path) -> Report:
         if e["ev"] == "leftover":
             violate("left-behind", e["mono"], f"processes of {e['node']} left after every daemon stopped: "
                                               f"{e['cmdlines']}")
+
+    # bad input refused, good input taken
+    for e in events:
+        if e["ev"] == "edit_result" and (e["rc"] == 0) != (e["expect"] == "accepted"):
+            violate("bad-input", e["mono"], f"omha load: expected {e['expect']}, exit status {e['rc']}")
 
     # no daemon crash
     for e in events:

@@ -36,6 +36,11 @@ RECOVERY_BOUND = 30.0
 OBSERVE = 3.0
 #: the fence device's timeout (a hanging fence is killed after it)
 FENCE_TIMEOUT = 5.0
+#: size of each node's state_dir (a tmpfs, so that the ``state_full`` fault can fill it)
+STATE_SIZE = "256k"
+#: what the ``edit`` fault writes: a cltab line and an hactl line that are both invalid
+BAD_CLTAB = "this line has no fields at all\n"
+BAD_HACTL = "g1 run and more words\n"
 
 
 @dataclass
@@ -87,6 +92,8 @@ class Campaign:
         self.cluster: Cluster | None = None
         self.etcd: EtcdCluster | None = None
         self.etcd_down: dict[int, EtcdMember] = {}  # fault index -> the member it killed
+        self.saved: dict[int, tuple[str, str]] = {}  # edit fault index -> (cltab, hactl) before it
+        self.mounts: list[Path] = []
 
     # -- records -----------------------------------------------------------------------------------------
 
@@ -114,6 +121,23 @@ class Campaign:
         }
         return config
 
+    def mount_state_dirs(self) -> None:
+        """Each node's state_dir on its own small tmpfs, for the ``state_full`` fault."""
+        if "state_full" not in self.opt.weights:
+            return
+        for node in self.names:
+            path = self.base / node / "state"
+            path.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={STATE_SIZE},mode=0755", "omha-chaos-state",
+                            str(path)], check=True)
+            self.mounts.append(path)
+
+    def unmount(self) -> None:
+        for path in self.mounts:
+            if subprocess.run(["umount", str(path)], capture_output=True).returncode:
+                subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        self.mounts.clear()
+
     def start_cluster(self) -> Cluster:
         cltab = "".join(f"{g}:w{g}:run:respawn:{worker_command(self.logdir, g)}\n" for g in self.groups)
         hactl = "".join(f"{g} run\n" for g in self.groups)
@@ -121,12 +145,14 @@ class Campaign:
         if self.opt.store == "etcd":
             self.etcd = EtcdCluster(3)
             self.etcd.start()
-            c: Cluster = EtcdLocalCluster(self.base, self.etcd, nodes=self.names, config=self.config(), devices=devices)
+            c: Cluster = EtcdLocalCluster(self.base, self.etcd, nodes=self.names, config=self.config(),
+                                          devices=devices)
             self.cluster = c
             c.load(cltab, hactl)  # type: ignore[attr-defined]
         else:
             c = Cluster(self.base, self.names, cltab=cltab, hactl=hactl, config=self.config(), devices=devices)
             self.cluster = c
+        self.mount_state_dirs()
         c.start()
         self.log("cluster_start", nodes=self.names, groups=self.groups, cluster=c.sections["cluster"]["name"])
         return c
@@ -183,8 +209,7 @@ class Campaign:
     def tell(self, node: str, group: str, level: str) -> None:
         """``omha tell`` from ``node``, or from the first node in order whose daemon runs unfrozen."""
         assert self.cluster is not None
-        usable = [n for n in [node, *self.names] if self.alive(n) and n not in self.frozen]
-        via = usable[0] if usable else node
+        via = self.usable(node)
         begin = time.monotonic()
         out = self.cluster.omha(via, "tell", group, level, check=False)
         self.log("tell", node=via, group=group, level=level, rc=out.returncode, begin=begin,
@@ -247,13 +272,87 @@ class Campaign:
             if phase == "begin":
                 path.write_text(kind.split("_")[1])
                 self.log(kind, node=node)
+                self.step(f"{fault.also}:begin", fault)
             else:
                 path.unlink(missing_ok=True)
                 self.log(f"{kind}_end", node=node)
+                self.power_on(node)
+        elif kind == "edit":
+            self.edit(phase, fault)
+        elif kind == "state_full":
+            fill = self.base / node / "state" / "chaos-fill"
+            if phase == "begin":
+                with open(fill, "wb") as fh:
+                    try:
+                        while True:
+                            fh.write(b"\0" * 65536)
+                            fh.flush()
+                    except OSError as e:
+                        self.log("state_full", node=node, error=str(e))
+            else:
+                fill.unlink(missing_ok=True)
+                self.log("state_full_end", node=node)
+
         elif kind in ("etcd_kill", "etcd_leader_kill"):
             self.etcd_step(kind, phase, fault)
         else:
             raise ValueError(f"unknown step {step}")
+
+    def documents(self) -> tuple[str, str]:
+        """The cltab and hactl in force: the shared directory's files, or ``omha show`` on etcd."""
+        assert self.cluster is not None
+        if self.opt.store == "sharedfs":
+            return (self.cluster.shared / "cltab").read_text(), (self.cluster.shared / "hactl").read_text()
+        via = self.usable(self.names[0])
+        return self.cluster.omha(via, "show", "cltab").stdout, self.cluster.omha(via, "show", "hactl").stdout
+
+    def usable(self, node: str) -> str:
+        """``node``, or the first node in order whose daemon runs unfrozen."""
+        usable = [n for n in [node, *self.names] if self.alive(n) and n not in self.frozen]
+        return usable[0] if usable else node
+
+    def load(self, node: str, cltab: str | None, hactl: str | None) -> int:
+        """``omha load`` from ``node`` (or a usable node); returns its exit status, logged."""
+        assert self.cluster is not None
+        args = []
+        for name, text in (("cltab", cltab), ("hactl", hactl)):
+            if text is not None:
+                path = self.base / f"{name}.chaos-edit"
+                path.write_text(text)
+                args += [f"--{name}", str(path)]
+        via = self.usable(node)
+        out = self.cluster.omha(via, "load", *args, check=False)
+        self.log("load", node=via, what=[a for a in args if a.startswith("--")], rc=out.returncode,
+                 output=(out.stdout + out.stderr).strip()[-300:])
+        return out.returncode
+
+    def edit(self, phase: str, fault: nemesis.Fault) -> None:
+        """An operator's edit during the faults: invalid ones must be refused, and the last good kept running."""
+        assert self.cluster is not None
+        index, variant = self.faults.index(fault), fault.also
+        if self.opt.store == "etcd" and variant.endswith("_file"):
+            variant = "load_" + variant.split("_")[0]  # no files to edit by hand on etcd
+        if phase == "begin":
+            cltab, hactl = self.saved[index] = self.documents()
+            if variant == "cltab_file":
+                (self.cluster.shared / "cltab").write_text(cltab + BAD_CLTAB)
+            elif variant == "hactl_file":
+                (self.cluster.shared / "hactl").write_text(hactl + BAD_HACTL)
+            elif variant == "load_cltab":
+                self.log("edit_result", expect="refused", rc=self.load(fault.node, cltab + BAD_CLTAB, None))
+            elif variant == "load_hactl":
+                self.log("edit_result", expect="refused", rc=self.load(fault.node, None, hactl + BAD_HACTL))
+            else:
+                self.log("edit_result", expect="accepted",
+                         rc=self.load(fault.node, cltab + f"# chaos edit {index}\n", None))
+            self.log("edit", node=fault.node, variant=variant)
+        elif index in self.saved:
+            cltab, hactl = self.saved.pop(index)
+            if variant == "cltab_file":
+                (self.cluster.shared / "cltab").write_text(cltab)
+            elif variant == "hactl_file":
+                (self.cluster.shared / "hactl").write_text(hactl)
+            self.log("edit_end", variant=variant)
 
     def etcd_step(self, kind: str, phase: str, fault: nemesis.Fault) -> None:
         assert self.etcd is not None
@@ -307,6 +406,10 @@ class Campaign:
                     self.etcd_step("etcd_kill", "end", self.faults[index])
             for path in self.logdir.glob("fence-fault.*"):
                 path.unlink()
+            for index in list(self.saved):
+                self.edit("end", self.faults[index])
+            for node in self.names:
+                (self.base / node / "state" / "chaos-fill").unlink(missing_ok=True)
             for group in self.groups:
                 self.tell(self.names[0], group, "run")
             self.log("faults_end")
@@ -341,6 +444,7 @@ class Campaign:
         self.log("shutdown")
         c.stop()
         kill_strays(str(self.base))
+        self.unmount()
         if self.etcd is not None:
             self.etcd.stop()
 

@@ -20,18 +20,35 @@ KINDS = {
     "kill_proc": "SIGKILL the running process of `group` (wherever it runs)",
     "flip": "`omha tell group stop` from `node`, then `omha tell group run` from `node2` after `duration`",
     "restart": "SIGTERM the node's daemon (a graceful stop of its groups), start it again after `duration`",
-    "fence_fail": "the fence device fails for `node` during `duration`",
-    "fence_hang": "the fence device hangs past its timeout for `node` during `duration`",
+    "fence_fail": "the fence device fails for `node` during `duration`, and `node` crashes or freezes (`also`) "
+    "for that time",
+    "fence_hang": "the fence device hangs past its timeout for `node` during `duration`, and `node` crashes or "
+    "freezes (`also`) for that time",
+    "edit": "a cltab or hactl edit (`also`): invalid files written into the shared directory, invalid ones given "
+    "to `omha load` (refused), or a valid one loaded; the original is restored after `duration`",
+    "state_full": "`node`'s state_dir (a small tmpfs) filled up for `duration`",
     "etcd_kill": "SIGKILL etcd member `node` (m0, m1, m2), start it again after `duration`",
     "etcd_leader_kill": "SIGKILL whichever etcd member leads at that moment, start it again after `duration`",
 }
 #: relative frequency of each kind in the default mix
-DEFAULT_WEIGHTS = {"crash": 3, "freeze": 3, "kill_proc": 2, "flip": 2, "restart": 2}
+DEFAULT_WEIGHTS = {
+    "crash": 3,
+    "freeze": 3,
+    "kill_proc": 2,
+    "flip": 2,
+    "restart": 2,
+    "fence_fail": 1,
+    "fence_hang": 1,
+    "edit": 1,
+    "state_full": 1,
+}
+#: the variants of an ``edit`` fault (``Fault.also``)
+EDITS = ["cltab_file", "hactl_file", "load_cltab", "load_hactl", "load_valid"]
 #: added to the mix when the store is etcd (one member down at a time, so etcd keeps its quorum)
 ETCD_WEIGHTS = {"etcd_kill": 1, "etcd_leader_kill": 1}
 ETCD_MEMBERS = ["m0", "m1", "m2"]
 #: kinds that take a node out for a while
-IMPAIRING = {"crash", "freeze", "restart"}
+IMPAIRING = {"crash", "freeze", "restart", "fence_fail", "fence_hang"}
 #: seconds a node needs after an impairing fault ends before it counts as a member again
 REJOIN_MARGIN = 3.0
 
@@ -44,6 +61,7 @@ class Fault:
     group: str = ""
     duration: float = 0.0
     node2: str = ""
+    also: str = ""
 
 
 def draw(
@@ -62,7 +80,7 @@ def draw(
     max_impaired = (len(nodes) - 1) // 2
     busy_until: dict[str, float] = {}  # node -> end of its impairment (+ margin)
     group_busy: dict[str, float] = {}
-    fence_busy: dict[str, float] = {}
+    state_busy: dict[str, float] = {}
     etcd_busy = -1.0
     faults: list[Fault] = []
     t = rng.uniform(*gap)
@@ -88,11 +106,23 @@ def draw(
                       node2=rng.choice(nodes))
             group_busy[group] = t + f.duration + 1.0
         elif kind in ("fence_fail", "fence_hang"):
-            if fence_busy.get(node, -1.0) > t:
+            f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(4.0, 10.0), 2),
+                      also=rng.choice(["crash", "freeze"]))
+        elif kind == "edit":
+            if max(group_busy.values(), default=-1.0) > t:
                 t += rng.uniform(*gap)
                 continue
-            f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(5.0, 15.0), 2))
-            fence_busy[node] = t + f.duration
+            f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(1.0, 4.0), 2),
+                      also=rng.choice(EDITS))
+            for g in groups:
+                group_busy[g] = t + f.duration + 1.0
+        elif kind == "state_full":
+            if state_busy.get(node, -1.0) > t:
+                t += rng.uniform(*gap)
+                continue
+            f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(3.0, 8.0), 2))
+            state_busy[node] = t + f.duration
+
         elif kind in ("etcd_kill", "etcd_leader_kill"):
             member = rng.choice(ETCD_MEMBERS)
             if etcd_busy > t:
@@ -129,6 +159,6 @@ def describe(faults: list[Fault]) -> str:
     """One line per fault, for humans."""
     lines = []
     for f in faults:
-        what = " ".join(x for x in (f.node, f.group, f"-> {f.node2}" if f.node2 else "") if x)
+        what = " ".join(x for x in (f.node, f.group, f"-> {f.node2}" if f.node2 else "", f.also) if x)
         lines.append(f"  {f.at:8.2f}s {f.kind:<10} {what}" + (f" for {f.duration:g}s" if f.duration else ""))
     return "\n".join(lines)

@@ -12,6 +12,9 @@ Claims checked (:func:`check`):
   successful fence of that node (unless the harness powered the node on again in between);
 - ``left-behind``: no process of a node outlives its fence (past the fence's success), its daemon's graceful stop
   (past the daemon's exit), or its daemon's crash by more than :data:`GUARD_BOUND`; none is left at the end;
+- ``healthy-fenced``: no node is fenced unless the nemesis impaired it (crashed, froze, or made its fence
+  device fail while it was down) in the :data:`IMPAIRED_GRACE` seconds before; a plugin's exception, a full
+  state_dir or an edit must not cost a node;
 - ``daemon-crash``: no daemon exits unless the harness or the fence device ended it; no traceback in any log;
 - ``bad-input``: ``omha load`` refuses an invalid cltab or hactl, and accepts a valid one;
 - ``recovery``: once the faults stop, every wanted group runs exactly once within the stated bound, and stays so.
@@ -29,6 +32,10 @@ from tests.chaos.harness import RECOVERY_BOUND
 
 #: seconds a crashed daemon's guard may take to end the node's groups (generous: the machine is shared)
 GUARD_BOUND = 5.0
+#: how long after an impairing fault ends a fence of that node still counts as caused by it
+IMPAIRED_GRACE = 30.0
+#: faults that take a node down, so that fencing it is expected
+NODE_DOWN = ("crash", "freeze", "fence_fail", "fence_hang")
 #: seconds of timeline printed either side of a violation
 WINDOW = 6.0
 
@@ -283,6 +290,15 @@ def check(base: Path) -> Report:
         if e["ev"] == "leftover":
             violate("left-behind", e["mono"], f"processes of {e['node']} left after every daemon stopped: "
                                               f"{e['cmdlines']}")
+
+    # no healthy node fenced
+    down = [(e["mono"], schedule["faults"][e["fault"]]) for e in events
+            if e["ev"] == "step" and e["step"].split(":")[0] in NODE_DOWN and e["step"].endswith(":begin")]
+    unexpected_deaths = [(e["mono"], e["node"]) for e in events if e["ev"] == "daemon_exit" and not e["cause"]]
+    for t, node in fence_begin:
+        caused = any(f["node"] == node and at <= t <= at + f["duration"] + IMPAIRED_GRACE for at, f in down)
+        if not caused and not any(n == node and d <= t for d, n in unexpected_deaths):
+            violate("healthy-fenced", t, f"{node} was fenced although the nemesis had not taken it down")
 
     # bad input refused, good input taken
     for e in events:

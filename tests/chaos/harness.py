@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from omha_core.localcluster import _running, kill_strays, node_processes
-from tests.chaos import nemesis
+from tests.chaos import nemesis, site
 from tests.cluster import Cluster
 from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster, EtcdMember
 from tests.plugins.membership_etcd.test_daemons import EtcdLocalCluster
@@ -142,15 +142,21 @@ class Campaign:
         cltab = "".join(f"{g}:w{g}:run:respawn:{worker_command(self.logdir, g)}\n" for g in self.groups)
         hactl = "".join(f"{g} run\n" for g in self.groups)
         devices = [fence_device(self.base, self.names)]
+        # the site plugin whose hooks raise on demand, for every node; each daemon knows its node name
+        path = site.install(self.base / "site")
+        env = {"PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")]),
+               "OMHA_CHAOS_DIR": str(self.logdir)}
+        wrap = {n: ["env", f"OMHA_CHAOS_NODE={n}"] for n in self.names}
         if self.opt.store == "etcd":
             self.etcd = EtcdCluster(3)
             self.etcd.start()
             c: Cluster = EtcdLocalCluster(self.base, self.etcd, nodes=self.names, config=self.config(),
-                                          devices=devices)
+                                          devices=devices, env=env, wrap=wrap)
             self.cluster = c
             c.load(cltab, hactl)  # type: ignore[attr-defined]
         else:
-            c = Cluster(self.base, self.names, cltab=cltab, hactl=hactl, config=self.config(), devices=devices)
+            c = Cluster(self.base, self.names, cltab=cltab, hactl=hactl, config=self.config(), devices=devices,
+                        env=env, wrap=wrap)
             self.cluster = c
         self.mount_state_dirs()
         c.start()
@@ -279,6 +285,13 @@ class Campaign:
                 self.power_on(node)
         elif kind == "edit":
             self.edit(phase, fault)
+        elif kind == "plugin_raise":
+            toggle = self.logdir / f"plugin-raise.{node}"
+            if phase == "begin":
+                toggle.write_text(fault.also + "\n")
+            else:
+                toggle.unlink(missing_ok=True)
+            self.log("plugin_raise", node=node, hooks=fault.also if phase == "begin" else "")
         elif kind == "state_full":
             fill = self.base / node / "state" / "chaos-fill"
             if phase == "begin":
@@ -404,7 +417,7 @@ class Campaign:
             if self.etcd is not None:
                 for index in list(self.etcd_down):
                     self.etcd_step("etcd_kill", "end", self.faults[index])
-            for path in self.logdir.glob("fence-fault.*"):
+            for path in [*self.logdir.glob("fence-fault.*"), *self.logdir.glob("plugin-raise.*")]:
                 path.unlink()
             for index in list(self.saved):
                 self.edit("end", self.faults[index])

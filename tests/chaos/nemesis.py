@@ -27,6 +27,7 @@ KINDS = {
     "edit": "a cltab or hactl edit (`also`): invalid files written into the shared directory, invalid ones given "
     "to `omha load` (refused), or a valid one loaded; the original is restored after `duration`",
     "state_full": "`node`'s state_dir (a small tmpfs) filled up for `duration`",
+    "plugin_raise": "a site plugin's hooks (`also`: fitness, notify, register or all) raise on `node` for `duration`",
     "etcd_kill": "SIGKILL etcd member `node` (m0, m1, m2), start it again after `duration`",
     "etcd_leader_kill": "SIGKILL whichever etcd member leads at that moment, start it again after `duration`",
 }
@@ -116,6 +117,13 @@ def draw(
                       also=rng.choice(EDITS))
             for g in groups:
                 group_busy[g] = t + f.duration + 1.0
+        elif kind == "plugin_raise":
+            if state_busy.get("plugin:" + node, -1.0) > t:
+                t += rng.uniform(*gap)
+                continue
+            f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(3.0, 8.0), 2),
+                      also=rng.choice(["fitness", "notify", "register", "all"]))
+            state_busy["plugin:" + node] = t + f.duration
         elif kind == "state_full":
             if state_busy.get(node, -1.0) > t:
                 t += rng.uniform(*gap)

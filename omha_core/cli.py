@@ -14,9 +14,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from omha_core.plugins import get_plugin_manager
+    from omha_core.plugins import get_plugin_manager, probe_registrations
 
     pm = get_plugin_manager()
+    probe_registrations(pm)  # a plugin whose registration hook raises is reported as failed
     infos = sorted(pm.infos.values(), key=lambda i: (not i.builtin, i.name))
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
@@ -24,7 +25,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     for info in infos:
         dist = f"{info.distribution} {info.version}" if info.distribution else "-"
         if info.error:
-            print(f"{info.name:<24} {dist:<32} FAILED TO LOAD: {info.error}")
+            print(f"{info.name:<24} {dist:<32} FAILED: {info.error}")
         else:
             print(f"{info.name:<24} {dist:<32} {', '.join(info.hooks)}")
     return 0
@@ -68,6 +69,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
             failed = True
     cltab, wanted = docs.get("cltab"), docs.get("hactl")
     warnings = [str(w) for w in cltab.warnings] if isinstance(cltab, Cltab) else []
+    if config is not None:
+        from omha_core.quorum import check_warnings
+
+        warnings += check_warnings(config)
     if isinstance(cltab, Cltab) and isinstance(wanted, dict):
         warnings += check_hactl_against_cltab(wanted, cltab, args.hactl)
     for msg in warnings:

@@ -34,7 +34,7 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("store", default="sharedfs"): cv.identifier,
     },
     vol.Optional("quorum", default={}): {
-        vol.Optional("policy", default="majority"): cv.one_of("majority", "ratio", "ignore"),
+        vol.Optional("policy", default="majority"): cv.one_of("majority", "ratio", "two_node", "ignore"),
         vol.Optional("expected"): cv.positive_int,
         vol.Optional("ratio", default=0.6): vol.All(vol.Coerce(float), vol.Range(min=0.0, max=1.0)),
     },
@@ -177,6 +177,11 @@ def validate_config(raw: Mapping[str, Any], path: str = "omha.toml", pm: pluggy.
     _check_backends(_section(data, raw, "cluster"), path, pm, problems)
     _check_agent_sections(_section(data, raw, "agents"), path, pm, problems)
     if problems:
+        from omha_core.plugins import broken_hint
+
+        hint = broken_hint(pm)  # a plugin that raised in omha_config_schema: its section is unknown, say why
+        if hint and any("unknown" in p or "extra keys" in p for p in problems):
+            problems.append(f"{path}: {hint[2:]}")
         raise ConfigError("\n".join(problems))
     data["fencing"]["devices"] = checked
     return Config(data, path)
@@ -199,7 +204,7 @@ def _check_devices(
 ) -> list[dict[str, Any]]:
     """Validate each ``[[fencing.devices]]`` against its kind's schema; return the validated devices."""
     from omha_core.fence_devices import device_schema
-    from omha_core.plugins import registry
+    from omha_core.plugins import broken_hint, registry
 
     kinds = registry(pm, "omha_fence_devices")
     checked = []
@@ -209,7 +214,9 @@ def _check_devices(
         kind = dev.get("kind")
         if kind not in kinds:
             known = ", ".join(sorted(kinds)) or "none"
-            problems.append(f"{path}: [fencing.devices] {label}: kind {kind!r} is not installed (known: {known})")
+            problems.append(
+                f"{path}: [fencing.devices] {label}: kind {kind!r} is not installed (known: {known}){broken_hint(pm)}"
+            )
             continue
         try:
             checked.append(device_schema(kinds[kind][0].schema)(dict(dev)))
@@ -226,14 +233,16 @@ def _check_devices(
 
 def _check_backends(cluster: Mapping[str, Any], path: str, pm: pluggy.PluginManager, problems: list[str]) -> None:
     """``[cluster] store`` and ``membership`` name installed backends."""
-    from omha_core.plugins import registry
+    from omha_core.plugins import broken_hint, registry
 
     for key, hook in (("store", "omha_store_backends"), ("membership", "omha_membership_backends")):
         name = cluster.get(key, "sharedfs")
         known = registry(pm, hook)
         if name not in known:
             installed = ", ".join(sorted(known)) or "none"
-            problems.append(f"{path}: [cluster] {key}: {name!r} is not installed (installed: {installed})")
+            problems.append(
+                f"{path}: [cluster] {key}: {name!r} is not installed (installed: {installed}){broken_hint(pm)}"
+            )
 
 
 def deployment_problems(config: Config) -> list[str]:
@@ -247,13 +256,15 @@ def deployment_problems(config: Config) -> list[str]:
 
 def _check_agent_sections(agents: Mapping[str, Any], path: str, pm: pluggy.PluginManager, problems: list[str]) -> None:
     """Each ``[agents.<name>]`` names an installed agent and only the options that agent declares."""
-    from omha_core.plugins import registry
+    from omha_core.plugins import broken_hint, registry
 
     installed = registry(pm, "omha_resource_agents")
     for name, options in agents.items():
         if name not in installed:
             known = ", ".join(sorted(installed)) or "none"
-            problems.append(f"{path}: [agents.{name}]: no resource agent @{name} is installed (installed: {known})")
+            problems.append(
+                f"{path}: [agents.{name}]: no resource agent @{name} is installed (installed: {known}){broken_hint(pm)}"
+            )
             continue
         accepted = getattr(installed[name][0], "option_names", None)
         unknown = sorted(set(options) - set(accepted)) if accepted is not None and isinstance(options, Mapping) else []

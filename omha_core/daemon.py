@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import time
 import uuid
@@ -39,10 +38,12 @@ from omha_core.config import Config
 from omha_core.decide import Action, Instance, NodeView, View, decide
 from omha_core.errors import OmhaError, ParseError, StoreError
 from omha_core.fencing import Fencer
+from omha_core.fitness import Fitness
 from omha_core.hactl import STOP_LEVEL
 from omha_core.liveness import Liveness
-from omha_core.plugins import call_tagged, lookup
+from omha_core.plugins import lookup, notify
 from omha_core.quorum import Quorum
+from omha_core.signals import install_signal_handlers
 from omha_core.status import NodeStatus, StatusProblem, parse_status
 from omha_core.uniqueness import DuplicateNode, impostor, lock_state_dir, wait_out_previous
 from omha_core.validate import check_document
@@ -57,11 +58,17 @@ def open_backends(config: Config, pm: pluggy.PluginManager) -> tuple[Store, Memb
     """Instantiate and open the configured store and membership backends."""
     cluster = config.section("cluster")
     store_factory = lookup(pm, "omha_store_backends", cluster["store"], "store backend")
-    store: Store = store_factory(config)
-    store.open()
     mem_factory = lookup(pm, "omha_membership_backends", cluster["membership"], "membership backend")
-    membership: Membership = mem_factory(config, store)
-    membership.open()
+    try:
+        store: Store = store_factory(config)
+        store.open()
+        membership: Membership = mem_factory(config, store)
+        membership.open()
+    except OmhaError:
+        raise
+    except Exception as exc:  # a backend plugin's bug: a clear message at start-up rather than a traceback
+        which = f"store {cluster['store']!r} / membership {cluster['membership']!r}"
+        raise OmhaError(f"cannot open the {which} backends: {type(exc).__name__}: {exc}") from exc
     return store, membership
 
 
@@ -88,6 +95,7 @@ class Daemon:
         self.store, self.membership = open_backends(config, pm)
         self.node = config.data.get("node") or self.membership.local_node() or config.node
         self.fencer = Fencer(config, pm, self.store, self.node)
+        self.fitness = Fitness(pm, self.node, config)
         self.cltab = Cltab(filename="cltab")
         self.hactl: dict[str, str] = {}
         self.versions: dict[str, str | None] = dict.fromkeys(DOCUMENTS)
@@ -117,16 +125,16 @@ class Daemon:
 
     # -- life cycle -------------------------------------------------------------------------------------
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT or ``omha shutdown``; stop every local group before returning."""
+        """Run until SIGTERM/SIGINT/SIGQUIT or ``omha shutdown``; stop every local group before returning."""
         from omha_core.init import LocalInit
 
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+        # SIGTERM, SIGINT and SIGQUIT: the graceful stop; SIGHUP: re-read cltab and hactl now (signals.py)
+        install_signal_handlers(loop, self.stopping, self.wake)
         # before publishing anything or touching a claim: is another daemon already this node?
-        previous = await asyncio.to_thread(
-            wait_out_previous, self.store, self.node, self.dead_after, self.heartbeat / 2
-        )
+        previous = await self._wait_out_previous()
+        if self.stopping.is_set():
+            return 0
         if previous is not None:
             self.own_incarnations.add(previous.incarnation)
         self.started = time.monotonic()  # settle from now: the wait above heard nothing from the others
@@ -161,6 +169,24 @@ class Daemon:
             sd_notify("STOPPING=1")
             await self._shutdown(server)
         return 1 if self.duplicate or not self.stopped_cleanly else 0
+
+    async def _wait_out_previous(self) -> Any:
+        """:func:`wait_out_previous`, retried every heartbeat while the store fails (nothing runs here yet, so
+        waiting is safe; starting without the check is not): a store that is down at boot is not a crash."""
+        while not self.stopping.is_set():
+            try:
+                return await asyncio.to_thread(
+                    wait_out_previous, self.store, self.node, self.dead_after, self.heartbeat / 2
+                )
+            except DuplicateNode:
+                raise
+            except Exception as exc:  # StoreError, or a backend plugin's bug
+                self._store_failed(
+                    str(exc) if isinstance(exc, StoreError) else f"backend failed: {type(exc).__name__}: {exc}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.heartbeat)
+        return None
 
     async def _sleep(self, begun: float) -> None:
         # ``wake`` was cleared when the cycle began: a local change during the cycle starts the next one at once
@@ -283,8 +309,13 @@ class Daemon:
     async def cycle(self) -> None:
         """One pass of the decision loop (see the module docstring)."""
         self.wake.clear()
-        await asyncio.to_thread(self.membership.heartbeat)
-        raw, claims, records, up, member = await asyncio.to_thread(self._read_cluster)
+        try:
+            await asyncio.to_thread(self.membership.heartbeat)
+            raw, claims, records, up, member = await asyncio.to_thread(self._read_cluster)
+        except StoreError:
+            raise
+        except Exception as exc:  # a backend plugin's bug is a store failure (the watchdog isolates), not a crash
+            raise StoreError(f"backend failed: {type(exc).__name__}: {exc}") from exc
         self.store_error = None
         if clash := impostor(raw, self.node, self.own_incarnations):
             self._duplicate_found(clash)
@@ -292,7 +323,8 @@ class Daemon:
         now = time.monotonic()
         self._observe(raw)
         alive = {self.node} | {n for n in self.statuses if n != self.node and self._alive(n, up)}
-        have_quorum = self.quorum.update(len(alive)) and member
+        peers = set(self.statuses) - {self.node}  # two_node: the other node, as far as it ever published
+        have_quorum = self.quorum.update(len(alive), bool(peers) and all(map(self.fencer.covered, peers))) and member
         await self._adopt_documents()
         holders = {g: c.get("node", "?") for g, c in claims.items()}
 
@@ -417,12 +449,7 @@ class Daemon:
         )
 
     def _fitness(self) -> dict[str, str]:
-        unfit = {}
-        for group in self.hactl:
-            vetoes = call_tagged(self.pm, "omha_node_fitness", group=group, node=self.node, config=self.config)
-            for plugin, reason in vetoes:
-                unfit[group] = f"{reason} ({plugin})"
-        return unfit
+        return self.fitness.check(self.hactl)
 
     def _failed(self, now: float) -> dict[str, str]:
         for group, (since, _) in list(self.failed.items()):
@@ -515,7 +542,7 @@ class Daemon:
                 doc, parsed = chosen
                 self._apply(parsed)
                 self.versions[name] = doc.version
-                with contextlib.suppress(StoreError):
+                with contextlib.suppress(Exception):  # only a record of what runs: a failure costs nothing now
                     await asyncio.to_thread(self.store.adopt, name, doc)
                 log.info("adopted %s version %s from %s", name, doc.version, doc.origin or "store")
             if errors:
@@ -536,8 +563,8 @@ class Daemon:
         for name in DOCUMENTS:
             try:
                 candidates = self.store.documents(name)
-            except StoreError as exc:
-                out[name] = (None, [str(exc)], False)
+            except Exception as exc:  # a store failure, or a backend plugin's bug: the last good version runs on
+                out[name] = (None, [str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"], False)
                 continue
             errors: list[str] = []
             chosen = None
@@ -584,6 +611,7 @@ class Daemon:
             "containment": self.init.containment if self.init is not None else None,
             "groups": self._published_groups(),
             "unfit": self._fitness() if self.hactl else {},
+            "plugin_errors": dict(self.fitness.errors),
             "failed": {g: r for g, (_, r) in self.failed.items()},
             "config": {
                 "cltab": self.versions["cltab"],
@@ -613,10 +641,7 @@ class Daemon:
         self.own_incarnations = {self.incarnation}
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
-        try:
-            getattr(self.pm.hook, hook)(**kwargs)
-        except Exception:
-            log.exception("a %s hook implementation failed", hook)
+        notify(self.pm, hook, **kwargs)
 
     # -- control socket -----------------------------------------------------------------------------------
     async def _start_control(self) -> asyncio.AbstractServer | None:

@@ -73,19 +73,30 @@ class Device:
 
 def build_devices(config: Config, pm: pluggy.PluginManager) -> list[Device]:
     """Instantiate every ``[[fencing.devices]]`` entry, in order."""
-    from omha_core.plugins import registry
+    from omha_core.errors import ConfigError
+    from omha_core.plugins import broken_hint, registry
 
     kinds = registry(pm, "omha_fence_devices")
     out = []
     for entry in config.section("fencing").get("devices", []):
+        if entry["kind"] not in kinds:
+            name, kind = entry["name"], entry["kind"]
+            raise ConfigError(f"[fencing.devices] {name}: kind {kind!r} is not installed{broken_hint(pm)}")
         cls, plugin = kinds[entry["kind"]]
         options = {k: v for k, v in entry.items() if k not in ("name", "kind", "nodes")}
+        try:
+            device = cls(entry["name"], options)
+        except Exception as exc:  # the plugin's bug: name it, rather than a traceback at start-up
+            raise ConfigError(
+                f"[fencing.devices] {entry['name']}: plugin {plugin} failed to create the {entry['kind']!r} device: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         out.append(
             Device(
                 name=entry["name"],
                 kind=entry["kind"],
                 plugin=plugin,
-                device=cls(entry["name"], options),
+                device=device,
                 nodes=entry["nodes"],
                 action=entry.get("action"),
             )
@@ -540,9 +551,13 @@ class Fencer:
             "message": result.message if result else "; ".join(outcome.errors),
             "errors": outcome.errors,
         }
-        await asyncio.to_thread(self.store.put_fence_record, node, record)
+        if result is not None:
+            p.record = record  # fenced: never again for this loss, even if the record cannot be written
+        try:
+            await asyncio.to_thread(self.store.put_fence_record, node, record)
+        except Exception as exc:  # a store failure: the record is retried by the next attempt (or kept above)
+            log.error("%s: cannot write the fence record: %s", node, exc)
         if result is not None and dev is not None:
-            p.record = record
             verified = "" if result.verified else ", unverified"
             log.warning("%s: fenced by %s (%s%s)", node, dev.name, outcome.action, verified)
             self._notify("omha_node_fenced", node=node, device=dev.name, action=outcome.action, result=result)
@@ -554,10 +569,9 @@ class Fencer:
             self._notify("omha_fence_failed", node=node, errors=p.errors)
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
-        try:
-            getattr(self.pm.hook, hook)(**kwargs)
-        except Exception:
-            log.exception("a %s hook implementation failed", hook)
+        from omha_core.plugins import notify
+
+        notify(self.pm, hook, **kwargs)
 
     async def close(self) -> None:
         """Stop waiting for fence calls in progress (daemon shutdown): a device call cannot be interrupted,

@@ -10,6 +10,7 @@ message naming it. ``OMHA_BLOCK_PLUGINS=name1,name2`` keeps named plugins (entry
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from omha_core.entrypoints import entry_points
 from omha_core.errors import ConfigError
 
 ENTRY_POINT_GROUP = "omha"
+
+log = logging.getLogger("omha.plugins")
 
 #: the core's own behaviour, registered exactly like external plugins
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -111,12 +114,22 @@ def get_plugin_manager(extra: Iterable[object] = ()) -> OmhaPluginManager:
 
 
 def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
-    """Merge a registration hook's dicts: name -> (object, plugin name). Duplicate names are an error."""
+    """Merge a registration hook's dicts: name -> (object, plugin name). Duplicate names are an error.
+
+    An implementation that raises (or returns something that is not a mapping) is skipped: its plugin is marked
+    broken in :attr:`OmhaPluginManager.infos` (``omha plugins`` shows why), and :func:`lookup` names it when the
+    configuration asks for something nobody else provides. One broken site plugin must not make every other
+    plugin's registrations unusable."""
     merged: dict[str, tuple[Any, str]] = {}
     caller = getattr(pm.hook, hook)
     for impl in caller.get_hookimpls():  # registration order
-        result = impl.function()
-        for key, value in (result or {}).items():
+        try:
+            result = impl.function()
+            items = list((result or {}).items())
+        except Exception as exc:  # a plugin's bug: report it, skip the plugin
+            _mark_broken(pm, impl.plugin_name, f"{hook} failed: {type(exc).__name__}: {exc}")
+            continue
+        for key, value in items:
             if key in merged and merged[key][1] != impl.plugin_name:
                 raise ConfigError(
                     f"{hook}: {key!r} is registered by both plugin {merged[key][1]!r} and {impl.plugin_name!r}"
@@ -125,23 +138,87 @@ def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
     return merged
 
 
+#: the registration hooks, each returning name -> class or factory (see hookspecs.py)
+REGISTRATION_HOOKS = (
+    "omha_config_schema",
+    "omha_store_backends",
+    "omha_membership_backends",
+    "omha_resource_agents",
+    "omha_fence_devices",
+)
+
+
+def probe_registrations(pm: pluggy.PluginManager) -> None:
+    """Call every registration hook once, so that a plugin whose registration raises is marked broken (for
+    ``omha plugins``). A name registered twice is reported when the configuration uses the hook, not here."""
+    for hook in REGISTRATION_HOOKS:
+        try:
+            registry(pm, hook)
+        except ConfigError:
+            pass
+
+
+def _mark_broken(pm: pluggy.PluginManager, plugin: str, error: str) -> None:
+    """Record (once) and log that ``plugin`` failed in a registration hook."""
+    infos = getattr(pm, "infos", None)
+    info = infos.get(plugin) if isinstance(infos, dict) else None
+    if info is not None and error in (info.error or ""):
+        return
+    log.error("plugin %s: %s (skipped)", plugin, error)
+    if info is not None:
+        info.error = f"{info.error}; {error}" if info.error else error
+
+
+def broken_hint(pm: pluggy.PluginManager) -> str:
+    """``"; plugins that failed: X (...)"`` for error messages about something not installed, or ``""``."""
+    broken = [f"{i.name} ({i.error})" for i in getattr(pm, "infos", {}).values() if i.error]
+    return f"; plugins that failed to load: {', '.join(broken)} (see 'omha plugins')" if broken else ""
+
+
 def lookup(pm: pluggy.PluginManager, hook: str, name: str, what: str) -> Any:
     """Find ``name`` in a registration hook or raise a :class:`ConfigError` listing what is available."""
     reg = registry(pm, hook)
     if name not in reg:
         known = ", ".join(sorted(reg)) or "none"
-        broken = [i.name for i in getattr(pm, "infos", {}).values() if i.error]
-        hint = f"; plugins that failed to load: {', '.join(broken)} (see 'omha plugins')" if broken else ""
-        raise ConfigError(f"unknown {what} {name!r}: installed are {known}{hint}")
+        raise ConfigError(f"unknown {what} {name!r}: installed are {known}{broken_hint(pm)}")
     return reg[name][0]
 
 
-def call_tagged(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call every implementation of ``hook``; return (plugin name, result) for each non-None result."""
+def call_each(
+    pm: pluggy.PluginManager, hook: str, **kwargs: Any
+) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+    """Call every implementation of ``hook``, one by one, each contained.
+
+    pluggy's own call stops at the first implementation that raises; here one plugin's exception never keeps
+    the others from being called. Returns ``(results, failures)``: (plugin name, result) for each non-None
+    result, and (plugin name, ``"ExcType: message"``) for each implementation that raised. Logging the failures
+    is the caller's business (it knows how often the hook is called)."""
     out: list[tuple[str, Any]] = []
+    failures: list[tuple[str, str]] = []
     for impl in getattr(pm.hook, hook).get_hookimpls():
         args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
-        result = impl.function(**args)
+        try:
+            result = impl.function(**args)
+        except Exception as exc:
+            failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+            continue
         if result is not None:
             out.append((impl.plugin_name, result))
+    return out, failures
+
+
+def call_tagged(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call every implementation of ``hook``; return (plugin name, result) for each non-None result.
+    An implementation that raises is logged with its plugin's name and skipped (see :func:`call_each`)."""
+    out, failures = call_each(pm, hook, **kwargs)
+    for plugin, error in failures:
+        log.error("plugin %s: %s failed: %s", plugin, hook, error)
     return out
+
+
+def notify(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
+    """Call every implementation of a notification hook; each one that raises is logged with its plugin's
+    name, and the others are still called (what hookspecs.py promises)."""
+    _, failures = call_each(pm, hook, **kwargs)
+    for plugin, error in failures:
+        log.error("plugin %s: %s failed: %s", plugin, hook, error)

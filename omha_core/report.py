@@ -107,6 +107,10 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
             "config_errors": (doc.get("config") or {}).get("errors") or [],
             # how the node's init holds the processes it starts: "cgroup", or the weaker "environment marker"
             "containment": doc.get("containment"),
+            # "plugin X failed: ..." per site plugin that raised (its failure counts as a veto of this node)
+            "plugin_errors": sorted((doc.get("plugin_errors") or {}).values())
+            if isinstance(doc.get("plugin_errors"), Mapping)
+            else [],
         }
         if doc.get("shutting_down") and entry["state"] == "up":
             entry["state"] = "stopping"
@@ -181,6 +185,7 @@ def format_report(rep: Mapping[str, Any]) -> str:
             )
         if n["problem"]:
             extra.append(f"status unreadable: {n['problem']}")
+        extra += [str(e) for e in n.get("plugin_errors") or []]
         if n.get("containment") == "environment marker":
             extra.append("no cgroup v2: descendants are tracked by environment marker only")
         lines.append(f"  {name:<12} {n['state'].upper():<12} {'; '.join(extra)}")

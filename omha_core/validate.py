@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def check_agents(cltab: Cltab, pm: pluggy.PluginManager, config: Config | None = None) -> list[Problem]:
     """Problems with the ``@name args`` commands of ``cltab``: unknown agents, invalid arguments."""
-    from omha_core.plugins import registry
+    from omha_core.plugins import broken_hint, registry
 
     agents = registry(pm, "omha_resource_agents")
     problems = []
@@ -25,13 +25,18 @@ def check_agents(cltab: Cltab, pm: pluggy.PluginManager, config: Config | None =
             continue
         if name not in agents:
             known = ", ".join("@" + a for a in sorted(agents)) or "none"
-            problems.append(Problem(cltab.filename, entry.line, f"unknown resource agent @{name} (installed: {known})"))
+            msg = f"unknown resource agent @{name} (installed: {known}){broken_hint(pm)}"
+            problems.append(Problem(cltab.filename, entry.line, msg))
             continue
         options = config.agent_options(name) if config else {}
         try:
             agents[name][0].from_command(entry.agent_args, options).validate()
         except OmhaError as exc:
             msg = str(exc) if str(exc).startswith(f"@{name}") else f"@{name}: {exc}"
+            problems.append(Problem(cltab.filename, entry.line, msg))
+        except Exception as exc:  # the agent plugin's bug: the entry is refused, the daemon goes on
+            plugin = agents[name][1]
+            msg = f"@{name}: plugin {plugin} failed: {type(exc).__name__}: {exc}"
             problems.append(Problem(cltab.filename, entry.line, msg))
     return problems
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.plugins.resource_vip.capture import Capture
+from tests.plugins.resource_vip.unprivileged import base_python, make_site
 
 SETPRIV_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -68,6 +70,8 @@ class Lan:
         self._made: list[str] = []
         self._procs: list[subprocess.Popen[str]] = []
         self._captures: list[Capture] = []
+        #: the world-readable copy of the agent's code for runs as ``nobody``, made on first use
+        self._nobody_site: Path | None = None
 
     def open(self) -> Lan:
         """Create the namespaces, the bridge and the links, and bring everything up."""
@@ -107,18 +111,26 @@ class Lan:
                     stream.close()
         for ns in reversed(self._made):
             ip("netns", "del", ns, check=False)
+        if self._nobody_site is not None:
+            shutil.rmtree(self._nobody_site.parent, ignore_errors=True)
 
     # -- running the agent exactly as the daemon does ------------------------------------------------------
 
     def _agent_cmd(self, node: Node, action: str, args: str, nobody: bool) -> list[str]:
-        prefix = SETPRIV_NOBODY if nobody else []
-        return ["ip", "netns", "exec", node.ns, *prefix, sys.executable, "-m", "omha_core.agent", "vip", action, args]
+        # as nobody: the base interpreter on a world-readable copy of the code (see unprivileged.py)
+        python = [*SETPRIV_NOBODY, base_python(), "-s"] if nobody else [sys.executable]
+        return ["ip", "netns", "exec", node.ns, *python, "-m", "omha_core.agent", "vip", action, args]
 
     def agent(self, node: Node, action: str, args: str, nobody: bool = False) -> subprocess.CompletedProcess[str]:
-        """``python -m omha_core.agent vip ACTION ARGS`` inside ``node``'s namespace, to completion."""
+        """``python -m omha_core.agent vip ACTION ARGS`` inside ``node``'s namespace, to completion; as ``nobody``
+        from a world-readable copy of the code, so that it runs wherever the clone lives."""
         env = {k: v for k, v in os.environ.items() if k != "OMHA_CONFIG"}
+        if nobody:
+            if self._nobody_site is None:
+                self._nobody_site = make_site()
+            env["PYTHONPATH"] = str(self._nobody_site)
         cmd = self._agent_cmd(node, action, args, nobody)
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd="/")
 
     def spawn_agent(self, node: Node, action: str, args: str) -> subprocess.Popen[str]:
         """Start the agent in the background (``respawn``); :meth:`close` stops it if the test does not."""

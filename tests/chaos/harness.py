@@ -147,6 +147,13 @@ class Campaign:
         env = {"PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")]),
                "OMHA_CHAOS_DIR": str(self.logdir)}
         wrap = {n: ["env", f"OMHA_CHAOS_NODE={n}"] for n in self.names}
+        if "store_ro" in self.opt.weights and self.opt.store == "sharedfs":
+            # each daemon in its own mount namespace, the shared directory bind-mounted onto itself there, so
+            # that the store_ro fault can remount one node's view read-only
+            shared = str(self.base / "shared")
+            for n in self.names:
+                wrap[n] += ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            'mount --bind "$0" "$0" && exec "$@"', shared]
         if self.opt.store == "etcd":
             self.etcd = EtcdCluster(3)
             self.etcd.start()
@@ -285,6 +292,14 @@ class Campaign:
                 self.power_on(node)
         elif kind == "edit":
             self.edit(phase, fault)
+        elif kind == "store_ro":
+            if not self.alive(node) or node in self.frozen:
+                self.log("skip", kind=kind, node=node, why="daemon not running")
+                return
+            mode = "ro" if phase == "begin" else "rw"
+            out = subprocess.run(["nsenter", "-t", str(c.procs[node].pid), "-m", "mount", "-o", f"remount,bind,{mode}",
+                                  str(c.shared)], capture_output=True, text=True)
+            self.log("store_ro", node=node, mode=mode, rc=out.returncode, error=out.stderr.strip()[-200:])
         elif kind == "plugin_raise":
             toggle = self.logdir / f"plugin-raise.{node}"
             if phase == "begin":

@@ -27,6 +27,8 @@ KINDS = {
     "edit": "a cltab or hactl edit (`also`): invalid files written into the shared directory, invalid ones given "
     "to `omha load` (refused), or a valid one loaded; the original is restored after `duration`",
     "state_full": "`node`'s state_dir (a small tmpfs) filled up for `duration`",
+    "store_ro": "`node`'s view of the shared directory (a bind mount in its own mount namespace) remounted "
+    "read-only for `duration` (sharedfs only)",
     "plugin_raise": "a site plugin's hooks (`also`: fitness, notify, register or all) raise on `node` for `duration`",
     "etcd_kill": "SIGKILL etcd member `node` (m0, m1, m2), start it again after `duration`",
     "etcd_leader_kill": "SIGKILL whichever etcd member leads at that moment, start it again after `duration`",
@@ -42,14 +44,17 @@ DEFAULT_WEIGHTS = {
     "fence_hang": 1,
     "edit": 1,
     "state_full": 1,
+    "plugin_raise": 1,
 }
 #: the variants of an ``edit`` fault (``Fault.also``)
 EDITS = ["cltab_file", "hactl_file", "load_cltab", "load_hactl", "load_valid"]
+#: added to the mix when the store is the shared directory
+SHAREDFS_WEIGHTS = {"store_ro": 1}
 #: added to the mix when the store is etcd (one member down at a time, so etcd keeps its quorum)
 ETCD_WEIGHTS = {"etcd_kill": 1, "etcd_leader_kill": 1}
 ETCD_MEMBERS = ["m0", "m1", "m2"]
 #: kinds that take a node out for a while
-IMPAIRING = {"crash", "freeze", "restart", "fence_fail", "fence_hang"}
+IMPAIRING = {"crash", "freeze", "restart", "fence_fail", "fence_hang", "store_ro"}
 #: seconds a node needs after an impairing fault ends before it counts as a member again
 REJOIN_MARGIN = 3.0
 
@@ -97,6 +102,8 @@ def draw(
             f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(2.0, 6.0), 2))
         elif kind == "freeze":
             f = Fault(round(t, 2), kind, node=node, duration=round(dead_after * rng.uniform(1.5, 4.0), 2))
+        elif kind == "store_ro":
+            f = Fault(round(t, 2), kind, node=node, duration=round(dead_after * rng.uniform(0.5, 4.0), 2))
         elif kind == "restart":
             f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(0.5, 3.0), 2))
         elif kind == "flip":

@@ -25,8 +25,8 @@ def campaign(
 
     On a violation it prints, for each, the claim, the seed, the schedule and the timeline around it."""
     weights = {k: nemesis.DEFAULT_WEIGHTS.get(k, 2) for k in kinds} if kinds else dict(nemesis.DEFAULT_WEIGHTS)
-    if store == "etcd" and not kinds:
-        weights.update(nemesis.ETCD_WEIGHTS)
+    if not kinds:
+        weights.update(nemesis.ETCD_WEIGHTS if store == "etcd" else nemesis.SHAREDFS_WEIGHTS)
     run = Campaign(base, Options(seed, duration, nodes, groups, store, weights), out)
     out(f"chaos: seed {seed} (replay: make chaos SEED={seed} DURATION={duration:g} STORE={store})")
     run.run()

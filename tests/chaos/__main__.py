@@ -24,16 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", choices=("sharedfs", "etcd"), default="sharedfs")
     p.add_argument("--nodes", type=int, default=5)
     p.add_argument("--groups", type=int, default=3)
+    p.add_argument("--vip", action="store_true", help="nodes in network namespaces, a group holding a VIP")
     p.add_argument("--kinds", default="", help="comma-separated fault kinds (default: the default mix)")
     p.add_argument("--keep", default="", help="keep the records in this directory (default: a temp dir, removed "
                                                "unless a claim was violated)")
     p.add_argument("--json", default="", help="append the figures as one JSON line to this file")
     a = p.parse_args(argv)
+    if a.vip and a.store == "etcd":
+        p.error("--vip needs --store sharedfs (the nodes' network namespaces do not reach etcd on 127.0.0.1)")
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 2**31)
     base = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix=f"omha-chaos-{seed}-"))
     base.mkdir(parents=True, exist_ok=True)
     rep = campaign(base, seed, a.duration, store=a.store, nodes=a.nodes, groups=a.groups,
-                   kinds=[k for k in a.kinds.split(",") if k])
+                   kinds=[k for k in a.kinds.split(",") if k], vip=a.vip)
     if a.json:
         with open(a.json, "a") as fh:
             fh.write(json.dumps(rep.figures(a.store, a.duration)) + "\n")

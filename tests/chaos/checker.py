@@ -16,6 +16,8 @@ Claims checked (:func:`check`):
 - ``healthy-fenced``: no node is fenced unless the nemesis impaired it (crashed, froze, or made its fence
   device fail while it was down) in the :data:`IMPAIRED_GRACE` seconds before; a plugin's exception, a full
   state_dir or an edit must not cost a node;
+- ``vip-duplicate`` (with ``--vip``): never two nodes holding the VIP at once, as sampled; and ``left-behind``
+  also covers the VIP: none on a node after its daemon's graceful stop, or :data:`GUARD_BOUND` after its crash;
 - ``daemon-crash``: no daemon exits unless the harness or the fence device ended it; no traceback in any log;
 - ``bad-input``: ``omha load`` refuses an invalid cltab or hactl, and accepts a valid one;
 - ``recovery``: once the faults stop, every wanted group runs exactly once within the stated bound, and stays so.
@@ -307,6 +309,21 @@ def check(base: Path) -> Report:
     for e in events:
         if e["ev"] == "edit_result" and (e["rc"] == 0) != (e["expect"] == "accepted"):
             violate("bad-input", e["mono"], f"omha load: expected {e['expect']}, exit status {e['rc']}")
+
+    # the VIP: never on two nodes, never left on a node whose daemon stopped or crashed
+    samples = [e for e in events if e["ev"] == "vip"]
+    downs = [(e["mono"], e["node"], e["cause"]) for e in events if e["ev"] == "daemon_exit" and e["cause"]]
+    for i, e in enumerate(samples):
+        until = samples[i + 1]["begun"] if i + 1 < len(samples) else t_end
+        if len(e["holders"]) > 1:
+            violate("vip-duplicate", e["mono"], f"the VIP on {e['holders']} at once")
+        for node in e["holders"]:
+            for t, n, cause in downs:
+                bound = 0.5 if cause == "stop" else GUARD_BOUND
+                if n == node and until > t + bound and not any(n == node and t < p <= until for p, n in power_ons):
+                    violate("left-behind", until, f"the VIP still on {node} at {until - t0:.3f}s after its "
+                                                  f"daemon's {cause} at {t - t0:.3f}s")
+                    break
 
     # no daemon crash
     for e in events:

@@ -2,8 +2,10 @@
 
 ``off`` and ``reboot`` "pull the plug" synchronously (:func:`omha_core.localcluster.power_off`: the daemon, its
 guard and every process of the node SIGKILLed, and gone, before it exits 0); ``on`` does nothing (the campaign
-powers nodes on itself, by starting their daemons); ``status`` prints ``on`` or ``off`` from /proc. Every call
-is logged to ``BASE/chaos/fence.log`` (one JSON line at the start and one at the end) for the checker.
+powers nodes on itself, by starting their daemons); ``status`` prints ``on`` or ``off`` from /proc. With
+``--vip`` an ``off`` also flushes the node's network namespace's addresses and sets its link down, as a node
+losing power does. Every call is logged to ``BASE/chaos/fence.log`` (one JSON line at the start and one at the
+end) for the checker.
 
 A fence fault is injected by a file ``BASE/chaos/fence-fault.NODE`` holding ``fail`` (exit 1, the node left
 alone), ``hang`` (sleep past the device's timeout, the node left alone) or ``lie`` (exit 0 without powering the
@@ -19,6 +21,9 @@ import time
 from pathlib import Path
 
 from omha_core.localcluster import _cluster_name, _running, node_processes, power_off
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: find tests.chaos.lan
+from tests.chaos.lan import power_off_network
 
 
 def log(base: Path, **fields: object) -> None:
@@ -43,6 +48,9 @@ def main(argv: list[str]) -> int:
         log(base, ev="fence_hang", node=node, action=action)
         time.sleep(3600)
     ok = fault == "lie" or (fault != "fail" and (action == "on" or power_off(base, node)))
+    netns = base / "chaos" / f"netns.{node}"
+    if ok and fault != "lie" and action != "on" and netns.exists():
+        power_off_network(netns.read_text().strip())  # powered off: no address answers any more
     log(base, ev="fence_end", node=node, action=action, ok=ok, fault=fault)
     return 0 if ok else 1
 

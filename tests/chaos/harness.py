@@ -21,6 +21,7 @@ from typing import Any
 
 from omha_core.localcluster import _running, kill_strays, node_processes
 from tests.chaos import nemesis, site
+from tests.chaos.lan import PREFIX, VIP, Lan, Sampler
 from tests.cluster import Cluster
 from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster, EtcdMember
 from tests.plugins.membership_etcd.test_daemons import EtcdLocalCluster
@@ -50,6 +51,8 @@ class Options:
     nodes: int = 5
     groups: int = 3
     store: str = "sharedfs"
+    #: one network namespace per node and a group ``gv`` holding a VIP there (sharedfs only)
+    vip: bool = False
     weights: dict[str, int] = field(default_factory=lambda: dict(nemesis.DEFAULT_WEIGHTS))
 
 
@@ -80,7 +83,9 @@ class Campaign:
         self.logdir = base / "chaos"
         (self.logdir / "alive").mkdir(parents=True, exist_ok=True)
         self.names = [f"n{i}" for i in range(1, options.nodes + 1)]
-        self.groups = [f"g{i}" for i in range(1, options.groups + 1)]
+        self.groups = [f"g{i}" for i in range(1, options.groups + 1)] + (["gv"] if options.vip else [])
+        self.lan: Lan | None = None
+        self.sampler: Sampler | None = None
         self.timing = ETCD_TIMING if options.store == "etcd" else TIMING
         self.faults = nemesis.draw(options.seed, options.duration, self.names, self.groups,
                                    self.timing["dead_after"], options.weights)
@@ -147,6 +152,11 @@ class Campaign:
         env = {"PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")]),
                "OMHA_CHAOS_DIR": str(self.logdir)}
         wrap = {n: ["env", f"OMHA_CHAOS_NODE={n}"] for n in self.names}
+        if self.opt.vip:
+            self.lan = Lan(self.logdir, self.names)
+            self.lan.open()
+            cltab += f"gv:vip:run:respawn:@vip {VIP}/{PREFIX}\n"
+            wrap = {n: ["ip", "netns", "exec", self.lan.ns[n], *wrap[n]] for n in self.names}
         if "store_ro" in self.opt.weights and self.opt.store == "sharedfs":
             # each daemon in its own mount namespace, the shared directory bind-mounted onto itself there, so
             # that the store_ro fault can remount one node's view read-only
@@ -167,6 +177,9 @@ class Campaign:
             self.cluster = c
         self.mount_state_dirs()
         c.start()
+        if self.lan is not None:
+            self.sampler = Sampler(self.lan, self.logdir / "nemesis.log")
+            self.sampler.start()
         self.log("cluster_start", nodes=self.names, groups=self.groups, cluster=c.sections["cluster"]["name"])
         return c
 
@@ -210,6 +223,8 @@ class Campaign:
             self.thaw(node)
         if not self.alive(node):
             self.reap()
+            if self.lan is not None:
+                self.lan.power_on(node)
             self.cluster.start(node)
             self.log("power_on", node=node, pid=self.cluster.procs[node].pid)
 
@@ -453,8 +468,18 @@ class Campaign:
     def shutdown(self) -> None:
         """SIGTERM every daemon (they stop their groups), record exits and leftovers, then clean up."""
         c = self.cluster
-        if c is None:
-            return
+        if c is not None:
+            self.stop_daemons(c)
+        self.unmount()
+        if self.sampler is not None:
+            self.sampler.stopping.set()
+            self.sampler.join(5)
+        if self.lan is not None:
+            self.lan.close()
+        if self.etcd is not None:
+            self.etcd.stop()
+
+    def stop_daemons(self, c: Cluster) -> None:
         for proc in c.procs.values():
             if proc.poll() is None:
                 self.expected_exit[proc.pid] = "stop"
@@ -473,12 +498,11 @@ class Campaign:
             left = [p for p in node_processes(name, node) if _running(p)]
             if left:
                 self.log("leftover", node=node, pids=left, cmdlines=[_cmdline(p) for p in left])
+        if self.lan is not None:
+            time.sleep(0.5)  # the sampler's last look, after every daemon stopped
         self.log("shutdown")
         c.stop()
         kill_strays(str(self.base))
-        self.unmount()
-        if self.etcd is not None:
-            self.etcd.stop()
 
 
 def _cmdline(pid: int) -> str:

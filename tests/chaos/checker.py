@@ -9,8 +9,8 @@ Claims checked (:func:`check`):
 - ``overlap``: never two instances of a group at once: no worker found the group's kernel lock taken, and no two
   recorded lives ``[start, last sign of life]`` of a group intersect;
 - ``unfenced-takeover``: a group running on a node when that node crashed or froze starts elsewhere only after a
-  successful fence of that node (unless the harness powered the node on or thawed it in between: it may then
-  stop its groups and release them itself);
+  successful fence of that node (unless the harness powered the node on, thawed it or gave it its store back in
+  between: it may then stop its groups and release them itself);
 - ``left-behind``: no process of a node outlives its fence (past the fence's success), its daemon's graceful stop
   (past the daemon's exit), or its daemon's crash by more than :data:`GUARD_BOUND`; none is left at the end;
 - ``healthy-fenced``: no node is fenced unless the nemesis impaired it (crashed, froze, or made its fence
@@ -256,8 +256,9 @@ def check(base: Path) -> Report:
     # never a takeover before fencing
     fence_ok = [(e["mono"], e["node"]) for e in fences if e["ev"] == "fence_end" and e["ok"] and e["action"] != "on"]
     fence_begin = [(e["mono"], e["node"]) for e in fences if e["ev"] == "fence_begin" and e["action"] != "on"]
-    # a node powered on or thawed again may stop and release its groups itself: no fence is due after that
-    power_ons = [(e["mono"], e["node"]) for e in events if e["ev"] in ("power_on", "thaw")]
+    # a node powered on, thawed or given its store back may stop and release its groups itself: no fence is due
+    power_ons = [(e["mono"], e["node"]) for e in events
+                 if e["ev"] in ("power_on", "thaw") or (e["ev"] == "store_ro" and e["mode"] == "rw")]
     failures = [(e["mono"], schedule["faults"][e["fault"]]["node"], e["step"].split(":")[0]) for e in events
                 if e["ev"] == "step" and e["step"] in ("crash:begin", "freeze:begin", "fence_fail:begin",
                                                       "fence_hang:begin", "store_ro:begin")]

@@ -26,6 +26,7 @@ Claims checked (:func:`check`):
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ GUARD_BOUND = 5.0
 IMPAIRED_GRACE = 30.0
 #: faults that take a node down, so that fencing it is expected
 NODE_DOWN = ("crash", "freeze", "fence_fail", "fence_hang", "store_ro")
+#: a line of a daemon's log that carries a group entry's output
+CHILD_OUTPUT = re.compile(r" omha\.init INFO [\w.-]+/[\w.-]+: ")
 #: seconds of timeline printed either side of a violation
 WINDOW = 6.0
 
@@ -139,22 +142,31 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def lives(logdir: Path, groups: list[str]) -> tuple[list[Life], list[dict[str, Any]]]:
     """Every recorded instance, and every ``overlap`` event (a worker that found the lock held)."""
-    ticks: dict[tuple[str, str, int], float] = {}
+    ticks: dict[tuple[str, str, int, str], float] = {}
     for path in (logdir / "alive").iterdir():
-        group, node, pid = path.name.split(".")
+        group, node, pid, token = [*path.name.split("."), ""][:4]
         text = path.read_text().strip()
         if text:
-            ticks[(group, node, int(pid))] = float(text)
+            ticks[(group, node, int(pid), token)] = float(text)
     result, overlaps = [], []
     for group in groups:
         events = _lines(logdir / f"{group}.events")
-        stops = {e["pid"]: e["mono"] for e in events if e["ev"] == "stop"}
+        stop_list = [(e["pid"], e["mono"]) for e in events if e["ev"] == "stop"]
         overlaps += [e for e in events if e["ev"] == "overlap"]
-        for e in events:
-            if e["ev"] == "start":
-                pid = e["pid"]
-                end = stops.get(pid, ticks.get((group, e["node"], pid), e["mono"]))
-                result.append(Life(group, e["node"], pid, e["mono"], max(end, e["mono"]), pid in stops))
+        starts = [e for e in events if e["ev"] == "start"]
+        for i, e in enumerate(starts):
+            pid = e["pid"]
+            # the next start with the same pid (a long campaign reuses pids): its stop and ticks are not ours
+            reused = next((x["mono"] for x in starts[i + 1 :] if x["pid"] == pid), None)
+            if reused is not None and "token" not in e:
+                # records written before tokens: the ticks belong to the last of these; this one's end is unknown
+                result.append(Life(group, e["node"], pid, e["mono"], e["mono"], False))
+                continue
+            horizon = float("inf") if reused is None else reused
+            stopped = [t for p, t in stop_list if p == pid and e["mono"] <= t < horizon]
+            tick = ticks.get((group, e["node"], pid, e.get("token", "")), e["mono"])
+            end = min(stopped) if stopped else tick
+            result.append(Life(group, e["node"], pid, e["mono"], max(end, e["mono"]), bool(stopped)))
     return sorted(result, key=lambda lf: lf.start), overlaps
 
 
@@ -336,9 +348,14 @@ def check(base: Path) -> Report:
     for node in nodes:
         for name in ("omha.log", "stderr.log"):
             path = base / node / name
-            if path.exists() and "Traceback" in (text := path.read_text(errors="replace")):
-                i = text.index("Traceback")
-                violate("daemon-crash", t_end, f"{path}: {text[max(0, i - 300): i + 1500]}")
+            if not path.exists():
+                continue
+            lines = path.read_text(errors="replace").splitlines()
+            # a group's own output is logged as "omha.init INFO group/tag: ..." (a worker killed while Python
+            # starts prints a traceback): only the daemon's tracebacks count
+            own = [i for i, ln in enumerate(lines) if "Traceback" in ln and not CHILD_OUTPUT.search(ln)]
+            if own:
+                violate("daemon-crash", t_end, f"{path}:\n" + "\n".join(lines[max(0, own[0] - 3): own[0] + 30]))
 
     # figures: faults, availability, recovery
     for e in events:

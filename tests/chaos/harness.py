@@ -192,7 +192,7 @@ class Campaign:
         """Per group, the (node, pid) of each worker process alive right now."""
         found: dict[str, list[tuple[str, int]]] = {g: [] for g in self.groups}
         for path in (self.logdir / "alive").iterdir():
-            group, node, pid = path.name.split(".")
+            group, node, pid = path.name.split(".")[:3]
             if _running(int(pid)) and group in found:
                 found[group].append((node, int(pid)))
         return found

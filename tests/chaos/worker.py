@@ -7,8 +7,9 @@ whatever kills them. It appends one JSON line per event to ``LOGDIR/GROUP.events
 - ``start`` (lock acquired), ``stop`` (SIGTERM/SIGINT received, about to exit);
 - ``overlap`` when the lock is held by another live instance, which is the violation the campaign looks for.
 
-While it runs it rewrites ``LOGDIR/alive/GROUP.NODE.PID`` with its monotonic clock every ``TICK`` seconds:
-the last tick bounds when a SIGKILLed instance died. Deliberately standalone (standard library only): it is
+While it runs it rewrites ``LOGDIR/alive/GROUP.NODE.PID.TOKEN`` with its monotonic clock every ``TICK``
+seconds: the last tick bounds when a SIGKILLed instance died. ``TOKEN`` (in the start event too) tells apart two
+instances that got the same pid in a long campaign. Deliberately standalone (standard library only): it is
 exec'd by ``/bin/sh`` on every start and must start fast.
 """
 
@@ -44,7 +45,8 @@ def main(argv: list[str]) -> int:
     except BlockingIOError:
         record(events, ev="overlap", group=group)
         return 1
-    record(events, ev="start", group=group)
+    token = f"{time.monotonic_ns()}"
+    record(events, ev="start", group=group, token=token)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         record(events, ev="stop", group=group, signal=signum)
@@ -53,7 +55,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     alive = os.open(
-        os.path.join(logdir, "alive", f"{group}.{os.environ.get('OMHA_NODE', '?')}.{os.getpid()}"),
+        os.path.join(logdir, "alive", f"{group}.{os.environ.get('OMHA_NODE', '?')}.{os.getpid()}.{token}"),
         os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
         0o644,
     )

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PREFIX ?= /opt/omha
 INSTALL_PLUGINS ?= $(if $(filter command line,$(origin PLUGINS)),$(PLUGINS),)
 
-.PHONY: demo test venv system-packages lint pytest bench clean install cli-docs
+.PHONY: demo test venv system-packages lint pytest bench chaos clean install cli-docs
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
 	# a Debian python3 needs python3-venv for `-m venv` (ensurepip); install it (as root) when that is why it failed
@@ -50,6 +50,12 @@ install:
 
 bench: venv
 	$(BIN)/python bench/run_all.py $(BENCH)
+
+# the fault campaign (tests/chaos): `make chaos DURATION=600 SEED=42 STORE=etcd`; no SEED = a random one, printed
+DURATION ?= 300
+STORE ?= sharedfs
+chaos: venv system-packages
+	$(BIN)/python -m tests.chaos --duration $(DURATION) --store $(STORE) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info plugins/*/build

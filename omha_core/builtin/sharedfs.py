@@ -23,7 +23,8 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from omha_core import hookimpl
@@ -33,6 +34,16 @@ from omha_core.fsutil import atomic_write, atomic_write_json, create_exclusive
 
 if TYPE_CHECKING:
     from omha_core.config import Config
+
+
+@contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """Turn a failed write into a StoreError naming the file: a shared directory that turned read-only or full
+    on this node is a store failure (the daemon isolates and says why), not a crash of the cycle."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _mtime(path: str) -> float:
@@ -82,8 +93,9 @@ class SharedDirStore(Store):
 
     # -- status
     def publish(self, node: str, status: Mapping[str, Any]) -> None:
-        os.makedirs(self._p("nodes", node), exist_ok=True)
-        atomic_write_json(self._p("nodes", node, "status.json"), status)
+        with _writing(self._p("nodes", node, "status.json")):
+            os.makedirs(self._p("nodes", node), exist_ok=True)
+            atomic_write_json(self._p("nodes", node, "status.json"), status)
 
     def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
         out: dict[str, Mapping[str, Any] | Exception] = {}
@@ -147,12 +159,13 @@ class SharedDirStore(Store):
         path = self._p("nodes", self.config.node, name)
         held = self._read_document(path)
         if held is None or held.version != doc.version:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_write(path, doc.text)
+            with _writing(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                atomic_write(path, doc.text)
 
     def put_document(self, name: str, text: str, expect_version: str | None) -> str:
         assert name in STORED_DOCUMENTS
-        with open(self._p(".doclock"), "a") as lock:
+        with _writing(self._p(name)), open(self._p(".doclock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.documents(name)
             cur_version = current[0].version if current else ""
@@ -167,8 +180,9 @@ class SharedDirStore(Store):
     def claim(self, group: str, node: str, incarnation: str) -> bool:
         path = self._p("claims", f"{group}.json")
         doc = json.dumps({"node": node, "incarnation": incarnation, "time": time.time()})
-        if create_exclusive(path, doc):
-            return True
+        with _writing(path):
+            if create_exclusive(path, doc):
+                return True
         held = self._claim(group)
         return bool(held and held.get("node") == node)
 
@@ -196,14 +210,15 @@ class SharedDirStore(Store):
             return
         path = self._p("claims", f"{group}.json")
         grave = self._p("claims", f".dropped.{group}.{holder}.{os.getpid()}.{time.monotonic_ns()}")
-        try:
-            os.rename(path, grave)
-        except FileNotFoundError:
-            return
-        doc = self._claim_from(grave)
-        if doc is not None and doc.get("node") != holder:  # raced with a new claimer: put theirs back
-            create_exclusive(path, json.dumps(doc))
-        os.unlink(grave)
+        with _writing(path):
+            try:
+                os.rename(path, grave)
+            except FileNotFoundError:
+                return
+            doc = self._claim_from(grave)
+            if doc is not None and doc.get("node") != holder:  # raced with a new claimer: put theirs back
+                create_exclusive(path, json.dumps(doc))
+            os.unlink(grave)
 
     def _claim_from(self, path: str) -> Mapping[str, Any] | None:
         try:
@@ -221,8 +236,9 @@ class SharedDirStore(Store):
     # -- fencing
     def fence_lock(self, node: str, incarnation: str, fencer: str) -> bool:
         path = self._p("fence", f"{node}.{incarnation}.lock")
-        if create_exclusive(path, json.dumps({"fencer": fencer, "time": time.time()})):
-            return True
+        with _writing(path):
+            if create_exclusive(path, json.dumps({"fencer": fencer, "time": time.time()})):
+                return True
         doc = self._claim_from(path)
         return bool(doc and doc.get("fencer") == fencer)
 
@@ -231,7 +247,8 @@ class SharedDirStore(Store):
         return str(doc["fencer"]) if doc and "fencer" in doc else None
 
     def put_fence_record(self, node: str, record: Mapping[str, Any]) -> None:
-        atomic_write_json(self._p("fence", f"{node}.json"), dict(record))
+        with _writing(self._p("fence", f"{node}.json")):
+            atomic_write_json(self._p("fence", f"{node}.json"), dict(record))
 
     def fence_records(self) -> dict[str, Mapping[str, Any]]:
         out = {}

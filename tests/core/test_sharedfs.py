@@ -4,6 +4,7 @@ and tolerance of garbage."""
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,24 @@ def test_documents_list_the_file_then_the_versions_nodes_adopted(tmp_path: Path)
     assert s.documents("hactl")[2].origin == str(tmp_path / "nodes" / "a" / "hactl")
     (tmp_path / "hactl").unlink()  # no document at all: copies are not resurrected
     assert s.documents("hactl") == []
+
+
+def test_a_read_only_shared_directory_is_a_store_error_naming_the_path(tmp_path: Path) -> None:
+    """A node whose view of the shared directory turned read-only (found by the chaos campaign, ``store_ro``)
+    must get a StoreError naming the file and the reason, which the daemon reports as a store failure, not a raw
+    OSError logged with a traceback every heartbeat under "cycle failed"."""
+    s = store(tmp_path)
+    s.publish("n1", {"seq": 1})
+    subprocess.run(["mount", "--bind", str(tmp_path), str(tmp_path)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(tmp_path)], check=True)
+        with pytest.raises(StoreError, match=r"nodes/n1/status.json: .*Read-only file system"):
+            s.publish("n1", {"seq": 2})
+        with pytest.raises(StoreError, match=r"claims/web.json: .*Read-only file system"):
+            s.claim("web", "n1", "inc")
+        with pytest.raises(StoreError, match=r"fence/n2.json: .*Read-only file system"):
+            s.put_fence_record("n2", {"ok": True})
+        with pytest.raises(StoreError, match=r"hactl: .*Read-only file system"):
+            s.put_document("hactl", "web run\n", None)
+    finally:
+        subprocess.run(["umount", str(tmp_path)], check=True)

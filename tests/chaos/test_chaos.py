@@ -1,0 +1,91 @@
+"""The short fault campaign ``make test`` runs: fixed seeds, one random seed (printed), and a check of the checker.
+
+Each campaign is a 5-node cluster of real daemons with three guarded groups, a real fence device (the node's
+processes are all killed before it reports success) and the default fault mix (crashes, freezes past
+``dead_after``, group process deaths, group flips, graceful restarts, fence devices failing or hanging while
+their node is down, cltab/hactl edits valid and invalid, a full state_dir, a site plugin whose hooks raise; on
+etcd also etcd member and leader kills). ``make chaos`` runs long ones.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.chaos import nemesis
+from tests.chaos.checker import Report, check
+from tests.chaos.harness import Campaign, Options
+from tests.chaos.run import campaign
+
+pytestmark = pytest.mark.slow
+#: seconds of faults in each short campaign
+SHORT = 25.0
+
+
+def verdict(rep: Report) -> str:
+    return rep.summary() + "".join(f"\n--- {v.claim}: {v.what}\n{rep.around(v.at)}" for v in rep.violations)
+
+
+def test_campaign_fixed_seed_with_a_vip(tmp_path: Path) -> None:
+    """Seed 1912's 25 s draw 8 of the 12 sharedfs kinds (fence failures and raising plugins among them), on nodes
+    in network namespaces with a group holding a VIP: never on two nodes, never left behind."""
+    rep = campaign(tmp_path, 1912, SHORT, vip=True)
+    assert {"crash", "freeze", "fence_fail", "plugin_raise", "edit"} <= set(rep.faults)
+    assert "gv" in rep.availability
+    assert not rep.violations, verdict(rep)
+
+
+def test_campaign_etcd_with_member_and_leader_kills(tmp_path: Path) -> None:
+    """Seed 2792's schedule on etcd kills an etcd member and the etcd leader, besides the nodes' faults."""
+    rep = campaign(tmp_path, 2792, SHORT, store="etcd")
+    assert rep.faults["etcd_kill"] and rep.faults["etcd_leader_kill"]
+    assert not rep.violations, verdict(rep)
+
+
+def test_campaign_random_seed(tmp_path: Path) -> None:
+    seed = random.SystemRandom().randrange(1, 2**31)
+    print(f"chaos random seed: {seed}")
+    rep = campaign(tmp_path, seed, SHORT)
+    assert not rep.violations, f"random seed {seed}:\n{verdict(rep)}"
+
+
+def test_schedule_is_a_function_of_the_seed() -> None:
+    nodes, groups = ["n1", "n2", "n3", "n4", "n5"], ["g1", "g2"]
+    one = nemesis.draw(7, 300, nodes, groups, 1.5)
+    assert one == nemesis.draw(7, 300, nodes, groups, 1.5)
+    assert one != nemesis.draw(8, 300, nodes, groups, 1.5)
+    assert {f.kind for f in one} == set(nemesis.DEFAULT_WEIGHTS)
+    # never more than a minority impaired at once, so every fault is one the cluster must survive
+    for f in one:
+        impaired = {
+            g.node for g in one
+            if g.kind in nemesis.IMPAIRING and g.at <= f.at < g.at + g.duration + nemesis.REJOIN_MARGIN
+        }
+        assert len(impaired) <= 2
+
+
+def test_checker_catches_a_fence_that_lies(tmp_path: Path) -> None:
+    """A device that reports success without powering the node off: the frozen node's group keeps running while
+    another node starts it, and the checker must say so (the kernel lock catches the second instance)."""
+    run = Campaign(tmp_path, Options(seed=0, duration=0.0, nodes=3, groups=1))
+    run.start_cluster()
+    try:
+        assert run.wait("g1 running", run.all_once, 60, stable=0.5)
+        [(victim, _pid)] = run.live_instances()["g1"]
+        for node in run.names:
+            (run.logdir / f"fence-fault.{node}").write_text("lie")
+        run.log("faults_begin")
+        run.inject(nemesis.Fault(0.0, "freeze", node=victim, duration=1.0))
+        assert run.wait("a takeover attempt", lambda: "overlap" in (run.logdir / "g1.events").read_text(), 30)
+        assert run.cluster is not None
+        run.cluster.procs[victim].send_signal(signal.SIGCONT)
+        run.frozen.discard(victim)
+        run.log("faults_end")
+        run.log("end")
+    finally:
+        run.shutdown()
+    claims = {v.claim for v in check(tmp_path).violations}
+    assert {"overlap", "left-behind"} <= claims

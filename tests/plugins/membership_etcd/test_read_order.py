@@ -1,0 +1,62 @@
+"""A daemon's read of the cluster must never see a node that stopped gracefully as "lost while holding a group".
+
+Found by the chaos campaign on etcd (seed 4004): a daemon stopped with SIGTERM releases its claims, then revokes
+its lease; another daemon read the claims (still there) and then the members (already gone) in two requests,
+concluded "n1 lost while holding g3", and fenced the node that had just stopped cleanly. Reading the members
+first makes the read consistent for a clean stop: a node seen gone had released its claims before it left.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omha_core.config import validate_config
+from omha_core.daemon import Daemon
+from omha_core.plugins import OmhaPluginManager
+from tests.plugins.membership_etcd.conftest import Opened, make_config
+from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster
+
+
+def test_a_clean_stop_between_two_reads_never_looks_like_a_loss_holding_a_group(
+    etcd_server: EtcdCluster, plugin_manager: OmhaPluginManager, cluster_name: str, opened: Opened, tmp_path: Path
+) -> None:
+    urls = etcd_server.endpoints
+    store1, member1 = opened.member(make_config(plugin_manager, urls, cluster_name, node="n1", dead_after=5))
+    assert store1.claim("g3", "n1", "i1")
+    raw = {
+        "node": "n3",
+        "cluster": {"name": cluster_name, "store": "etcd", "membership": "etcd"},
+        "timing": {"dead_after": 5},
+        "etcd": {"endpoints": urls, "timeout": 1.0},
+        "daemon": {"state_dir": str(tmp_path / "n3")},
+    }
+    observer = Daemon(validate_config(raw, "omha.toml", plugin_manager), plugin_manager)
+    try:
+        stopped = []
+
+        def stop_n1_after(read: Any) -> Any:
+            """The first of the two reads returns, then n1 stops cleanly (release, then leave), as in _shutdown."""
+
+            def wrapped(*args: Any) -> Any:
+                result = read(*args)
+                if not stopped:
+                    store1.release_claim("g3", "n1")
+                    member1.close()
+                    stopped.append(True)
+                return result
+
+            return wrapped
+
+        observer.store.claims = stop_n1_after(observer.store.claims)  # type: ignore[method-assign]
+        observer.membership.up_nodes = stop_n1_after(observer.membership.up_nodes)  # type: ignore[method-assign]
+        _statuses, claims, _records, up, _member = observer._read_cluster()
+        assert stopped
+        assert up is not None
+        held = claims.get("g3", {}).get("node") == "n1"
+        assert not (held and "n1" not in up), f"n1 seen gone while holding g3: claims {claims}, up {up}"
+    finally:
+        observer.membership.close()
+        observer.store.close()
+        os.close(observer._lock_fd)

@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_check)
 
     from omha_core.cli_cluster import add_cluster_commands
+    from omha_core.cli_local import add_local_commands
     from omha_core.cli_operator import add_operator_commands
-    from omha_core.standalone import add_local_commands
 
     add_cluster_commands(sub, common)
     add_operator_commands(sub, common)

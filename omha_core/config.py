@@ -227,6 +227,8 @@ def _check_devices(
     devices: list[Mapping[str, Any]], path: str, pm: pluggy.PluginManager, problems: list[str]
 ) -> list[dict[str, Any]]:
     """Validate each ``[[fencing.devices]]`` against its kind's schema; return the validated devices."""
+    if not devices:  # no device kind to look up: loading every device plugin's classes would only cost time
+        return []
     from omha_core.fence_devices import device_schema
     from omha_core.plugins import broken_hint, registry
 
@@ -280,6 +282,8 @@ def deployment_problems(config: Config) -> list[str]:
 
 def _check_agent_sections(agents: Mapping[str, Any], path: str, pm: pluggy.PluginManager, problems: list[str]) -> None:
     """Each ``[agents.<name>]`` names an installed agent and only the options that agent declares."""
+    if not agents:  # nothing to check: do not load every agent plugin's classes (omha status start-up, issue 19)
+        return
     from omha_core.plugins import broken_hint, registry
 
     installed = registry(pm, "omha_resource_agents")

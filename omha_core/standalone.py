@@ -33,12 +33,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from omha_core.cli_local import DEFAULT_SOCKET
 from omha_core.cltab import LEVEL_RE, NAME_RE, NAME_RULE, Cltab, parse_cltab
 from omha_core.errors import ConfigError, ParseError
 from omha_core.init import LocalInit
 
-DEFAULT_CLTAB = "/etc/cltab"
-DEFAULT_SOCKET = "/run/omha/local.s"
 #: the longest request or reply accepted on the socket
 MAX_MESSAGE = 1 << 20
 
@@ -296,29 +295,3 @@ def _cmd_reread(args: argparse.Namespace) -> int:
 
 def _cmd_shutdown(args: argparse.Namespace) -> int:
     return 0 if _send(args, {"cmd": "shutdown"}, timeout=None) is not None else 1
-
-
-def add_local_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``omha local ...`` on ``sub`` (an argparse subparsers action)."""
-    local = sub.add_parser(
-        "local", parents=[common], help="Cluster::Init alone: run a cltab on this machine, no cluster (like clinit)"
-    )
-    paths = argparse.ArgumentParser(add_help=False)
-    paths.add_argument("--cltab", default=DEFAULT_CLTAB, help=f"the cltab (default {DEFAULT_CLTAB})")
-    paths.add_argument("--socket", help=f"control socket (default: the cltab's :::socket: line, else {DEFAULT_SOCKET})")
-    cmds = local.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
-    p = cmds.add_parser("daemon", parents=[common, paths], help="run the groups of the cltab in the foreground")
-    p.add_argument("--clstat", help="keep a status file in the original's format here")
-    p.set_defaults(func=_cmd_daemon)
-    p = cmds.add_parser("tell", parents=[common, paths], help="move GROUP (default: the host name) to LEVEL")
-    p.add_argument("group", nargs="?")
-    p.add_argument("level")
-    p.add_argument("--wait", action="store_true", help="wait until the group settles; exit 1 when it FAILED")
-    p.set_defaults(func=_cmd_tell)
-    p = cmds.add_parser("status", parents=[common, paths], help="every group's level and state, and its entries")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_status)
-    p = cmds.add_parser("reread", parents=[common, paths], help="re-read the cltab (an invalid one is refused)")
-    p.set_defaults(func=_cmd_reread)
-    p = cmds.add_parser("shutdown", parents=[common, paths], help="stop every group, then the daemon")
-    p.set_defaults(func=_cmd_shutdown)

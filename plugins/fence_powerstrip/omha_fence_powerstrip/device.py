@@ -12,7 +12,6 @@ The core calls devices from a worker thread; each action runs its own event loop
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -74,6 +73,8 @@ def _secret_keys(name: str) -> dict[Any, Any]:
 
 def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from synchronous code, also when called inside a running event loop."""
+    import asyncio  # here, not at the top: loading the plugin (omha status, omha plugins) stays cheap
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -175,6 +176,8 @@ class ApcSnmpDevice(FenceDevice):
         limit = self.timeout
 
         async def main() -> FenceResult:
+            import asyncio
+
             client = self._client(credentials)
             session = PduSession(client, str(self.options["model"]), float(self.options["poll_interval"]))
             deadline = time.monotonic() + limit

@@ -7,7 +7,6 @@ action's deadline, says which outlet was last seen in which state.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
@@ -141,6 +140,8 @@ class PduSession:
         A read that gets no answer is remembered and polling goes on: a PDU busy switching relays may drop a
         request. Any other error ends the wait.
         """
+        import asyncio  # not at the top: loading the plugin stays cheap (issue 19)
+
         while True:
             try:
                 await self.read()

@@ -12,7 +12,6 @@ the community or a v3 key.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 import threading
@@ -211,6 +210,8 @@ class SnmpClient:
             pass
         else:
             return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (str(ip), self.port)
+        import asyncio  # not at the top: loading the plugin stays cheap (issue 19)
+
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
 
@@ -312,6 +313,8 @@ class SnmpClient:
 
         if self._engine is None:
             raise self._error(SnmpError, f"{self.where}: SNMP client is not open")
+        import asyncio
+
         answer: asyncio.Future[tuple[Any, Any, Any, Any]] = asyncio.get_running_loop().create_future()
 
         def on_answer(

@@ -1,0 +1,73 @@
+"""What ``omha status`` and ``omha plugins`` import (issue 19, CLI start-up): not the heavy modules they never use.
+
+Start-up time is measured in ``bench/`` (``bench/bench_cli_startup.py``), never asserted; this pins the structural
+property behind it, which a single top-level import can silently undo: building the parser (done on every command)
+must not import the local init and asyncio, and loading every plugin (which both commands do, to validate the
+configuration or list the plugins) must not import asyncio, the daemon or prometheus_client either; and
+``omha status`` on a configuration without agent options or fence devices imports no agent's or device's classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: run one CLI command in a fresh interpreter, then print the names of every module it imported
+PROBE = """
+import contextlib, io, json, sys
+from omha_core.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    try:
+        rc = main(sys.argv[1:])
+    except SystemExit as exc:  # --help
+        rc = exc.code
+print(json.dumps({"rc": rc, "out": out.getvalue(), "modules": sorted(sys.modules)}))
+"""
+
+#: modules neither command needs; each costs several ms to tens of ms at start-up
+HEAVY = (
+    "asyncio",
+    "prometheus_client",
+    "pysnmp",
+    "omha_core.daemon",
+    "omha_core.init",
+    "omha_core.standalone",
+    "omha_core.metrics",
+)
+
+
+def imported(tmp_path: Path, *args: str) -> tuple[str, set[str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMHA_CONFIG", "OMHA_BLOCK_PLUGINS")}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env, cwd=tmp_path, check=True
+    )
+    result = json.loads(proc.stdout)
+    assert result["rc"] == 0, proc.stderr
+    return result["out"], set(result["modules"])
+
+
+@pytest.mark.parametrize("command", ["status", "plugins", "--help"])
+def test_cli_command_does_not_import_heavy_modules(tmp_path: Path, command: str) -> None:
+    config = tmp_path / "omha.toml"
+    (tmp_path / "shared").mkdir()
+    config.write_text(f'node = "n1"\n[sharedfs]\npath = "{tmp_path / "shared"}"\n')
+    args = ["-c", str(config), "status"] if command == "status" else [command]
+    out, modules = imported(tmp_path, *args)
+    if command == "status":
+        assert "cluster omha" in out  # the command did its work: read the store, printed the report
+        # no [agents] section and no fence device: no agent or device plugin's classes are needed, only their
+        # registration modules (the packages themselves, which import their classes inside the hooks)
+        unused = sorted(m for m in modules if m.startswith(("omha_resource_", "omha_fence_")) and "." in m)
+        assert unused == []
+        assert {"omha_resource_vip", "omha_fence_powerstrip"} <= modules  # the plugins were loaded all the same
+    elif command == "plugins":
+        assert "builtin.sharedfs" in out and "fence_powerstrip" in out  # every plugin listed, installed ones too
+        assert "omha_fence_powerstrip" in modules  # ...and loaded (its load error would be listed)
+    else:
+        assert "status" in out and "plugins" in out
+    assert sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY) == []

@@ -4,7 +4,8 @@ Start-up time is measured in ``bench/`` (``bench/bench_cli_startup.py``), never 
 property behind it, which a single top-level import can silently undo: building the parser (done on every command)
 must not import the local init and asyncio, and loading every plugin (which both commands do, to validate the
 configuration or list the plugins) must not import asyncio, the daemon or prometheus_client either; and
-``omha status`` on a configuration without agent options or fence devices imports no agent's or device's classes.
+``omha status`` on a configuration without agent options or fence devices imports no agent's or device's
+classes, and no store or membership backend but the one it names.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def test_cli_command_does_not_import_heavy_modules(tmp_path: Path, command: str)
         # no [agents] section and no fence device: no agent or device plugin's classes are needed, only their
         # registration modules (the packages themselves, which import their classes inside the hooks)
         unused = sorted(m for m in modules if m.startswith(("omha_resource_", "omha_fence_")) and "." in m)
+        # the store named in the config is sharedfs (built in): no other store or membership backend is built
+        backends = (".store", ".membership")
+        unused += sorted(m for m in modules if m.startswith("omha_membership_") and m.endswith(backends))
         assert unused == []
         assert {"omha_resource_vip", "omha_fence_powerstrip"} <= modules  # the plugins were loaded all the same
     elif command == "plugins":

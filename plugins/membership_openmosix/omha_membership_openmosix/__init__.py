@@ -15,11 +15,30 @@ when called, so that loading the plugin (``omha plugins``, ``omha --help``) stay
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omha_core import hookimpl
 
+if TYPE_CHECKING:
+    from omha_core.backends import Membership, Store
+    from omha_core.config import Config
+
 NAME = "openmosix"
+
+
+def make_store(config: Config) -> Store:
+    """The ``openmosix`` store for ``config``: registered as a factory, so that validating a configuration that
+    names another store (``omha status``) does not import this one's modules (issue 19, CLI start-up)."""
+    from omha_membership_openmosix.store import OpenMosixStore
+
+    return OpenMosixStore(config)
+
+
+def make_membership(config: Config, store: Store) -> Membership:
+    """The ``openmosix`` membership for ``config`` (a factory, as :func:`make_store`)."""
+    from omha_membership_openmosix.membership import OpenMosixMembership
+
+    return OpenMosixMembership(config, store)
 
 
 @hookimpl
@@ -31,13 +50,9 @@ def omha_config_schema() -> dict[str, Any]:
 
 @hookimpl
 def omha_store_backends() -> dict[str, Any]:
-    from omha_membership_openmosix.store import OpenMosixStore
-
-    return {NAME: OpenMosixStore}
+    return {NAME: make_store}
 
 
 @hookimpl
 def omha_membership_backends() -> dict[str, Any]:
-    from omha_membership_openmosix.membership import OpenMosixMembership
-
-    return {NAME: OpenMosixMembership}
+    return {NAME: make_membership}

@@ -217,14 +217,18 @@ def test_openmosix_section_errors_name_the_key(mosix: FakeMosix, key: str, value
     assert message in str(err.value)
 
 
-def test_registered_under_openmosix_through_the_entry_point() -> None:
+def test_registered_under_openmosix_through_the_entry_point(mosix: FakeMosix) -> None:
     pm = get_plugin_manager()
     info = pm.infos["membership_openmosix"]
     assert info.error is None
     assert info.distribution == "omha-membership-openmosix"
     assert info.hooks == ["omha_config_schema", "omha_membership_backends", "omha_store_backends"]
-    assert lookup(pm, "omha_store_backends", "openmosix", "store") is OpenMosixStore
-    assert lookup(pm, "omha_membership_backends", "openmosix", "membership") is OpenMosixMembership
+    # registered as factories that import the backends when called (loading the plugin stays cheap)
+    config = mosix.config(1)
+    store = lookup(pm, "omha_store_backends", "openmosix", "store")(config)
+    assert isinstance(store, OpenMosixStore)
+    membership = lookup(pm, "omha_membership_backends", "openmosix", "membership")(config, store)
+    assert isinstance(membership, OpenMosixMembership)
     assert "openmosix" in registry(pm, "omha_config_schema")
 
 

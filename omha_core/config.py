@@ -8,7 +8,6 @@ schema. All problems are reported at once, each naming the key and what is expec
 from __future__ import annotations
 
 import os
-import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -111,6 +110,8 @@ class Config:
     @property
     def node(self) -> str:
         """This node's name (``node``, else the host name)."""
+        import socket  # here: most commands never need it (CLI start-up, issue 19)
+
         return str(self.data.get("node") or socket.gethostname().split(".")[0])
 
     @property

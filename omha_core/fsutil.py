@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 
 def atomic_write(path: str, data: str | bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
     directory = os.path.dirname(path) or "."
+    import tempfile  # here, not at the top: omha status never writes (CLI start-up, issue 19)
+
     fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -38,6 +39,8 @@ def create_exclusive(path: str, data: str) -> bool:
     Returns True when this call created it.
     """
     directory = os.path.dirname(path) or "."
+    import tempfile  # here, not at the top: omha status never writes (CLI start-up, issue 19)
+
     fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=directory)
     try:
         with os.fdopen(fd, "w") as fh:

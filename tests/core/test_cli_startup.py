@@ -39,6 +39,8 @@ HEAVY = (
     "omha_core.init",
     "omha_core.standalone",
     "omha_core.metrics",
+    "uuid",  # with platform
+    "xml",  # the OCF plugin's meta-data parser
 )
 
 

@@ -8,7 +8,6 @@ The XML is the ``resource-agent`` document of the OCF resource-agent API (``ra-a
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from omha_core.errors import ResourceError
@@ -50,6 +49,8 @@ def parse_metadata(text: str, agent: str) -> Metadata:
 
     :raises ResourceError: when it is not a ``resource-agent`` XML document.
     """
+    import xml.etree.ElementTree as ET  # here: loading the plugin (omha plugins) stays cheap (issue 19)
+
     try:
         root = ET.fromstring(text.strip())
     except ET.ParseError as exc:

@@ -21,6 +21,7 @@ from typing import Any
 
 from omha_core.localcluster import _running, kill_strays, node_processes
 from tests.chaos import nemesis, site
+from tests.chaos.disk import MountSampler, SharedDisk
 from tests.chaos.lan import PREFIX, VIP, Lan, Sampler
 from tests.cluster import Cluster
 from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster, EtcdMember
@@ -53,6 +54,8 @@ class Options:
     store: str = "sharedfs"
     #: one network namespace per node and a group ``gv`` holding a VIP there (sharedfs only)
     vip: bool = False
+    #: every daemon in its own mount namespace and a group ``gm`` mounting a loop device through ``@mount``
+    mount: bool = False
     weights: dict[str, int] = field(default_factory=lambda: dict(nemesis.DEFAULT_WEIGHTS))
 
 
@@ -83,9 +86,12 @@ class Campaign:
         self.logdir = base / "chaos"
         (self.logdir / "alive").mkdir(parents=True, exist_ok=True)
         self.names = [f"n{i}" for i in range(1, options.nodes + 1)]
-        self.groups = [f"g{i}" for i in range(1, options.groups + 1)] + (["gv"] if options.vip else [])
+        self.groups = [f"g{i}" for i in range(1, options.groups + 1)] + (["gv"] if options.vip else []) + (
+            ["gm"] if options.mount else [])
         self.lan: Lan | None = None
         self.sampler: Sampler | None = None
+        self.disk: SharedDisk | None = None
+        self.mount_sampler: MountSampler | None = None
         self.timing = ETCD_TIMING if options.store == "etcd" else TIMING
         self.faults = nemesis.draw(options.seed, options.duration, self.names, self.groups,
                                    self.timing["dead_after"], options.weights)
@@ -164,6 +170,12 @@ class Campaign:
             for n in self.names:
                 wrap[n] += ["unshare", "-m", "--propagation", "private", "sh", "-c",
                             'mount --bind "$0" "$0" && exec "$@"', shared]
+        if self.opt.mount:
+            self.disk = SharedDisk(self.base)
+            cltab += self.disk.cltab_line()
+            for n in self.names:
+                if "unshare" not in wrap[n]:
+                    wrap[n] += ["unshare", "-m", "--propagation", "private"]
         if self.opt.store == "etcd":
             self.etcd = EtcdCluster(3)
             self.etcd.start()
@@ -180,6 +192,10 @@ class Campaign:
         if self.lan is not None:
             self.sampler = Sampler(self.lan, self.logdir / "nemesis.log")
             self.sampler.start()
+        if self.disk is not None:
+            self.mount_sampler = MountSampler(str(c.sections["cluster"]["name"]), self.disk.target,
+                                              self.logdir / "nemesis.log")
+            self.mount_sampler.start()
         self.log("cluster_start", nodes=self.names, groups=self.groups, cluster=c.sections["cluster"]["name"])
         return c
 
@@ -474,8 +490,13 @@ class Campaign:
         if self.sampler is not None:
             self.sampler.stopping.set()
             self.sampler.join(5)
+        if self.mount_sampler is not None:
+            self.mount_sampler.stopping.set()
+            self.mount_sampler.join(5)
         if self.lan is not None:
             self.lan.close()
+        if self.disk is not None:
+            self.disk.close()
         if self.etcd is not None:
             self.etcd.stop()
 
@@ -498,8 +519,8 @@ class Campaign:
             left = [p for p in node_processes(name, node) if _running(p)]
             if left:
                 self.log("leftover", node=node, pids=left, cmdlines=[_cmdline(p) for p in left])
-        if self.lan is not None:
-            time.sleep(0.5)  # the sampler's last look, after every daemon stopped
+        if self.lan is not None or self.disk is not None:
+            time.sleep(0.6)  # the samplers' last look, after every daemon stopped
         self.log("shutdown")
         c.stop()
         kill_strays(str(self.base))

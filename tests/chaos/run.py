@@ -20,6 +20,7 @@ def campaign(
     groups: int = 3,
     kinds: list[str] | None = None,
     vip: bool = False,
+    mount: bool = False,
     out: Callable[[str], None] = print,
 ) -> Report:
     """Run the campaign of ``seed`` under ``base`` and check it; prints the seed first and the figures last.
@@ -28,7 +29,8 @@ def campaign(
     weights = {k: nemesis.DEFAULT_WEIGHTS.get(k, 2) for k in kinds} if kinds else dict(nemesis.DEFAULT_WEIGHTS)
     if not kinds:
         weights.update(nemesis.ETCD_WEIGHTS if store == "etcd" else nemesis.SHAREDFS_WEIGHTS)
-    run = Campaign(base, Options(seed, duration, nodes, groups, store, vip=vip, weights=weights), out)
+    run = Campaign(base, Options(seed, duration, nodes, groups, store, vip=vip, mount=mount,
+                               weights=weights), out)
     out(f"chaos: seed {seed} (replay: make chaos SEED={seed} DURATION={duration:g} STORE={store})")
     run.run()
     rep = check(base)

@@ -9,6 +9,7 @@ etcd also etcd member and leader kills). ``make chaos`` runs long ones.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 from pathlib import Path
@@ -89,3 +90,33 @@ def test_checker_catches_a_fence_that_lies(tmp_path: Path) -> None:
         run.shutdown()
     claims = {v.claim for v in check(tmp_path).violations}
     assert {"overlap", "left-behind"} <= claims
+
+
+def test_checker_catches_a_mount_on_two_nodes(tmp_path: Path) -> None:
+    """``--mount``: with a fence device that lies, a frozen node keeps the ``@mount`` group's loop device mounted
+    in its mount namespace while another node mounts it too; the mount sampler sees both and the checker must
+    say so (a duplicate mount, and a mount left on a node after its "fence")."""
+    run = Campaign(tmp_path, Options(seed=0, duration=0.0, nodes=3, groups=0, mount=True))
+    try:
+        run.start_cluster()
+        assert run.wait("gm running", run.all_once, 60, stable=0.5)
+        [(victim, _pid)] = run.live_instances()["gm"]
+        for node in run.names:
+            (run.logdir / f"fence-fault.{node}").write_text("lie")
+        run.log("faults_begin")
+        run.inject(nemesis.Fault(0.0, "freeze", node=victim, duration=1.0))
+
+        def mounted_twice() -> bool:
+            return any(e.startswith('{"ev": "mount"') and len(json.loads(e)["holders"]) > 1
+                       for e in (run.logdir / "nemesis.log").read_text().splitlines())
+
+        assert run.wait("a second mount", mounted_twice, 30)
+        assert run.cluster is not None
+        run.cluster.procs[victim].send_signal(signal.SIGCONT)
+        run.frozen.discard(victim)
+        run.log("faults_end")
+        run.log("end")
+    finally:
+        run.shutdown()
+    claims = {v.claim for v in check(tmp_path).violations}
+    assert {"mount-duplicate", "left-behind"} <= claims

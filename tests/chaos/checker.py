@@ -44,7 +44,7 @@ GUARD_BOUND = 5.0
 #: how long after an impairing fault ends a fence of that node still counts as caused by it
 IMPAIRED_GRACE = 30.0
 #: faults that take a node down, so that fencing it is expected
-NODE_DOWN = ("crash", "freeze", "fence_fail", "fence_hang", "store_ro")
+NODE_DOWN = ("crash", "freeze", "fence_fail", "fence_hang", "store_ro", "store_full", "netns_cut")
 #: a line of a daemon's log that carries a group entry's output
 CHILD_OUTPUT = re.compile(r" omha\.init INFO [\w.-]+/[\w.-]+: ")
 #: seconds of timeline printed either side of a violation
@@ -274,10 +274,12 @@ def check(base: Path) -> Report:
     fence_begin = [(e["mono"], e["node"]) for e in fences if e["ev"] == "fence_begin" and e["action"] != "on"]
     # a node powered on, thawed or given its store back may stop and release its groups itself: no fence is due
     power_ons = [(e["mono"], e["node"]) for e in events
-                 if e["ev"] in ("power_on", "thaw") or (e["ev"] == "store_ro" and e["mode"] == "rw")]
+                 if e["ev"] in ("power_on", "thaw")
+                 or (e["ev"] in ("store_ro", "store_full", "netns_cut") and e["mode"] == "rw")]
     failures = [(e["mono"], schedule["faults"][e["fault"]]["node"], e["step"].split(":")[0]) for e in events
                 if e["ev"] == "step" and e["step"] in ("crash:begin", "freeze:begin", "fence_fail:begin",
-                                                      "fence_hang:begin", "store_ro:begin")]
+                                                      "fence_hang:begin", "store_ro:begin",
+                                                      "store_full:begin", "netns_cut:begin")]
     for f, node, kind in failures:
         for g, ls in by_group.items():
             holder = [lf for lf in ls if lf.start <= f and lf.node == node and lf.end >= f - 0.5

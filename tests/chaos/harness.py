@@ -22,8 +22,10 @@ from typing import Any
 from omha_core.localcluster import _running, kill_strays, node_processes
 from tests.chaos import nemesis, site
 from tests.chaos.disk import MountSampler, SharedDisk
+from tests.chaos.etcdnet import NetEtcd
 from tests.chaos.lan import PREFIX, VIP, Lan, Sampler
 from tests.cluster import Cluster
+from tests.cts.netns import NodeNets
 from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster, EtcdMember
 from tests.plugins.membership_etcd.test_daemons import EtcdLocalCluster
 
@@ -40,6 +42,8 @@ OBSERVE = 3.0
 FENCE_TIMEOUT = 5.0
 #: size of each node's state_dir (a tmpfs, so that the ``state_full`` fault can fill it)
 STATE_SIZE = "256k"
+#: size of the tmpfs the ``store_full`` fault puts in place of one node's shared directory (then filled up)
+FULL_SIZE = "2m"
 #: what the ``edit`` fault writes: a cltab line and an hactl line that are both invalid
 BAD_CLTAB = "this line has no fields at all\n"
 BAD_HACTL = "g1 run and more words\n"
@@ -56,6 +60,8 @@ class Options:
     vip: bool = False
     #: every daemon in its own mount namespace and a group ``gm`` mounting a loop device through ``@mount``
     mount: bool = False
+    #: every node in its own network namespace reaching etcd over its own link, for ``netns_cut`` (etcd only)
+    netns: bool = False
     weights: dict[str, int] = field(default_factory=lambda: dict(nemesis.DEFAULT_WEIGHTS))
 
 
@@ -92,6 +98,7 @@ class Campaign:
         self.sampler: Sampler | None = None
         self.disk: SharedDisk | None = None
         self.mount_sampler: MountSampler | None = None
+        self.nets: NodeNets | None = None
         self.timing = ETCD_TIMING if options.store == "etcd" else TIMING
         self.faults = nemesis.draw(options.seed, options.duration, self.names, self.groups,
                                    self.timing["dead_after"], options.weights)
@@ -163,7 +170,7 @@ class Campaign:
             self.lan.open()
             cltab += f"gv:vip:run:respawn:@vip {VIP}/{PREFIX}\n"
             wrap = {n: ["ip", "netns", "exec", self.lan.ns[n], *wrap[n]] for n in self.names}
-        if "store_ro" in self.opt.weights and self.opt.store == "sharedfs":
+        if {"store_ro", "store_full"} & set(self.opt.weights) and self.opt.store == "sharedfs":
             # each daemon in its own mount namespace, the shared directory bind-mounted onto itself there, so
             # that the store_ro fault can remount one node's view read-only
             shared = str(self.base / "shared")
@@ -177,10 +184,19 @@ class Campaign:
                 if "unshare" not in wrap[n]:
                     wrap[n] += ["unshare", "-m", "--propagation", "private"]
         if self.opt.store == "etcd":
-            self.etcd = EtcdCluster(3)
-            self.etcd.start()
-            c: Cluster = EtcdLocalCluster(self.base, self.etcd, nodes=self.names, config=self.config(),
-                                          devices=devices, env=env, wrap=wrap)
+            endpoints: dict[str, list[str]] = {}
+            if self.opt.netns:
+                self.nets = NodeNets(self.names)
+                net_etcd = NetEtcd(self.nets)
+                self.etcd = net_etcd
+                self.etcd.start()
+                endpoints = {n: net_etcd.urls_for(n) for n in self.names}
+                wrap = {n: [*self.nets.wrap(n), *wrap[n]] for n in self.names}
+            else:
+                self.etcd = EtcdCluster(3)
+                self.etcd.start()
+            c: Cluster = EtcdLocalCluster(self.base, self.etcd, endpoints=endpoints, nodes=self.names,
+                                          config=self.config(), devices=devices, env=env, wrap=wrap)
             self.cluster = c
             c.load(cltab, hactl)  # type: ignore[attr-defined]
         else:
@@ -331,6 +347,17 @@ class Campaign:
             out = subprocess.run(["nsenter", "-t", str(c.procs[node].pid), "-m", "mount", "-o", f"remount,bind,{mode}",
                                   str(c.shared)], capture_output=True, text=True)
             self.log("store_ro", node=node, mode=mode, rc=out.returncode, error=out.stderr.strip()[-200:])
+        elif kind == "netns_cut":
+            if self.nets is None:
+                self.log("skip", kind=kind, node=node, why="no --netns")
+                return
+            if phase == "begin":
+                self.nets.cut(node)
+            else:
+                self.nets.heal(node)
+            self.log("netns_cut", node=node, mode="cut" if phase == "begin" else "rw")
+        elif kind == "store_full":
+            self.store_full(phase, node)
         elif kind == "plugin_raise":
             toggle = self.logdir / f"plugin-raise.{node}"
             if phase == "begin":
@@ -417,6 +444,30 @@ class Campaign:
                 (self.cluster.shared / "hactl").write_text(hactl)
             self.log("edit_end", variant=variant)
 
+    def store_full(self, phase: str, node: str) -> None:
+        """Replace ``node``'s view of the shared directory by a full tmpfs holding a copy of it, or give it back.
+
+        Done in the node's own mount namespace: a small tmpfs is mounted on a fresh directory, the shared directory
+        copied into it, the rest filled with a file until ENOSPC, and the tmpfs moved over the shared directory;
+        the end unmounts it, which uncovers the real one. A node fenced meanwhile lost its namespace already."""
+        assert self.cluster is not None
+        if not self.alive(node) or node in self.frozen:
+            self.log("skip", kind="store_full", node=node, why="daemon not running")
+            return
+        shared = str(self.cluster.shared)
+        if phase == "begin":
+            spare = self.base / f"full.{node}"
+            spare.mkdir(exist_ok=True)
+            script = (f'mount -t tmpfs -o size={FULL_SIZE} omha-chaos-full "$0" && cp -a "$1/." "$0/" && '
+                      '{ dd if=/dev/zero of="$0/.chaos-fill" bs=4k 2>/dev/null; true; } && mount --move "$0" "$1"')
+            argv = ["sh", "-c", script, str(spare), shared]
+        else:
+            argv = ["umount", shared]
+        out = subprocess.run(["nsenter", "-t", str(self.cluster.procs[node].pid), "-m", *argv],
+                             capture_output=True, text=True)
+        self.log("store_full", node=node, mode="full" if phase == "begin" else "rw", rc=out.returncode,
+                 error=out.stderr.strip()[-200:])
+
     def etcd_step(self, kind: str, phase: str, fault: nemesis.Fault) -> None:
         assert self.etcd is not None
         index = self.faults.index(fault)
@@ -499,6 +550,8 @@ class Campaign:
             self.disk.close()
         if self.etcd is not None:
             self.etcd.stop()
+        if self.nets is not None:
+            self.nets.close()
 
     def stop_daemons(self, c: Cluster) -> None:
         for proc in c.procs.values():

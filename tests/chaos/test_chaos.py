@@ -4,7 +4,8 @@ Each campaign is a 5-node cluster of real daemons with three guarded groups, a r
 processes are all killed before it reports success) and the default fault mix (crashes, freezes past
 ``dead_after``, group process deaths, group flips, graceful restarts, fence devices failing or hanging while
 their node is down, cltab/hactl edits valid and invalid, a full state_dir, a site plugin whose hooks raise; on
-etcd also etcd member and leader kills). ``make chaos`` runs long ones.
+etcd also etcd member and leader kills; the random seed also runs a ``@mount`` group and fills shared directories).
+``make chaos`` runs long ones.
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ def test_campaign_etcd_with_member_and_leader_kills(tmp_path: Path) -> None:
 
 
 def test_campaign_random_seed(tmp_path: Path) -> None:
+    """A random seed, with a ``@mount`` group on a loop device (``--mount``) and full shared directories
+    (``store_full``) in the mix."""
     seed = random.SystemRandom().randrange(1, 2**31)
     print(f"chaos random seed: {seed}")
-    rep = campaign(tmp_path, seed, SHORT)
+    rep = campaign(tmp_path, seed, SHORT, mount=True, add=["store_full"])
+    assert "gm" in rep.availability
     assert not rep.violations, f"random seed {seed}:\n{verdict(rep)}"
 
 

@@ -46,7 +46,8 @@ STATE_SIZE = "256k"
 FULL_SIZE = "2m"
 #: what the ``edit`` fault writes: a cltab line and an hactl line that are both invalid
 BAD_CLTAB = "this line has no fields at all\n"
-BAD_HACTL = "g1 run and more words\n"
+#: (a group name with a '/': words after the level are only a warning since hactl accepts what the original does)
+BAD_HACTL = "bad/group run\n"
 
 
 @dataclass

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from omha_core.cltab import parse_cltab
+from omha_core.errors import ParseError
+from omha_core.hactl import parse_hactl
 from tests.chaos import nemesis
 from tests.chaos.checker import Report, check
-from tests.chaos.harness import Campaign, Options
+from tests.chaos.harness import BAD_CLTAB, BAD_HACTL, Campaign, Options
 from tests.chaos.run import campaign
 
 pytestmark = pytest.mark.slow
@@ -124,3 +127,12 @@ def test_checker_catches_a_mount_on_two_nodes(tmp_path: Path) -> None:
         run.shutdown()
     claims = {v.claim for v in check(tmp_path).violations}
     assert {"mount-duplicate", "left-behind"} <= claims
+
+
+def test_the_edit_faults_bad_files_are_invalid() -> None:
+    """The ``edit`` fault's "invalid" cltab and hactl lines must really be refused by omha's parsers, or the
+    campaign reports an invalid file accepted where omha only accepted a valid one."""
+    with pytest.raises(ParseError):
+        parse_cltab(BAD_CLTAB)
+    with pytest.raises(ParseError):
+        parse_hactl("g1 run\n" + BAD_HACTL)

@@ -1,4 +1,4 @@
-"""``python -m tests.chaos [--duration S] [--seed N] [--store sharedfs|etcd] [--nodes N] [--keep DIR]``.
+"""``python -m tests.chaos [--duration S] [--seed N] [--store sharedfs|etcd] [--vip] [--mount] [--keep DIR]``.
 
 Runs one campaign (``make chaos`` runs this), prints the seed first, the figures at the end, and on a violation
 the seed, the schedule and the timeline around each violation; exits 1 when any claim was violated.
@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=5)
     p.add_argument("--groups", type=int, default=3)
     p.add_argument("--vip", action="store_true", help="nodes in network namespaces, a group holding a VIP")
+    p.add_argument("--mount", action="store_true", help="daemons in mount namespaces, a group mounting a loop "
+                                                        "device through @mount")
+    p.add_argument("--add", default="", help="comma-separated fault kinds added to the mix (store_full, "
+                                             "netns_cut: not in the default mix)")
+    p.add_argument("--netns", action="store_true", help="nodes in network namespaces reaching etcd over their own "
+                                                        "links (for netns_cut; --store etcd only)")
     p.add_argument("--kinds", default="", help="comma-separated fault kinds (default: the default mix)")
     p.add_argument("--keep", default="", help="keep the records in this directory (default: a temp dir, removed "
                                                "unless a claim was violated)")
@@ -32,11 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.vip and a.store == "etcd":
         p.error("--vip needs --store sharedfs (the nodes' network namespaces do not reach etcd on 127.0.0.1)")
+    if a.netns and a.store != "etcd":
+        p.error("--netns needs --store etcd")
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 2**31)
     base = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix=f"omha-chaos-{seed}-"))
     base.mkdir(parents=True, exist_ok=True)
     rep = campaign(base, seed, a.duration, store=a.store, nodes=a.nodes, groups=a.groups,
-                   kinds=[k for k in a.kinds.split(",") if k], vip=a.vip)
+                   kinds=[k for k in a.kinds.split(",") if k], vip=a.vip, mount=a.mount, netns=a.netns,
+                   add=[k for k in a.add.split(",") if k])
     if a.json:
         with open(a.json, "a") as fh:
             fh.write(json.dumps(rep.figures(a.store, a.duration)) + "\n")

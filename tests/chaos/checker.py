@@ -18,6 +18,9 @@ Claims checked (:func:`check`):
   state_dir or an edit must not cost a node;
 - ``vip-duplicate`` (with ``--vip``): never two nodes holding the VIP at once, as sampled; and ``left-behind``
   also covers the VIP: none on a node after its daemon's graceful stop, or :data:`GUARD_BOUND` after its crash;
+- ``mount-duplicate`` (with ``--mount``): never two nodes with the ``@mount`` group's filesystem mounted at once,
+  as sampled; ``left-behind`` also covers that mount: none on a node after its fence, its daemon's graceful stop
+  or :data:`GUARD_BOUND` after its crash, and never in the host's own mount namespace;
 - ``daemon-crash``: no daemon exits unless the harness or the fence device ended it; no traceback in any log;
 - ``bad-input``: ``omha load`` refuses an invalid cltab or hactl, and accepts a valid one;
 - ``recovery``: once the faults stop, every wanted group runs exactly once within the stated bound, and stays so.
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.chaos.disk import HOST
 from tests.chaos.harness import RECOVERY_BOUND
 from tests.chaos.worker import TICK
 
@@ -40,7 +44,7 @@ GUARD_BOUND = 5.0
 #: how long after an impairing fault ends a fence of that node still counts as caused by it
 IMPAIRED_GRACE = 30.0
 #: faults that take a node down, so that fencing it is expected
-NODE_DOWN = ("crash", "freeze", "fence_fail", "fence_hang", "store_ro")
+NODE_DOWN = ("crash", "freeze", "fence_fail", "fence_hang", "store_ro", "store_full", "netns_cut")
 #: a line of a daemon's log that carries a group entry's output
 CHILD_OUTPUT = re.compile(r" omha\.init INFO [\w.-]+/[\w.-]+: ")
 #: seconds of timeline printed either side of a violation
@@ -270,10 +274,12 @@ def check(base: Path) -> Report:
     fence_begin = [(e["mono"], e["node"]) for e in fences if e["ev"] == "fence_begin" and e["action"] != "on"]
     # a node powered on, thawed or given its store back may stop and release its groups itself: no fence is due
     power_ons = [(e["mono"], e["node"]) for e in events
-                 if e["ev"] in ("power_on", "thaw") or (e["ev"] == "store_ro" and e["mode"] == "rw")]
+                 if e["ev"] in ("power_on", "thaw")
+                 or (e["ev"] in ("store_ro", "store_full", "netns_cut") and e["mode"] == "rw")]
     failures = [(e["mono"], schedule["faults"][e["fault"]]["node"], e["step"].split(":")[0]) for e in events
                 if e["ev"] == "step" and e["step"] in ("crash:begin", "freeze:begin", "fence_fail:begin",
-                                                      "fence_hang:begin", "store_ro:begin")]
+                                                      "fence_hang:begin", "store_ro:begin",
+                                                      "store_full:begin", "netns_cut:begin")]
     for f, node, kind in failures:
         for g, ls in by_group.items():
             holder = [lf for lf in ls if lf.start <= f and lf.node == node and lf.end >= f - 0.5
@@ -323,20 +329,33 @@ def check(base: Path) -> Report:
         if e["ev"] == "edit_result" and (e["rc"] == 0) != (e["expect"] == "accepted"):
             violate("bad-input", e["mono"], f"omha load: expected {e['expect']}, exit status {e['rc']}")
 
-    # the VIP: never on two nodes, never left on a node whose daemon stopped or crashed
-    samples = [e for e in events if e["ev"] == "vip"]
+    # the VIP and the @mount disk: never on two nodes, never left on a node whose daemon stopped or crashed or
+    # that was fenced (the fence powers it off), the disk never mounted in the host's own namespace
     downs = [(e["mono"], e["node"], e["cause"]) for e in events if e["ev"] == "daemon_exit" and e["cause"]]
-    for i, e in enumerate(samples):
-        until = samples[i + 1]["begun"] if i + 1 < len(samples) else t_end
-        if len(e["holders"]) > 1:
-            violate("vip-duplicate", e["mono"], f"the VIP on {e['holders']} at once")
-        for node in e["holders"]:
-            for t, n, cause in downs:
-                bound = 0.5 if cause == "stop" else GUARD_BOUND
-                if n == node and until > t + bound and not any(n == node and t < p <= until for p, n in power_ons):
-                    violate("left-behind", until, f"the VIP still on {node} at {until - t0:.3f}s after its "
-                                                  f"daemon's {cause} at {t - t0:.3f}s")
-                    break
+    for ev, what, duplicate in (("vip", "the VIP", "vip-duplicate"), ("mount", "the disk's mount", "mount-duplicate")):
+        samples = [e for e in events if e["ev"] == ev]
+        for i, e in enumerate(samples):
+            until = samples[i + 1]["begun"] if i + 1 < len(samples) else t_end
+            nodes_holding = [n for n in e["holders"] if n != HOST]
+            if len(nodes_holding) > 1:
+                violate(duplicate, e["mono"], f"{what} on {nodes_holding} at once")
+            if HOST in e["holders"]:
+                violate("left-behind", e["mono"], f"{what} in the host's own mount namespace")
+            for node in nodes_holding:
+                for t, n, cause in downs:
+                    bound = 0.5 if cause == "stop" else GUARD_BOUND
+                    if n == node and until > t + bound and not any(n == node and t < p <= until
+                                                                    for p, n in power_ons):
+                        violate("left-behind", until, f"{what} still on {node} at {until - t0:.3f}s after its "
+                                                      f"daemon's {cause} at {t - t0:.3f}s")
+                        break
+                for t, n in fence_ok:
+                    # read after the fence reported success, with no power-on of the node in between
+                    if n == node and e["begun"] > t and not any(n == node and t < p <= e["begun"]
+                                                                 for p, n in power_ons):
+                        violate("left-behind", e["mono"], f"{what} still on {node} at {e['begun'] - t0:.3f}s after "
+                                                          f"{node} was fenced at {t - t0:.3f}s")
+                        break
 
     # no daemon crash
     for e in events:

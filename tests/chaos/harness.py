@@ -21,8 +21,11 @@ from typing import Any
 
 from omha_core.localcluster import _running, kill_strays, node_processes
 from tests.chaos import nemesis, site
+from tests.chaos.disk import MountSampler, SharedDisk
+from tests.chaos.etcdnet import NetEtcd
 from tests.chaos.lan import PREFIX, VIP, Lan, Sampler
 from tests.cluster import Cluster
+from tests.cts.netns import NodeNets
 from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster, EtcdMember
 from tests.plugins.membership_etcd.test_daemons import EtcdLocalCluster
 
@@ -39,9 +42,12 @@ OBSERVE = 3.0
 FENCE_TIMEOUT = 5.0
 #: size of each node's state_dir (a tmpfs, so that the ``state_full`` fault can fill it)
 STATE_SIZE = "256k"
+#: size of the tmpfs the ``store_full`` fault puts in place of one node's shared directory (then filled up)
+FULL_SIZE = "2m"
 #: what the ``edit`` fault writes: a cltab line and an hactl line that are both invalid
 BAD_CLTAB = "this line has no fields at all\n"
-BAD_HACTL = "g1 run and more words\n"
+#: (a group name with a '/': words after the level are only a warning since hactl accepts what the original does)
+BAD_HACTL = "bad/group run\n"
 
 
 @dataclass
@@ -53,6 +59,10 @@ class Options:
     store: str = "sharedfs"
     #: one network namespace per node and a group ``gv`` holding a VIP there (sharedfs only)
     vip: bool = False
+    #: every daemon in its own mount namespace and a group ``gm`` mounting a loop device through ``@mount``
+    mount: bool = False
+    #: every node in its own network namespace reaching etcd over its own link, for ``netns_cut`` (etcd only)
+    netns: bool = False
     weights: dict[str, int] = field(default_factory=lambda: dict(nemesis.DEFAULT_WEIGHTS))
 
 
@@ -83,9 +93,13 @@ class Campaign:
         self.logdir = base / "chaos"
         (self.logdir / "alive").mkdir(parents=True, exist_ok=True)
         self.names = [f"n{i}" for i in range(1, options.nodes + 1)]
-        self.groups = [f"g{i}" for i in range(1, options.groups + 1)] + (["gv"] if options.vip else [])
+        self.groups = [f"g{i}" for i in range(1, options.groups + 1)] + (["gv"] if options.vip else []) + (
+            ["gm"] if options.mount else [])
         self.lan: Lan | None = None
         self.sampler: Sampler | None = None
+        self.disk: SharedDisk | None = None
+        self.mount_sampler: MountSampler | None = None
+        self.nets: NodeNets | None = None
         self.timing = ETCD_TIMING if options.store == "etcd" else TIMING
         self.faults = nemesis.draw(options.seed, options.duration, self.names, self.groups,
                                    self.timing["dead_after"], options.weights)
@@ -157,18 +171,33 @@ class Campaign:
             self.lan.open()
             cltab += f"gv:vip:run:respawn:@vip {VIP}/{PREFIX}\n"
             wrap = {n: ["ip", "netns", "exec", self.lan.ns[n], *wrap[n]] for n in self.names}
-        if "store_ro" in self.opt.weights and self.opt.store == "sharedfs":
+        if {"store_ro", "store_full"} & set(self.opt.weights) and self.opt.store == "sharedfs":
             # each daemon in its own mount namespace, the shared directory bind-mounted onto itself there, so
             # that the store_ro fault can remount one node's view read-only
             shared = str(self.base / "shared")
             for n in self.names:
                 wrap[n] += ["unshare", "-m", "--propagation", "private", "sh", "-c",
                             'mount --bind "$0" "$0" && exec "$@"', shared]
+        if self.opt.mount:
+            self.disk = SharedDisk(self.base)
+            cltab += self.disk.cltab_line()
+            for n in self.names:
+                if "unshare" not in wrap[n]:
+                    wrap[n] += ["unshare", "-m", "--propagation", "private"]
         if self.opt.store == "etcd":
-            self.etcd = EtcdCluster(3)
-            self.etcd.start()
-            c: Cluster = EtcdLocalCluster(self.base, self.etcd, nodes=self.names, config=self.config(),
-                                          devices=devices, env=env, wrap=wrap)
+            endpoints: dict[str, list[str]] = {}
+            if self.opt.netns:
+                self.nets = NodeNets(self.names)
+                net_etcd = NetEtcd(self.nets)
+                self.etcd = net_etcd
+                self.etcd.start()
+                endpoints = {n: net_etcd.urls_for(n) for n in self.names}
+                wrap = {n: [*self.nets.wrap(n), *wrap[n]] for n in self.names}
+            else:
+                self.etcd = EtcdCluster(3)
+                self.etcd.start()
+            c: Cluster = EtcdLocalCluster(self.base, self.etcd, endpoints=endpoints, nodes=self.names,
+                                          config=self.config(), devices=devices, env=env, wrap=wrap)
             self.cluster = c
             c.load(cltab, hactl)  # type: ignore[attr-defined]
         else:
@@ -180,6 +209,10 @@ class Campaign:
         if self.lan is not None:
             self.sampler = Sampler(self.lan, self.logdir / "nemesis.log")
             self.sampler.start()
+        if self.disk is not None:
+            self.mount_sampler = MountSampler(str(c.sections["cluster"]["name"]), self.disk.target,
+                                              self.logdir / "nemesis.log")
+            self.mount_sampler.start()
         self.log("cluster_start", nodes=self.names, groups=self.groups, cluster=c.sections["cluster"]["name"])
         return c
 
@@ -315,6 +348,17 @@ class Campaign:
             out = subprocess.run(["nsenter", "-t", str(c.procs[node].pid), "-m", "mount", "-o", f"remount,bind,{mode}",
                                   str(c.shared)], capture_output=True, text=True)
             self.log("store_ro", node=node, mode=mode, rc=out.returncode, error=out.stderr.strip()[-200:])
+        elif kind == "netns_cut":
+            if self.nets is None:
+                self.log("skip", kind=kind, node=node, why="no --netns")
+                return
+            if phase == "begin":
+                self.nets.cut(node)
+            else:
+                self.nets.heal(node)
+            self.log("netns_cut", node=node, mode="cut" if phase == "begin" else "rw")
+        elif kind == "store_full":
+            self.store_full(phase, node)
         elif kind == "plugin_raise":
             toggle = self.logdir / f"plugin-raise.{node}"
             if phase == "begin":
@@ -401,6 +445,30 @@ class Campaign:
                 (self.cluster.shared / "hactl").write_text(hactl)
             self.log("edit_end", variant=variant)
 
+    def store_full(self, phase: str, node: str) -> None:
+        """Replace ``node``'s view of the shared directory by a full tmpfs holding a copy of it, or give it back.
+
+        Done in the node's own mount namespace: a small tmpfs is mounted on a fresh directory, the shared directory
+        copied into it, the rest filled with a file until ENOSPC, and the tmpfs moved over the shared directory;
+        the end unmounts it, which uncovers the real one. A node fenced meanwhile lost its namespace already."""
+        assert self.cluster is not None
+        if not self.alive(node) or node in self.frozen:
+            self.log("skip", kind="store_full", node=node, why="daemon not running")
+            return
+        shared = str(self.cluster.shared)
+        if phase == "begin":
+            spare = self.base / f"full.{node}"
+            spare.mkdir(exist_ok=True)
+            script = (f'mount -t tmpfs -o size={FULL_SIZE} omha-chaos-full "$0" && cp -a "$1/." "$0/" && '
+                      '{ dd if=/dev/zero of="$0/.chaos-fill" bs=4k 2>/dev/null; true; } && mount --move "$0" "$1"')
+            argv = ["sh", "-c", script, str(spare), shared]
+        else:
+            argv = ["umount", shared]
+        out = subprocess.run(["nsenter", "-t", str(self.cluster.procs[node].pid), "-m", *argv],
+                             capture_output=True, text=True)
+        self.log("store_full", node=node, mode="full" if phase == "begin" else "rw", rc=out.returncode,
+                 error=out.stderr.strip()[-200:])
+
     def etcd_step(self, kind: str, phase: str, fault: nemesis.Fault) -> None:
         assert self.etcd is not None
         index = self.faults.index(fault)
@@ -474,10 +542,17 @@ class Campaign:
         if self.sampler is not None:
             self.sampler.stopping.set()
             self.sampler.join(5)
+        if self.mount_sampler is not None:
+            self.mount_sampler.stopping.set()
+            self.mount_sampler.join(5)
         if self.lan is not None:
             self.lan.close()
+        if self.disk is not None:
+            self.disk.close()
         if self.etcd is not None:
             self.etcd.stop()
+        if self.nets is not None:
+            self.nets.close()
 
     def stop_daemons(self, c: Cluster) -> None:
         for proc in c.procs.values():
@@ -498,8 +573,8 @@ class Campaign:
             left = [p for p in node_processes(name, node) if _running(p)]
             if left:
                 self.log("leftover", node=node, pids=left, cmdlines=[_cmdline(p) for p in left])
-        if self.lan is not None:
-            time.sleep(0.5)  # the sampler's last look, after every daemon stopped
+        if self.lan is not None or self.disk is not None:
+            time.sleep(0.6)  # the samplers' last look, after every daemon stopped
         self.log("shutdown")
         c.stop()
         kill_strays(str(self.base))

@@ -29,6 +29,10 @@ KINDS = {
     "state_full": "`node`'s state_dir (a small tmpfs) filled up for `duration`",
     "store_ro": "`node`'s view of the shared directory (a bind mount in its own mount namespace) remounted "
     "read-only for `duration` (sharedfs only)",
+    "store_full": "`node`'s view of the shared directory replaced for `duration` by a copy of it on a tiny tmpfs "
+    "filled up (every write fails with ENOSPC, reads see the copy; sharedfs only, not in the default mix)",
+    "netns_cut": "`node`'s network link to etcd cut (packets dropped) for `duration` (etcd with --netns only, not "
+    "in the default mix)",
     "plugin_raise": "a site plugin's hooks (`also`: fitness, notify, register or all) raise on `node` for `duration`",
     "etcd_kill": "SIGKILL etcd member `node` (m0, m1, m2), start it again after `duration`",
     "etcd_leader_kill": "SIGKILL whichever etcd member leads at that moment, start it again after `duration`",
@@ -54,7 +58,9 @@ SHAREDFS_WEIGHTS = {"store_ro": 1}
 ETCD_WEIGHTS = {"etcd_kill": 1, "etcd_leader_kill": 1}
 ETCD_MEMBERS = ["m0", "m1", "m2"]
 #: kinds that take a node out for a while
-IMPAIRING = {"crash", "freeze", "restart", "fence_fail", "fence_hang", "store_ro"}
+IMPAIRING = {"crash", "freeze", "restart", "fence_fail", "fence_hang", "store_ro", "store_full", "netns_cut"}
+#: kinds only drawn when asked for (``--add``), so that the default mix, and every seed's schedule, stay as they were
+OPTIONAL_WEIGHTS = {"store_full": 1, "netns_cut": 1}
 #: seconds a node needs after an impairing fault ends before it counts as a member again
 REJOIN_MARGIN = 3.0
 
@@ -102,7 +108,7 @@ def draw(
             f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(2.0, 6.0), 2))
         elif kind == "freeze":
             f = Fault(round(t, 2), kind, node=node, duration=round(dead_after * rng.uniform(1.5, 4.0), 2))
-        elif kind == "store_ro":
+        elif kind in ("store_ro", "store_full", "netns_cut"):
             f = Fault(round(t, 2), kind, node=node, duration=round(dead_after * rng.uniform(0.5, 4.0), 2))
         elif kind == "restart":
             f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(0.5, 3.0), 2))

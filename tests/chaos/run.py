@@ -19,7 +19,10 @@ def campaign(
     nodes: int = 5,
     groups: int = 3,
     kinds: list[str] | None = None,
+    add: list[str] | None = None,
     vip: bool = False,
+    mount: bool = False,
+    netns: bool = False,
     out: Callable[[str], None] = print,
 ) -> Report:
     """Run the campaign of ``seed`` under ``base`` and check it; prints the seed first and the figures last.
@@ -28,8 +31,13 @@ def campaign(
     weights = {k: nemesis.DEFAULT_WEIGHTS.get(k, 2) for k in kinds} if kinds else dict(nemesis.DEFAULT_WEIGHTS)
     if not kinds:
         weights.update(nemesis.ETCD_WEIGHTS if store == "etcd" else nemesis.SHAREDFS_WEIGHTS)
-    run = Campaign(base, Options(seed, duration, nodes, groups, store, vip=vip, weights=weights), out)
-    out(f"chaos: seed {seed} (replay: make chaos SEED={seed} DURATION={duration:g} STORE={store})")
+    weights.update({k: nemesis.OPTIONAL_WEIGHTS.get(k, 1) for k in add or []})
+    run = Campaign(base, Options(seed, duration, nodes, groups, store, vip=vip, mount=mount, netns=netns,
+                               weights=weights), out)
+    extra = " ".join([*(["--vip"] if vip else []), *(["--mount"] if mount else []), *(["--netns"] if netns else []),
+                      *([f"--add {','.join(add)}"] if add else [])])
+    out(f"chaos: seed {seed} (replay: make chaos SEED={seed} DURATION={duration:g} STORE={store}"
+        + (f" CHAOS_ARGS='{extra}'" if extra else "") + ")")
     run.run()
     rep = check(base)
     out(rep.summary())

@@ -4,20 +4,25 @@ Each campaign is a 5-node cluster of real daemons with three guarded groups, a r
 processes are all killed before it reports success) and the default fault mix (crashes, freezes past
 ``dead_after``, group process deaths, group flips, graceful restarts, fence devices failing or hanging while
 their node is down, cltab/hactl edits valid and invalid, a full state_dir, a site plugin whose hooks raise; on
-etcd also etcd member and leader kills). ``make chaos`` runs long ones.
+etcd also etcd member and leader kills; the random seed also runs a ``@mount`` group and fills shared directories).
+``make chaos`` runs long ones.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 from pathlib import Path
 
 import pytest
 
+from omha_core.cltab import parse_cltab
+from omha_core.errors import ParseError
+from omha_core.hactl import parse_hactl
 from tests.chaos import nemesis
 from tests.chaos.checker import Report, check
-from tests.chaos.harness import Campaign, Options
+from tests.chaos.harness import BAD_CLTAB, BAD_HACTL, Campaign, Options
 from tests.chaos.run import campaign
 
 pytestmark = pytest.mark.slow
@@ -46,9 +51,12 @@ def test_campaign_etcd_with_member_and_leader_kills(tmp_path: Path) -> None:
 
 
 def test_campaign_random_seed(tmp_path: Path) -> None:
+    """A random seed, with a ``@mount`` group on a loop device (``--mount``) and full shared directories
+    (``store_full``) in the mix."""
     seed = random.SystemRandom().randrange(1, 2**31)
     print(f"chaos random seed: {seed}")
-    rep = campaign(tmp_path, seed, SHORT)
+    rep = campaign(tmp_path, seed, SHORT, mount=True, add=["store_full"])
+    assert "gm" in rep.availability
     assert not rep.violations, f"random seed {seed}:\n{verdict(rep)}"
 
 
@@ -89,3 +97,42 @@ def test_checker_catches_a_fence_that_lies(tmp_path: Path) -> None:
         run.shutdown()
     claims = {v.claim for v in check(tmp_path).violations}
     assert {"overlap", "left-behind"} <= claims
+
+
+def test_checker_catches_a_mount_on_two_nodes(tmp_path: Path) -> None:
+    """``--mount``: with a fence device that lies, a frozen node keeps the ``@mount`` group's loop device mounted
+    in its mount namespace while another node mounts it too; the mount sampler sees both and the checker must
+    say so (a duplicate mount, and a mount left on a node after its "fence")."""
+    run = Campaign(tmp_path, Options(seed=0, duration=0.0, nodes=3, groups=0, mount=True))
+    try:
+        run.start_cluster()
+        assert run.wait("gm running", run.all_once, 60, stable=0.5)
+        [(victim, _pid)] = run.live_instances()["gm"]
+        for node in run.names:
+            (run.logdir / f"fence-fault.{node}").write_text("lie")
+        run.log("faults_begin")
+        run.inject(nemesis.Fault(0.0, "freeze", node=victim, duration=1.0))
+
+        def mounted_twice() -> bool:
+            return any(e.startswith('{"ev": "mount"') and len(json.loads(e)["holders"]) > 1
+                       for e in (run.logdir / "nemesis.log").read_text().splitlines())
+
+        assert run.wait("a second mount", mounted_twice, 30)
+        assert run.cluster is not None
+        run.cluster.procs[victim].send_signal(signal.SIGCONT)
+        run.frozen.discard(victim)
+        run.log("faults_end")
+        run.log("end")
+    finally:
+        run.shutdown()
+    claims = {v.claim for v in check(tmp_path).violations}
+    assert {"mount-duplicate", "left-behind"} <= claims
+
+
+def test_the_edit_faults_bad_files_are_invalid() -> None:
+    """The ``edit`` fault's "invalid" cltab and hactl lines must really be refused by omha's parsers, or the
+    campaign reports an invalid file accepted where omha only accepted a valid one."""
+    with pytest.raises(ParseError):
+        parse_cltab(BAD_CLTAB)
+    with pytest.raises(ParseError):
+        parse_hactl("g1 run\n" + BAD_HACTL)

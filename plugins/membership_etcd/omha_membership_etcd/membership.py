@@ -158,10 +158,16 @@ class EtcdMembership(Membership):
         )
 
     def close(self) -> None:
-        """Leave: revoke the lease, which deletes the member key and the status at once."""
+        """Leave: revoke the lease, which deletes the member key at once, and the status unless it says the daemon
+        stopped cleanly (:meth:`EtcdStore.keep_final_status` keeps that one, so that the others read it)."""
         with self._lock:
             lease, self.lease = self.lease, None
             if lease:
+                if self._etcd is not None:
+                    try:
+                        self._etcd.keep_final_status(self.node)
+                    except StoreError as exc:
+                        log.warning("%s: could not keep its final status: %s", self.node, exc)
                 try:
                     self.client.lease_revoke(lease)
                 except StoreError as exc:

@@ -79,6 +79,8 @@ class EtcdStore(Store):
         self.keys = Keys(self.options.prefix)
         self.client = EtcdClient(self.options)
         self._leases: dict[str, int] = {}
+        #: each node's last status published through this store, kept for :meth:`keep_final_status`
+        self._published: dict[str, bytes] = {}
         self._out: set[str] = set()
         self._lock = threading.Lock()
         self._own: set[int] = set()  # revisions made by this store's writes: not a change for wait_for_change
@@ -137,7 +139,20 @@ class EtcdStore(Store):
                     f"{node}'s etcd lease {lease:x} has expired: not a member until it joins the cluster again"
                 ) from None
             raise
+        self._published[node] = value
         self._wrote(revision)
+
+    def keep_final_status(self, node: str) -> None:
+        """Re-put ``node``'s last status without its lease when it says the daemon stopped cleanly.
+
+        Called before a clean leave revokes the lease. Without it, the lease took the final status with it, and
+        an observer was left with the status it had read while a group was still STOPPING: "lost while holding
+        the group", and the node that had just stopped cleanly was fenced (chaos campaign, seed 3332). A status
+        that does not say ``stopped`` is left under the lease, to go with it as before."""
+        value = self._published.get(node)
+        if value is None or not _json(value).get("stopped"):
+            return
+        self._wrote(self.client.put(self.keys.status(node), value, 0, f"keep {node}'s final status"))
 
     def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
         base = self.keys.statuses

@@ -10,7 +10,8 @@ See :mod:`omha_membership_etcd.keys` for the layout. What each operation relies 
   is configured). Were they leased, a node cut off from etcd but still running its groups would lose its claims
   when its lease expired, and another node would start the same groups before anyone fenced it.
 - A status is put under its node's lease once that node's etcd membership joined (:meth:`EtcdStore.bind_lease`),
-  so it disappears with the lease when the node dies or is cut off.
+  so it disappears with the lease when the node dies or is cut off; the final status of a clean stop is re-put
+  without the lease before the leave (:meth:`EtcdStore.keep_final_status`), so the others read that it stopped.
 - :meth:`EtcdStore.wait_for_change` watches the prefix from the oldest revision read since the last wait, so a
   change between reading and waiting is not missed; it ignores this store's own writes and status updates that
   only move the heartbeat fields (``seq``, ``time``, ``view``), and falls back to sleeping when the watch fails.

@@ -67,7 +67,8 @@ def call(url: str, body: bytes | None = None, token: str | None = None) -> tuple
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        with exc:  # it holds the response open: close it, not the garbage collector
+            return exc.code, json.loads(exc.read())
 
 
 TELL = json.dumps({"group": "web", "level": "run"}).encode()

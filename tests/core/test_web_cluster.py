@@ -8,12 +8,14 @@ that acted are scraped and parsed with prometheus_client's own parser, the API i
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import signal
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,13 +47,19 @@ def free_port() -> int:
 
 
 def get(url: str) -> tuple[int, bytes]:
+    """GET ``url``: (status, body), or (0, b"") when nothing answers (yet). The connection is always closed here:
+    urllib leaves it to the garbage collector when a response fails half-way, and pytest turns the
+    ResourceWarning that follows into a failure of whichever test happens to be running then."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, OSError):  # not listening (yet)
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        response = conn.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException):  # not listening (yet), or the connection dropped
         return 0, b""
+    finally:
+        conn.close()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -153,6 +161,7 @@ def test_page_follows_a_failover_live_and_metrics_count_it(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(req, timeout=10)
     assert refused.value.code == 403
+    refused.value.close()
     assert c.running("web") == [new]
 
     # one node of three left: quorum is lost, at CRITICAL

@@ -32,15 +32,8 @@ STATUS = {
 
 
 def describe(outcome: Outcome, timeout: float, action: str) -> str:
-    """``exit 1: <output>`` (with the status meaning for ``status``) or ``timed out after 20 s (killed)``."""
-    if outcome.timed_out:
-        what = f"timed out after {timeout:g} s (killed)"
-    elif action == "status":
-        what = f"exit {outcome.rc} ({STATUS.get(outcome.rc, 'unknown exit code')})"
-    else:
-        what = f"exit {outcome.rc}"
-    tail = outcome.tail()
-    return f"{what}: {tail}" if tail else what
+    """What an action did, for a message; only ``status`` has exit codes with an LSB meaning worth naming."""
+    return outcome.describe(timeout, STATUS if action == "status" else None)
 
 
 class LsbAgent(ScriptAgent):

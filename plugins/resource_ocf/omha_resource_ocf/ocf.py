@@ -59,13 +59,8 @@ _metadata_cache: dict[tuple[str, int, int], Metadata] = {}
 
 
 def describe(outcome: Outcome, timeout: float) -> str:
-    """``exit 6 (not configured): <last lines of output>`` or ``timed out after 20 s (killed)``."""
-    if outcome.timed_out:
-        what = f"timed out after {timeout:g} s (killed)"
-    else:
-        what = f"exit {outcome.rc} ({CODES.get(outcome.rc, 'unknown exit code')})"
-    tail = outcome.tail()
-    return f"{what}: {tail}" if tail else what
+    """What an action did, for a message, its exit status named from the OCF table."""
+    return outcome.describe(timeout, CODES)
 
 
 class OcfAgent(ScriptAgent):

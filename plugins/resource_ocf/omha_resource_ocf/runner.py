@@ -63,6 +63,18 @@ class Outcome:
         kept = [ln.strip() for ln in self.output.splitlines() if ln.strip()]
         return " | ".join(kept[-lines:])
 
+    def describe(self, timeout: float, meanings: Mapping[int, str] | None = None) -> str:
+        """``exit 6 (not configured): <last lines of output>`` or ``timed out after 20 s (killed)``; the exit
+        status is named from *meanings* (the OCF or LSB table of the action) when one is given."""
+        if self.timed_out:
+            what = f"timed out after {timeout:g} s (killed)"
+        elif meanings is None:
+            what = f"exit {self.rc}"
+        else:
+            what = f"exit {self.rc} ({meanings.get(self.rc, 'unknown exit code')})"
+        tail = self.tail()
+        return f"{what}: {tail}" if tail else what
+
 
 def base_environment() -> dict[str, str]:
     """The environment every script starts from: built from scratch (omha's own environment may carry

@@ -40,12 +40,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import shutil
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -58,11 +55,11 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import _pinger  # noqa: E402
 from omha_core.localcluster import LocalCluster  # noqa: E402
 
 VIP = "192.0.2.10"
 PING_EVERY = 0.003
-ETH_P_IP = 0x0800
 DEV = "eth0"
 MACS = {"n1": "02:00:00:00:00:0a", "n2": "02:00:00:00:00:0b"}
 OWN = {"n1": "192.0.2.2", "n2": "192.0.2.3"}
@@ -72,78 +69,17 @@ UNFENCED_ROWS = ("omha+test-unfenced", "omha-unfenced")
 HOW = ("power", "kill")
 
 
+def wait(what: str, predicate: Callable[[], object], timeout: float) -> None:
+    """Poll ``predicate`` until true; stop the benchmark naming ``what`` after ``timeout`` seconds."""
+    _pinger.wait("bench_vs_keepalived", what, predicate, timeout)
+
+
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``ip ARGS``; raise with its stderr when it fails and ``check`` is set."""
     proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
     if check and proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc
-
-
-def wait(what: str, predicate: Callable[[], object], timeout: float) -> None:
-    """Poll ``predicate`` until it is true; stop the benchmark naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench_vs_keepalived: timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-# -- the pinger, run inside the client namespace ---------------------------------------------------------------
-
-
-def _checksum(data: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def _echo_reply_from(frame: bytes, address: bytes, ident: int) -> str | None:
-    """The source MAC of ``frame`` when it is an IPv4 echo reply from ``address`` to our ``ident``, else None."""
-    if len(frame) < 34 or struct.unpack_from("!H", frame, 12)[0] != ETH_P_IP:
-        return None
-    ip_header = frame[14:]
-    if ip_header[9] != socket.IPPROTO_ICMP or ip_header[12:16] != address:
-        return None
-    icmp = ip_header[(ip_header[0] & 0x0F) * 4 :]
-    if len(icmp) < 8 or icmp[0] != 0 or struct.unpack_from("!H", icmp, 4)[0] != ident:
-        return None
-    return ":".join(f"{b:02x}" for b in frame[6:12])
-
-
-def pinger(address: str, old_mac: str, new_mac: str, timeout: float) -> int:
-    """Ping ``address`` every few ms; say ``ready`` at the first reply from ``old_mac``, then ``reply TIME`` at
-    the first from ``new_mac`` after that (``timeout`` if none comes)."""
-    send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    listen = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-    listen.bind(("br0", ETH_P_IP))
-    ident, seq, ready = os.getpid() & 0xFFFF, 0, False
-    target = socket.inet_aton(address)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seq = (seq + 1) & 0xFFFF
-        header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-        header = header[:2] + struct.pack("!H", _checksum(header)) + header[4:]
-        try:
-            send.sendto(header, (address, 0))
-        except OSError:
-            pass  # the neighbour entry failed while nobody answered: keep trying
-        until = time.monotonic() + PING_EVERY
-        while (left := until - time.monotonic()) > 0:
-            if not select.select([listen], [], [], left)[0]:
-                break
-            frame = listen.recv(2048)
-            now = time.monotonic()
-            mac = _echo_reply_from(frame, target, ident)
-            if mac == old_mac and not ready:
-                ready = True
-                print("ready", flush=True)
-            elif mac == new_mac and ready:
-                print(f"reply {now}", flush=True)
-                return 0
-    print("timeout", flush=True)
-    return 1
 
 
 # -- one segment --------------------------------------------------------------------------------------------
@@ -481,7 +417,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.pinger:
-        return pinger(opts.pinger, opts.old, opts.new, opts.timeout)
+        return _pinger.pinger(opts.pinger, opts.old, opts.new, opts.timeout, PING_EVERY)
     if os.geteuid() != 0:
         print("bench_vs_keepalived: needs root (network namespaces)", file=sys.stderr)
         return 2

@@ -38,7 +38,7 @@ from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
 from omha_core.cltab import Cltab
 from omha_core.config import Config
 from omha_core.decide import Action, Instance, NodeView, View, decide
-from omha_core.errors import OmhaError, ParseError, StoreError
+from omha_core.errors import OmhaError, ParseError, StoreError, StoreUnavailable
 from omha_core.fencing import Fencer
 from omha_core.fitness import Fitness
 from omha_core.hactl import STOP_LEVEL
@@ -60,17 +60,42 @@ log = logging.getLogger("omha.daemon")
 MIN_CYCLE = 0.02
 
 
-def open_backends(config: Config, pm: pluggy.PluginManager) -> tuple[Store, Membership]:
-    """Instantiate and open the configured store and membership backends."""
+def open_backends(
+    config: Config, pm: pluggy.PluginManager, wait_every: float | None = None
+) -> tuple[Store, Membership]:
+    """Instantiate and open the configured store and membership backends.
+
+    With ``wait_every`` (the daemon at start-up), a store that does not answer (:class:`StoreUnavailable`: etcd
+    down or out of reach) is tried again every ``wait_every`` seconds until it does: nothing runs on this node
+    before it has joined, so waiting is safe, and exiting would only make a supervisor restart us in a loop. Any
+    other error (a refusal, a duplicate node, a plugin's bug) still stops the start."""
+    announced = ""
+    while True:
+        try:
+            return _open_backends(config, pm)
+        except StoreUnavailable as exc:
+            if wait_every is None:
+                raise
+            if str(exc) != announced:
+                log.warning("waiting for the store: %s", exc)
+                announced = str(exc)
+            time.sleep(wait_every)
+
+
+def _open_backends(config: Config, pm: pluggy.PluginManager) -> tuple[Store, Membership]:
     cluster = config.section("cluster")
     store_factory = lookup(pm, "omha_store_backends", cluster["store"], "store backend")
     mem_factory = lookup(pm, "omha_membership_backends", cluster["membership"], "membership backend")
+    store: Store | None = None
     try:
-        store: Store = store_factory(config)
+        store = store_factory(config)
         store.open()
         membership: Membership = mem_factory(config, store)
         membership.open()
     except OmhaError:
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()  # its connections, before a retry opens new ones
         raise
     except Exception as exc:  # a backend plugin's bug: a clear message at start-up rather than a traceback
         which = f"store {cluster['store']!r} / membership {cluster['membership']!r}"
@@ -98,7 +123,7 @@ class Daemon:
         self.liveness = Liveness(self.dead_after)
         self._lock_fd = lock_state_dir(config.state_dir)  # one daemon per state directory, for life
         self.quorum = Quorum(config.section("quorum"), os.path.join(config.state_dir, "quorum.json"))
-        self.store, self.membership = open_backends(config, pm)
+        self.store, self.membership = open_backends(config, pm, wait_every=self.heartbeat)
         self.node = config.data.get("node") or self.membership.local_node() or config.node
         self.fencer = Fencer(config, pm, self.store, self.node)
         self.operator = OperatorFollower(self.node, logging.getLogger("omha.operator"))

@@ -49,5 +49,11 @@ class StoreError(OmhaError):
     """The status store could not be read or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The store did not answer (nothing listens, timeouts): it may later, unlike a refusal or a bad setting.
+
+    A daemon starting up waits for it (nothing runs on the node before it has joined); the CLI reports it."""
+
+
 class ConflictError(StoreError):
     """A compare-and-swap write lost: someone else changed the document first."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from omha_core.errors import StoreError
+from omha_core.errors import StoreError, StoreUnavailable
 from omha_membership_etcd.options import EtcdOptions
 
 log = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ class EtcdClient:
                     busy = False
                     time.sleep(max(0.0, min(ROUND_PAUSE, deadline - time.monotonic())))
             detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items()) or "no endpoint answered in time"
-            raise StoreError(f"etcd unreachable ({what}): {detail}")
+            raise StoreUnavailable(f"etcd unreachable ({what}): {detail}")
 
     def close(self) -> None:
         """Close every kept-alive connection."""
@@ -475,7 +475,7 @@ class EtcdClient:
                 stream.close()
                 raise
         detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items()) or "no time left"
-        raise StoreError(f"etcd unreachable (watch {key}): {detail}")
+        raise StoreUnavailable(f"etcd unreachable (watch {key}): {detail}")
 
 
 class WatchStream:

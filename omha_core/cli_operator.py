@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from omha_core.cli_cluster import _guard, _setup, _store
@@ -299,39 +299,32 @@ def status_check(args: argparse.Namespace) -> int:
     return code
 
 
+#: the operator commands: name, help, positional arguments (``"node?"``: optional), handler
+OPERATOR_COMMANDS: tuple[tuple[str, str, tuple[str, ...], Callable[[argparse.Namespace], int]], ...] = (
+    ("move", "prefer NODE for GROUP until unmove: it moves there if NODE can run it", ("group", "node"), cmd_move),
+    ("unmove", "clear GROUP's preferred node (it stays where it runs)", ("group",), cmd_unmove),
+    ("standby", "NODE stops its groups (they move) and is given none", ("node",), cmd_standby),
+    ("unstandby", "NODE may run groups again", ("node",), cmd_unstandby),
+    (
+        "cleanup",
+        "forget GROUP's failed tests and FAILED states (on NODE, or everywhere)",
+        ("group", "node?"),
+        cmd_cleanup,
+    ),
+)
+
+
 def add_operator_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register move, unmove, standby, unstandby and cleanup on ``sub`` (an argparse subparsers action)."""
-    json_help = "machine-readable output (schema in docs/schemas/)"
-    p = sub.add_parser(
-        "move", parents=[common], help="prefer NODE for GROUP until unmove: it moves there if NODE can run it"
-    )
-    p.add_argument("group")
-    p.add_argument("node")
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.set_defaults(func=cmd_move)
-
-    p = sub.add_parser("unmove", parents=[common], help="clear GROUP's preferred node (it stays where it runs)")
-    p.add_argument("group")
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.set_defaults(func=cmd_unmove)
-
-    p = sub.add_parser("standby", parents=[common], help="NODE stops its groups (they move) and is given none")
-    p.add_argument("node")
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.set_defaults(func=cmd_standby)
-
-    p = sub.add_parser("unstandby", parents=[common], help="NODE may run groups again")
-    p.add_argument("node")
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.set_defaults(func=cmd_unstandby)
-
-    p = sub.add_parser(
-        "cleanup", parents=[common], help="forget GROUP's failed tests and FAILED states (on NODE, or everywhere)"
-    )
-    p.add_argument("group")
-    p.add_argument("node", nargs="?")
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.set_defaults(func=cmd_cleanup)
+    for name, help_text, positionals, handler in OPERATOR_COMMANDS:
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        for arg in positionals:
+            if arg.endswith("?"):
+                p.add_argument(arg[:-1], nargs="?")
+            else:
+                p.add_argument(arg)
+        p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/schemas/)")
+        p.set_defaults(func=handler)
 
 
 def print_error(args: argparse.Namespace, message: str) -> None:

@@ -31,6 +31,9 @@ class Instant(FenceDevice):
     def off(self, targets: list[str]) -> FenceResult:
         return FenceResult(ok=True, verified=True)
 
+    def on(self, targets: list[str]) -> FenceResult:
+        return FenceResult(ok=True, verified=True)
+
 
 def measure(reps: int, call: Callable[[], object]) -> list[float]:
     times = []

@@ -23,13 +23,12 @@ __all__ = ["HA", "__version__", "hookimpl"]
 
 def __getattr__(name: str) -> Any:
     # Resolved on first use, so that `import omha_core` (and `omha --help`) stays cheap: HA pulls in the store and
-    # config machinery, hookimpl pluggy.
+    # config machinery, hookimpl pluggy. hookimpl is defined beside the hookspecs; this is its old import path.
     if name == "hookimpl":
-        import pluggy
+        from omha_core.hookspecs import hookimpl
 
-        marker = pluggy.HookimplMarker("omha")
-        globals()["hookimpl"] = marker
-        return marker
+        globals()["hookimpl"] = hookimpl
+        return hookimpl
     if name == "HA":
         from omha_core.api import HA
 

@@ -13,6 +13,7 @@ Backends are registered by name through ``omha_store_backends`` / ``omha_members
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,8 +47,11 @@ class Versioned:
     origin: str = ""
 
 
-class Store:
-    """Base class of status stores. Methods raise :class:`omha_core.errors.StoreError` on I/O failure."""
+class Store(ABC):
+    """Base class of status stores. Methods raise :class:`omha_core.errors.StoreError` on I/O failure.
+
+    The methods that raise :class:`NotImplementedError` here are abstract: a backend lacking one is refused when
+    its plugin's ``omha_store_backends`` is read (see :func:`omha_core.plugins.registry`), not at first use."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -59,10 +63,12 @@ class Store:
         """Release connections and leases. Called once at shutdown."""
 
     # -- node status ------------------------------------------------------------------------------------
+    @abstractmethod
     def publish(self, node: str, status: Mapping[str, Any]) -> None:
         """Publish ``node``'s status document atomically (readers never see a partial write)."""
         raise NotImplementedError
 
+    @abstractmethod
     def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
         """Every node's last published status; a document that cannot be decoded maps to the exception."""
         raise NotImplementedError
@@ -71,6 +77,7 @@ class Store:
         """Remove ``node``'s published status (operator clean-up of a decommissioned node)."""
 
     # -- cluster documents ------------------------------------------------------------------------------
+    @abstractmethod
     def documents(self, name: str) -> list[Versioned]:
         """Candidate versions of ``name`` (one of :data:`STORED_DOCUMENTS`), newest first. For ``cltab`` and
         ``hactl`` the core adopts the first valid one; for the operator document it reads the first it can parse.
@@ -80,6 +87,7 @@ class Store:
     def adopt(self, name: str, doc: Versioned) -> None:
         """Called after the core adopted ``doc`` (backends that replicate copies, like openMosix MFS)."""
 
+    @abstractmethod
     def put_document(self, name: str, text: str, expect_version: str | None) -> str:
         """Write a new version and return its token.
 
@@ -91,24 +99,29 @@ class Store:
         raise NotImplementedError
 
     # -- claims -----------------------------------------------------------------------------------------
+    @abstractmethod
     def claim(self, group: str, node: str, incarnation: str) -> bool:
         """Atomically claim ``group`` for ``node`` if nobody holds it (create-if-absent). True if held now
         by this node (also when it already held it)."""
         raise NotImplementedError
 
+    @abstractmethod
     def claims(self) -> dict[str, Mapping[str, Any]]:
         """Current claims: group -> ``{"node": ..., "incarnation": ...}``."""
         raise NotImplementedError
 
+    @abstractmethod
     def release_claim(self, group: str, node: str) -> None:
         """Drop ``node``'s claim on ``group``; no-op when another node holds it."""
         raise NotImplementedError
 
+    @abstractmethod
     def break_claim(self, group: str, holder: str) -> None:
         """Remove a claim held by ``holder`` (a lost node, after it was fenced). No-op if held by another."""
         raise NotImplementedError
 
     # -- fencing ----------------------------------------------------------------------------------------
+    @abstractmethod
     def fence_lock(self, node: str, incarnation: str, fencer: str) -> bool:
         """Atomically become the one survivor that fences ``node``'s ``incarnation`` (create-if-absent).
         True when ``fencer`` holds the lock."""
@@ -119,10 +132,12 @@ class Store:
         Lets a survivor take over fencing when the first fencer died before publishing a result."""
         return None
 
+    @abstractmethod
     def put_fence_record(self, node: str, record: Mapping[str, Any]) -> None:
         """Publish the outcome of fencing ``node`` (who, when, device, result, incarnation)."""
         raise NotImplementedError
 
+    @abstractmethod
     def fence_records(self) -> dict[str, Mapping[str, Any]]:
         """The last fence record of each node."""
         raise NotImplementedError
@@ -133,8 +148,11 @@ class Store:
         time.sleep(timeout)
 
 
-class Membership:
-    """Base class of membership backends."""
+class Membership(ABC):
+    """Base class of membership backends.
+
+    :meth:`up_nodes` is abstract: every backend must say whether it has a view of its own (``None`` when the
+    heartbeats alone decide); the other methods have working defaults."""
 
     #: True when :meth:`up_nodes` is proof of life kept by each node's own daemon (an etcd lease): then a node
     #: is lost exactly when it leaves ``up_nodes()``, not when its status looks stale, so that a group is never
@@ -165,6 +183,7 @@ class Membership:
         ``omha.toml`` sets no ``node``; None to fall back to the host name."""
         return None
 
+    @abstractmethod
     def up_nodes(self) -> set[str] | None:
         """Nodes the membership layer sees up, or None when it has no view of its own (heartbeats decide)."""
         return None

@@ -22,6 +22,7 @@ core prints options; a device must never put them in a message either.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -75,8 +76,11 @@ class UnsupportedAction(FenceError):
     """The device kind cannot do this action at all (as opposed to trying and failing)."""
 
 
-class FenceDevice:
+class FenceDevice(ABC):
     """Base class of fence devices; subclass it and return the class from ``omha_fence_devices``.
+
+    :meth:`off` and :meth:`on` are abstract (a power cycle needs both): a kind lacking one is refused when its
+    plugin's ``omha_fence_devices`` is read, with the plugin's name and the missing method.
 
     :param name: the device's ``name`` in ``omha.toml``.
     :param options: the device's options, validated against :attr:`schema` (``name``, ``kind``, ``nodes``
@@ -106,10 +110,12 @@ class FenceDevice:
 
     # -- what a kind implements -------------------------------------------------------------------------
 
+    @abstractmethod
     def off(self, targets: list[str]) -> FenceResult:
         """Switch every target off. ``ok`` only when done (and read back, if :attr:`can_verify`)."""
         raise NotImplementedError
 
+    @abstractmethod
     def on(self, targets: list[str]) -> FenceResult:
         """Switch every target on."""
         raise NotImplementedError

@@ -1,6 +1,7 @@
 """The plugin contract: every hook omha calls, grouped by phase.
 
-A plugin is a module (or object) with functions decorated by :data:`omha_core.hookimpl` whose names match
+A plugin is a module (or object) with functions decorated by :data:`hookimpl` (``from omha_core.hookspecs
+import hookimpl``; ``from omha_core import hookimpl`` is the same object) whose names match
 the specifications below, published under the entry-point group ``omha``::
 
     [project.entry-points.omha]
@@ -31,7 +32,11 @@ if TYPE_CHECKING:
     from omha_core.fence_devices import FenceDevice, FenceResult
     from omha_core.resources import ResourceAgent
 
+#: marks a hook specification (the core's side of the contract)
 hookspec = pluggy.HookspecMarker("omha")
+#: marks a plugin's implementation of a hook; defined beside the specifications so that both sides of the
+#: contract live in one module. ``omha_core.hookimpl`` and ``omha_core.metrics.hookimpl`` are this object.
+hookimpl = pluggy.HookimplMarker("omha")
 
 # ---------------------------------------------------------------------------------------------------------
 # Configuration

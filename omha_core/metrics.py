@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from omha_core._version import __version__
 
-hookimpl = pluggy.HookimplMarker("omha")
+from omha_core.hookspecs import hookimpl
 
 #: decision-cycle durations: a cycle is a few milliseconds to a few heartbeats (store calls in threads)
 CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

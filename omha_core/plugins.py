@@ -113,8 +113,44 @@ def get_plugin_manager(extra: Iterable[object] = ()) -> OmhaPluginManager:
     return pm
 
 
+#: registration hook -> (module, class name) of the base class its values must subclass (a value that is not a class
+#: is a factory, checked when the core calls it). Named, not imported: the bases are imported only when the hook
+#: is read, so that loading the plugins stays cheap (issue 19).
+CONTRACTS: dict[str, tuple[str, str]] = {
+    "omha_store_backends": ("omha_core.backends", "Store"),
+    "omha_membership_backends": ("omha_core.backends", "Membership"),
+    "omha_resource_agents": ("omha_core.resources", "ResourceAgent"),
+    "omha_fence_devices": ("omha_core.fence_devices", "FenceDevice"),
+}
+
+
+def contract_violation(hook: str, key: str, value: object) -> str | None:
+    """Why ``value``, registered as ``key`` through ``hook``, breaks the plugin contract, or None when it keeps it.
+
+    A class must subclass the hook's base class and implement every abstract method of it, so that a backend,
+    agent or device lacking a method the core calls is refused when its plugin registers, naming the method,
+    rather than at its first failover. A non-class value (a backend factory) is not checked here."""
+    if hook not in CONTRACTS or not isinstance(value, type):
+        return None
+    modname, clsname = CONTRACTS[hook]
+    base = getattr(importlib.import_module(modname), clsname)
+    if not issubclass(value, base):
+        return f"{key!r} ({value.__module__}.{value.__qualname__}) is not a subclass of {modname}.{clsname}"
+    missing = sorted(getattr(value, "__abstractmethods__", ()))
+    if missing:
+        return (
+            f"{key!r} ({value.__module__}.{value.__qualname__}) does not implement "
+            f"{', '.join(missing)} (required by {modname}.{clsname})"
+        )
+    return None
+
+
 def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
     """Merge a registration hook's dicts: name -> (object, plugin name). Duplicate names are an error.
+
+    Every class registered is checked against the hook's contract (:func:`contract_violation`): one that breaks
+    it is left out and its plugin marked broken with the reason (the missing method), so that the configuration
+    naming it fails at load with the plugin's name, never at the first failover.
 
     An implementation that raises (or returns something that is not a mapping) is skipped: its plugin is marked
     broken in :attr:`OmhaPluginManager.infos` (``omha plugins`` shows why), and :func:`lookup` names it when the
@@ -130,6 +166,10 @@ def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
             _mark_broken(pm, impl.plugin_name, f"{hook} failed: {type(exc).__name__}: {exc}")
             continue
         for key, value in items:
+            violation = contract_violation(hook, key, value)
+            if violation is not None:
+                _mark_broken(pm, impl.plugin_name, f"{hook}: {violation}")
+                continue
             if key in merged and merged[key][1] != impl.plugin_name:
                 raise ConfigError(
                     f"{hook}: {key!r} is registered by both plugin {merged[key][1]!r} and {impl.plugin_name!r}"

@@ -15,14 +15,18 @@ command, and so that agents are supervised exactly like shell commands. How the 
 from __future__ import annotations
 
 import shlex
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
 from omha_core.errors import ResourceError
 
 
-class ResourceAgent:
+class ResourceAgent(ABC):
     """Base class of resource agents. Subclass it and return the class from ``omha_resource_agents``.
+
+    :meth:`acquire`, :meth:`release` and :meth:`monitor` are abstract: an agent lacking one is refused when its
+    plugin's ``omha_resource_agents`` is read, with the plugin's name and the missing method.
 
     :param args: the positional words of the cltab command after ``@name`` (``key=value`` words removed).
     :param params: the ``key=value`` words of the cltab command.
@@ -69,14 +73,17 @@ class ResourceAgent:
         work here, return warnings for what could not be checked here. Default: nothing to check."""
         return []
 
+    @abstractmethod
     def acquire(self) -> None:
         """Bring the resource up on this node; idempotent. Raise :class:`ResourceError` on failure."""
         raise NotImplementedError
 
+    @abstractmethod
     def release(self) -> None:
         """Take down exactly what :meth:`acquire` brought up; idempotent. Raise on failure."""
         raise NotImplementedError
 
+    @abstractmethod
     def monitor(self) -> bool:
         """Return True while the resource is healthy on this node."""
         raise NotImplementedError

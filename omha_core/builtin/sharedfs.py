@@ -264,6 +264,10 @@ class SharedDirMembership(Membership):
     """Membership by heartbeat alone: every node that has a status directory is a candidate member, and
     the core's liveness tracker decides who is alive from changing sequence numbers."""
 
+    def up_nodes(self) -> set[str] | None:
+        """No view of its own: the heartbeats decide."""
+        return None
+
 
 @hookimpl
 def omha_store_backends() -> dict[str, Any]:

@@ -47,10 +47,10 @@ CLASSES_ENV = "OMHA_AGENT_CLASSES"
 
 def classes_env(pm: Any) -> str:
     """The value of :data:`CLASSES_ENV` for the agents installed in plugin manager ``pm``."""
-    from omha_core.plugins import registry
+    from omha_core.hooks import resource_agents
 
     words = []
-    for name, (cls, _plugin) in sorted(registry(pm, "omha_resource_agents").items()):
+    for name, (cls, _plugin) in sorted(resource_agents(pm).items()):
         if "<" not in cls.__qualname__ and " " not in f"{name}{cls.__module__}":  # importable by name only
             words.append(f"{name}={cls.__module__}:{cls.__qualname__}")
     return " ".join(words)
@@ -99,10 +99,11 @@ def build_agent(name: str, argstring: str) -> object:
         agent = cls.from_command(argstring, _raw_options(path, name) if path else {})
         agent.validate()
         return agent
-    from omha_core.plugins import get_plugin_manager, lookup
+    from omha_core.hooks import resource_agent
+    from omha_core.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
-    cls = lookup(pm, "omha_resource_agents", name, "resource agent")
+    cls = resource_agent(pm, name)
     options = {}
     if os.environ.get("OMHA_CONFIG"):
         from omha_core.config import load_config

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from omha_core.config import Config, load_config
-from omha_core.plugins import get_plugin_manager, lookup
+from omha_core.hooks import store_backend
+from omha_core.plugins import get_plugin_manager
 
 
 class HA:
@@ -23,7 +24,7 @@ class HA:
     def __init__(self, config: Config | str | None = None) -> None:
         self.pm = get_plugin_manager()
         self.config = config if isinstance(config, Config) else load_config(config, self.pm)
-        factory = lookup(self.pm, "omha_store_backends", self.config.section("cluster")["store"], "store backend")
+        factory = store_backend(self.pm, self.config.section("cluster")["store"])
         self.store = factory(self.config)
         self.store.open()
 

@@ -56,10 +56,10 @@ class Store(ABC):
     def __init__(self, config: Config) -> None:
         self.config = config
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027
         """Connect / create what is needed. Called once before any other method."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027
         """Release connections and leases. Called once at shutdown."""
 
     # -- node status ------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ class Store(ABC):
         """Every node's last published status; a document that cannot be decoded maps to the exception."""
         raise NotImplementedError
 
-    def forget(self, node: str) -> None:
+    def forget(self, node: str) -> None:  # noqa: B027
         """Remove ``node``'s published status (operator clean-up of a decommissioned node)."""
 
     # -- cluster documents ------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class Store(ABC):
         An empty list when the document was never written."""
         raise NotImplementedError
 
-    def adopt(self, name: str, doc: Versioned) -> None:
+    def adopt(self, name: str, doc: Versioned) -> None:  # noqa: B027
         """Called after the core adopted ``doc`` (backends that replicate copies, like openMosix MFS)."""
 
     @abstractmethod
@@ -164,13 +164,13 @@ class Membership(ABC):
         self.config = config
         self.store = store
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027
         """Join the cluster (start a lease, ...). Called after the store is open."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027
         """Leave the cluster."""
 
-    def heartbeat(self) -> None:
+    def heartbeat(self) -> None:  # noqa: B027
         """Called every cycle before publishing status (keep a lease alive, ...)."""
 
     def is_member(self) -> bool:

@@ -26,9 +26,9 @@ def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
 
 
 def _store(config: Config, pm: Any) -> Store:
-    from omha_core.plugins import lookup
+    from omha_core.hooks import store_backend
 
-    store: Store = lookup(pm, "omha_store_backends", config.section("cluster")["store"], "store backend")(config)
+    store: Store = store_backend(pm, config.section("cluster")["store"])(config)
     store.open()
     return store
 

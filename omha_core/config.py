@@ -230,10 +230,11 @@ def _check_devices(
     """Validate each ``[[fencing.devices]]`` against its kind's schema; return the validated devices."""
     if not devices:  # no device kind to look up: loading every device plugin's classes would only cost time
         return []
+    from omha_core import hooks
     from omha_core.fence_devices import device_schema
-    from omha_core.plugins import broken_hint, registry
+    from omha_core.plugins import broken_hint
 
-    kinds = registry(pm, "omha_fence_devices")
+    kinds = hooks.fence_devices(pm)
     checked = []
     names: set[str] = set()
     for i, dev in enumerate(devices):
@@ -260,11 +261,12 @@ def _check_devices(
 
 def _check_backends(cluster: Mapping[str, Any], path: str, pm: pluggy.PluginManager, problems: list[str]) -> None:
     """``[cluster] store`` and ``membership`` name installed backends."""
-    from omha_core.plugins import broken_hint, registry
+    from omha_core import hooks
+    from omha_core.plugins import broken_hint
 
-    for key, hook in (("store", "omha_store_backends"), ("membership", "omha_membership_backends")):
+    for key, backends in (("store", hooks.store_backends), ("membership", hooks.membership_backends)):
         name = cluster.get(key, "sharedfs")
-        known = registry(pm, hook)
+        known = backends(pm)
         if name not in known:
             installed = ", ".join(sorted(known)) or "none"
             problems.append(
@@ -285,9 +287,10 @@ def _check_agent_sections(agents: Mapping[str, Any], path: str, pm: pluggy.Plugi
     """Each ``[agents.<name>]`` names an installed agent and only the options that agent declares."""
     if not agents:  # nothing to check: do not load every agent plugin's classes (omha status start-up, issue 19)
         return
-    from omha_core.plugins import broken_hint, registry
+    from omha_core import hooks
+    from omha_core.plugins import broken_hint
 
-    installed = registry(pm, "omha_resource_agents")
+    installed = hooks.resource_agents(pm)
     for name, options in agents.items():
         if name not in installed:
             known = ", ".join(sorted(installed)) or "none"
@@ -305,9 +308,9 @@ def _check_agent_sections(agents: Mapping[str, Any], path: str, pm: pluggy.Plugi
 
 def registry_sections(pm: pluggy.PluginManager) -> dict[str, tuple[Any, str]]:
     """Plugin config sections: section name -> (schema, plugin name)."""
-    from omha_core.plugins import registry
+    from omha_core import hooks
 
-    return registry(pm, "omha_config_schema")
+    return hooks.config_schemas(pm)
 
 
 def read_secret(options: Mapping[str, Any], key: str, default: str | None = None) -> str | None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pluggy
 
-from omha_core import __version__
+from omha_core import __version__, hooks
 from omha_core.agent import CLASSES_ENV, classes_env
 from omha_core.alerts import start_alerts
 from omha_core.backends import DOCUMENTS, Membership, Store, Versioned
@@ -46,7 +46,6 @@ from omha_core.liveness import Liveness
 from omha_core.logsetup import setup_logging
 from omha_core.observability import Observability
 from omha_core.operator import OperatorFollower, clean_up
-from omha_core.plugins import lookup, notify
 from omha_core.quorum import Quorum
 from omha_core.signals import install_signal_handlers
 from omha_core.status import NodeStatus, StatusProblem, parse_status
@@ -84,8 +83,8 @@ def open_backends(
 
 def _open_backends(config: Config, pm: pluggy.PluginManager) -> tuple[Store, Membership]:
     cluster = config.section("cluster")
-    store_factory = lookup(pm, "omha_store_backends", cluster["store"], "store backend")
-    mem_factory = lookup(pm, "omha_membership_backends", cluster["membership"], "membership backend")
+    store_factory = hooks.store_backend(pm, cluster["store"])
+    mem_factory = hooks.membership_backend(pm, cluster["membership"])
     store: Store | None = None
     try:
         store = store_factory(config)
@@ -464,7 +463,7 @@ class Daemon:
                 if key not in self.reported_lost:
                     self.reported_lost.add(key)
                     log.warning("node %s lost while holding %s", node, ", ".join(sorted({*active, *held})))
-                    self._notify("omha_node_lost", node=node, observer=self.node, groups=sorted({*active, *held}))
+                    hooks.notify_node_lost(self.pm, node=node, observer=self.node, groups=sorted({*active, *held}))
         return lost
 
     def _view(self, alive: set[str], fenced: set[str], holders: dict[str, str], quorum: bool, now: float) -> View:
@@ -556,7 +555,7 @@ class Daemon:
                 self.at_level.add(group)
                 previous = self.seen_holder.get(group)
                 log.info("%s: at level %s here%s", group, want, f" (moved from {previous})" if previous else "")
-                self._notify("omha_group_moved", group=group, from_node=previous, to_node=self.node, level=want)
+                hooks.notify_group_moved(self.pm, group=group, from_node=previous, to_node=self.node, level=want)
             elif not at_level:
                 self.at_level.discard(group)
             for name, node in view.nodes.items():
@@ -690,9 +689,6 @@ class Daemon:
         doc = self.status_document()
         await asyncio.to_thread(self.store.publish, self.node, doc)
         self.own_incarnations = {self.incarnation}
-
-    def _notify(self, hook: str, **kwargs: Any) -> None:
-        notify(self.pm, hook, **kwargs)
 
     # -- control socket -----------------------------------------------------------------------------------
     async def _start_control(self) -> asyncio.AbstractServer | None:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from omha_core import hooks
 from omha_core.config import is_secret
 from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, Target, UnsupportedAction
 
@@ -74,10 +75,11 @@ class Device:
 
 def build_devices(config: Config, pm: pluggy.PluginManager) -> list[Device]:
     """Instantiate every ``[[fencing.devices]]`` entry, in order."""
+    from omha_core import hooks
     from omha_core.errors import ConfigError
-    from omha_core.plugins import broken_hint, registry
+    from omha_core.plugins import broken_hint
 
-    kinds = registry(pm, "omha_fence_devices")
+    kinds = hooks.fence_devices(pm)
     out = []
     for entry in config.section("fencing").get("devices", []):
         if entry["kind"] not in kinds:
@@ -570,7 +572,7 @@ class Fencer:
         log.warning("%s: fenced by %s (off%s; power-on follows)", node, dev.name, verified)
         self._loop.call_soon_threadsafe(
             functools.partial(
-                self._notify, "omha_node_fenced", node=node, device=dev.name, action=record["action"], result=result
+                hooks.notify_node_fenced, self.pm, node=node, device=dev.name, action=record["action"], result=result
             )
         )
         if self.on_fenced is not None:
@@ -607,7 +609,8 @@ class Fencer:
             verified = "" if result.verified else ", unverified"
             log.warning("%s: fenced by %s (%s%s)", node, dev.name, outcome.action, verified)
             if early is None:  # else told when it was switched off
-                self._notify("omha_node_fenced", node=node, device=dev.name, action=outcome.action, result=result)
+                action = outcome.action or self.action  # set whenever a device succeeded
+                hooks.notify_node_fenced(self.pm, node=node, device=dev.name, action=action, result=result)
                 if self.on_fenced is not None:
                     self.on_fenced()
         else:
@@ -615,12 +618,7 @@ class Fencer:
             delay = self.retry_delay(p.attempts)
             p.next_try = self.clock() + delay
             log.error("%s: fencing FAILED on every device (%s); retry in %.0f s", node, "; ".join(p.errors), delay)
-            self._notify("omha_fence_failed", node=node, errors=p.errors)
-
-    def _notify(self, hook: str, **kwargs: Any) -> None:
-        from omha_core.plugins import notify
-
-        notify(self.pm, hook, **kwargs)
+            hooks.notify_fence_failed(self.pm, node=node, errors=p.errors)
 
     async def close(self) -> None:
         """Stop waiting for fence calls in progress (daemon shutdown): a device call cannot be interrupted,

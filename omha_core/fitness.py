@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 
-from omha_core.plugins import call_each
+from omha_core import hooks
 
 log = logging.getLogger("omha.fitness")
 
@@ -36,7 +36,7 @@ class Fitness:
         errors: dict[str, str] = {}
         failing: dict[tuple[str, str], str] = {}
         for group in groups:
-            vetoes, failures = call_each(self.pm, "omha_node_fitness", group=group, node=self.node, config=self.config)
+            vetoes, failures = hooks.node_fitness(self.pm, group=group, node=self.node, config=self.config)
             reasons = [f"{reason} ({plugin})" for plugin, reason in vetoes]
             for plugin, error in failures:
                 message = f"plugin {plugin} failed: {error}"

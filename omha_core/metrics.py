@@ -20,13 +20,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import pluggy
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from omha_core._version import __version__
-
 from omha_core.hookspecs import hookimpl
 
 #: decision-cycle durations: a cycle is a few milliseconds to a few heartbeats (store calls in threads)

@@ -64,7 +64,7 @@ class ResourceAgent(ABC):
         contain ``=`` (``LABEL=www`` devices) override this instead of re-parsing the command."""
         return "=" not in word
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027
         """Raise :class:`ResourceError` when the arguments are malformed (called by ``omha check``)."""
 
     def validate_local(self) -> list[str]:
@@ -88,5 +88,5 @@ class ResourceAgent(ABC):
         """Return True while the resource is healthy on this node."""
         raise NotImplementedError
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027
         """Fitness test: raise :class:`ResourceError` with a reason when this node cannot host the resource."""

@@ -35,14 +35,14 @@ def missing_tools(config: Config | None, pm: pluggy.PluginManager, agents: Itera
     :param agents: the resource agents in use (``@name``); None means every installed agent.
     """
     from omha_core.fencing import build_devices
-    from omha_core.plugins import registry
+    from omha_core.hooks import resource_agents
 
     needs: dict[str, tuple[str, list[str]]] = {}  # command -> (package, [who needs it])
 
     def need(command: str, package: str, who: str) -> None:
         needs.setdefault(command, (package, []))[1].append(who)
 
-    installed = registry(pm, "omha_resource_agents")
+    installed = resource_agents(pm)
     for name in sorted(installed if agents is None else set(agents)):
         if name not in installed:
             continue  # an unknown agent is reported by the cltab check itself

@@ -22,9 +22,10 @@ def check_agents(
     :param local: when a list (``omha check``), also run each agent's checks that need this machine
         (:meth:`~omha_core.resources.ResourceAgent.validate_local`) and append their warnings to it.
     """
-    from omha_core.plugins import broken_hint, registry
+    from omha_core import hooks
+    from omha_core.plugins import broken_hint
 
-    agents = registry(pm, "omha_resource_agents")
+    agents = hooks.resource_agents(pm)
     problems = []
     for entry in cltab.entries:
         name = entry.agent

@@ -82,7 +82,9 @@ def test_duplicate_registration_names_both_plugins() -> None:
     class Dup:
         @hookimpl
         def omha_resource_agents(self) -> dict[str, object]:
-            return {"file": object}
+            from omha_core.builtin.file_agent import FileAgent
+
+            return {"file": type("OtherFile", (FileAgent,), {})}  # a complete agent: only the name clashes
 
     pm = get_plugin_manager(extra=[Dup()])
     with pytest.raises(ConfigError, match=r"'file' is registered by both plugin 'builtin\.file_agent' and 'Dup'"):

@@ -1,0 +1,121 @@
+"""Typed accessors for every hook the core calls, so that call sites name a function, not a hook-name string.
+
+A misspelt hook name at a call site used to be found only when the call ran (``getattr(pm.hook, ...)``); here
+each hook has one function whose name and signature mypy checks, and the hook-name strings live in this module
+alone. The containment rules stay those of :mod:`omha_core.plugins`: a registration hook that raises marks its
+plugin broken and is skipped (:func:`~omha_core.plugins.registry`); every implementation of a notification is
+called even if another raised, and each failure is logged with its plugin's name
+(:func:`~omha_core.plugins.notify`); a fitness implementation that raises is reported to the caller, which
+counts it as a veto (:func:`~omha_core.plugins.call_each`).
+
+Nothing here imports the daemon, asyncio or voluptuous: the CLI and the agent child process use it too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from omha_core.plugins import call_each, lookup, notify, registry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pluggy
+
+    from omha_core.backends import Membership, Store
+    from omha_core.config import Config
+    from omha_core.fence_devices import FenceDevice, FenceResult
+    from omha_core.resources import ResourceAgent
+
+#: name -> (what was registered, the plugin that registered it)
+Registry = dict[str, tuple[Any, str]]
+
+# -- registration hooks: the merged name -> (object, plugin) maps --------------------------------------------
+
+
+def config_schemas(pm: pluggy.PluginManager) -> Registry:
+    """``omha.toml`` sections added by plugins: section -> (schema, plugin)."""
+    return registry(pm, "omha_config_schema")
+
+
+def store_backends(pm: pluggy.PluginManager) -> Registry:
+    """Status-store backends: name -> (factory taking the config, plugin)."""
+    return registry(pm, "omha_store_backends")
+
+
+def membership_backends(pm: pluggy.PluginManager) -> Registry:
+    """Membership backends: name -> (factory taking the config and the store, plugin)."""
+    return registry(pm, "omha_membership_backends")
+
+
+def resource_agents(pm: pluggy.PluginManager) -> Registry:
+    """Resource agents: name -> (:class:`~omha_core.resources.ResourceAgent` subclass, plugin)."""
+    return registry(pm, "omha_resource_agents")
+
+
+def fence_devices(pm: pluggy.PluginManager) -> Registry:
+    """Fence device kinds: kind -> (:class:`~omha_core.fence_devices.FenceDevice` subclass, plugin)."""
+    return registry(pm, "omha_fence_devices")
+
+
+# -- one registered thing by name (a ConfigError listing what is installed when it is missing) -----------------
+
+
+def store_backend(pm: pluggy.PluginManager, name: str) -> Callable[[Config], Store]:
+    """The factory of the store backend ``name`` (``[cluster] store``)."""
+    factory: Callable[[Config], Store] = lookup(pm, "omha_store_backends", name, "store backend")
+    return factory
+
+
+def membership_backend(pm: pluggy.PluginManager, name: str) -> Callable[[Config, Store], Membership]:
+    """The factory of the membership backend ``name`` (``[cluster] membership``)."""
+    factory: Callable[[Config, Store], Membership] = lookup(pm, "omha_membership_backends", name, "membership backend")
+    return factory
+
+
+def resource_agent(pm: pluggy.PluginManager, name: str) -> type[ResourceAgent]:
+    """The agent class of ``@name``."""
+    cls: type[ResourceAgent] = lookup(pm, "omha_resource_agents", name, "resource agent")
+    return cls
+
+
+def fence_device(pm: pluggy.PluginManager, kind: str) -> type[FenceDevice]:
+    """The device class of ``kind``."""
+    cls: type[FenceDevice] = lookup(pm, "omha_fence_devices", kind, "fence device kind")
+    return cls
+
+
+# -- fitness ------------------------------------------------------------------------------------------------
+
+
+def node_fitness(
+    pm: pluggy.PluginManager, group: str, node: str, config: Config
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Ask every plugin whether ``node`` may host ``group``: ``(vetoes, failures)``, each a list of
+    (plugin, reason) / (plugin, ``"ExcType: message"``). The caller counts a failure as a veto."""
+    return call_each(pm, "omha_node_fitness", group=group, node=node, config=config)
+
+
+# -- notifications (every implementation called; failures logged with the plugin's name) ----------------------
+
+
+def notify_node_lost(pm: pluggy.PluginManager, node: str, observer: str, groups: list[str]) -> None:
+    """Tell the plugins that ``node`` stopped heartbeating while ``observer`` watched."""
+    notify(pm, "omha_node_lost", node=node, observer=observer, groups=groups)
+
+
+def notify_node_fenced(pm: pluggy.PluginManager, node: str, device: str, action: str, result: FenceResult) -> None:
+    """Tell the plugins that ``device`` fenced ``node`` (``action`` is what it did)."""
+    notify(pm, "omha_node_fenced", node=node, device=device, action=action, result=result)
+
+
+def notify_fence_failed(pm: pluggy.PluginManager, node: str, errors: list[str]) -> None:
+    """Tell the plugins that every device failed to fence ``node``."""
+    notify(pm, "omha_fence_failed", node=node, errors=errors)
+
+
+def notify_group_moved(
+    pm: pluggy.PluginManager, group: str, from_node: str | None, to_node: str, level: str
+) -> None:
+    """Tell the plugins that ``group`` reached ``level`` on ``to_node``."""
+    notify(pm, "omha_group_moved", group=group, from_node=from_node, to_node=to_node, level=level)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import shlex
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from omha_core.errors import ResourceError
 
@@ -41,6 +41,11 @@ class ResourceAgent(ABC):
     #: programs the agent runs, each with the Debian package that ships it (``omha check --system`` reports
     #: those missing on this node)
     system_commands: Mapping[str, str] = {}
+    #: the ``key=value`` parameters the agent takes, as a voluptuous dict schema of key -> validator built from
+    #: :mod:`omha_core.params` (as :attr:`FenceDevice.schema <omha_core.fence_devices.FenceDevice.schema>`
+    #: declares a device's options); the agent applies it with :func:`omha_core.params.check_params`. Empty for
+    #: agents whose parameters are free-form (``@ocf`` passes them to the script).
+    params_schema: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
 
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
         self.args = args

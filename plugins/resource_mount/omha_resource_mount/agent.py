@@ -21,7 +21,7 @@ from omha_core.errors import ResourceError
 from omha_core.resources import ResourceAgent
 from omha_resource_mount import commands
 from omha_resource_mount.mountinfo import MountEntry, mounts_beneath, read_mounts, top_mount_at
-from omha_resource_mount.params import DEFAULTS, MountSpec, parse_spec
+from omha_resource_mount.params import DEFAULTS, PARAMS, MountSpec, parse_spec
 from omha_resource_mount.probe import write_probe
 from omha_resource_mount.source import (
     TAGS,
@@ -56,6 +56,7 @@ class MountAgent(ResourceAgent):
     monitor_interval = 2.0
     system_commands = {"mount": "mount", "umount": "mount", "blkid": "util-linux", "fsck": "util-linux"}
     option_names = frozenset(DEFAULTS)  # site defaults for the same keys as the cltab line
+    params_schema = PARAMS
 
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
         # The generic split puts every word with '=' into params: a LABEL=/UUID= device belongs in args.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omha_core.errors import ResourceError
+from omha_core.params import Validator, check_params, seconds, yes_no
 
 #: every ``key=value`` parameter with its default; the README documents each of them
 DEFAULTS: dict[str, str] = {
@@ -28,8 +29,16 @@ DEFAULTS: dict[str, str] = {
     "probe_timeout": "5",
 }
 
-_TRUE = {"yes", "true", "on", "1"}
-_FALSE = {"no", "false", "off", "0"}
+#: the validators of the parameters that are not free text (the agent's ``params_schema``)
+PARAMS: dict[str, Validator] = {
+    "fsck": yes_no,
+    "mkdir": yes_no,
+    "kill": yes_no,
+    "kill_grace": seconds(),
+    "lazy": yes_no,
+    "probe": yes_no,
+    "probe_timeout": seconds(),
+}
 _FSTYPE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 #: mount options that would make the source something other than the filesystem ``@mount`` checks for
 _UNSUPPORTED_OPTIONS = {"bind", "rbind", "move", "remount"}
@@ -59,25 +68,6 @@ class MountSpec:
     def describe(self) -> str:
         """``SOURCE on TARGET`` for messages."""
         return f"{self.source} on {self.target}"
-
-
-def _flag(key: str, value: str) -> bool:
-    low = value.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ResourceError(f"@mount: {key}={value!r} is not a yes/no value; write {key}=yes or {key}=no")
-
-
-def _seconds(key: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0 or number != number or number == float("inf"):
-        raise ResourceError(f"@mount: {key}={value!r} is not a positive number of seconds; write e.g. {key}=5")
-    return number
 
 
 def parse_spec(args: list[str], params: Mapping[str, str], options: Mapping[str, Any]) -> MountSpec:
@@ -124,17 +114,18 @@ def parse_spec(args: list[str], params: Mapping[str, str], options: Mapping[str,
     if bad:
         raise ResourceError(f"@mount: option(s) {', '.join(bad)} are not supported; @mount mounts a filesystem")
 
+    checked = check_params(PARAMS, values, prefix="@mount: ")
     spec = MountSpec(
         source=source,
         target=target,
         fstype=fstype,
         options=mount_options,
-        fsck=_flag("fsck", values["fsck"]),
-        mkdir=_flag("mkdir", values["mkdir"]),
-        kill=_flag("kill", values["kill"]),
-        kill_grace=_seconds("kill_grace", values["kill_grace"]),
-        lazy=_flag("lazy", values["lazy"]),
-        probe=_flag("probe", values["probe"]),
-        probe_timeout=_seconds("probe_timeout", values["probe_timeout"]),
+        fsck=checked["fsck"],
+        mkdir=checked["mkdir"],
+        kill=checked["kill"],
+        kill_grace=checked["kill_grace"],
+        lazy=checked["lazy"],
+        probe=checked["probe"],
+        probe_timeout=checked["probe_timeout"],
     )
     return spec

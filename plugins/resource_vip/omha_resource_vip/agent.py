@@ -24,7 +24,7 @@ from omha_resource_vip.announce import announce
 from omha_resource_vip.duplicates import find_duplicate
 from omha_resource_vip.links import Link, Netlink, dad_timeout, enable_promote_secondaries
 from omha_resource_vip.probes import CONFIRM_FRACTION, note_clear, take_clear
-from omha_resource_vip.spec import TUNABLES, VipSpec, parse_spec
+from omha_resource_vip.spec import PARAMS, TUNABLES, VipSpec, parse_spec
 
 log = logging.getLogger("omha.vip")
 
@@ -36,6 +36,7 @@ class VipAgent(ResourceAgent):
     [probe_timeout=S] [monitor_interval=S]`` (see the plugin's README for each parameter)."""
 
     option_names = frozenset(TUNABLES)  # [agents.vip]: site defaults for the tunable parameters
+    params_schema = PARAMS
 
     def __init__(self, args: list[str], params: dict[str, str], options: Mapping[str, Any]) -> None:
         super().__init__(args, params, options)

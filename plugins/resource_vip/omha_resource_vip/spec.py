@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omha_core.errors import ResourceError
+from omha_core.params import Validator, check_params, seconds, whole_number, yes_no
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -30,6 +31,15 @@ DEFAULT_MONITOR_INTERVAL = 2.0
 TUNABLES = ("arp_count", "arp_interval", "dad", "probe_timeout", "monitor_interval")
 #: settings accepted only on the cltab line (they name one address's interface)
 LINE_ONLY = ("dev", "label")
+
+#: the tunables' validators (the agent's ``params_schema``); ``dev`` and ``label`` are checked by parse_spec
+PARAMS: dict[str, Validator] = {
+    "arp_count": whole_number(0),
+    "arp_interval": seconds(zero=True, at_most=3600),
+    "dad": yes_no,
+    "probe_timeout": seconds(at_most=3600),
+    "monitor_interval": seconds(at_most=3600),
+}
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}$")
 _LABEL = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
@@ -116,40 +126,6 @@ def _check_unicast(address: IPAddress, prefixlen: int | None, text: str) -> None
             raise ResourceError(f"bad address {text!r}: {address} is the {which} address of {net}")
 
 
-def _as_int(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool):
-        value = "?"
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = minimum - 1
-    if number < minimum or (isinstance(value, float) and value != number):
-        raise ResourceError(f"{key}={value!r}: expected a whole number, {minimum} or more")
-    return number
-
-
-def _as_seconds(key: str, value: Any, allow_zero: bool) -> float:
-    try:
-        number = float(value) if not isinstance(value, bool) else -1.0
-    except (TypeError, ValueError):
-        number = -1.0
-    if number != number or number < 0 or (number == 0 and not allow_zero) or number > 3600:
-        least = "zero or more" if allow_zero else "greater than zero"
-        raise ResourceError(f"{key}={value!r}: expected a number of seconds, {least} (at most 3600)")
-    return number
-
-
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    low = str(value).lower()
-    if low in ("yes", "true", "on", "1"):
-        return True
-    if low in ("no", "false", "off", "0"):
-        return False
-    raise ResourceError(f"{key}={value!r}: expected yes or no")
-
-
 def parse_spec(args: list[str], params: Mapping[str, str], options: Mapping[str, Any]) -> VipSpec:
     """Build a :class:`VipSpec` from the cltab words and the ``[agents.vip]`` options; raise on any mistake."""
     if len(args) != 1:
@@ -176,19 +152,25 @@ def parse_spec(args: list[str], params: Mapping[str, str], options: Mapping[str,
             raise ResourceError("label= applies to IPv4 addresses only (the kernel keeps no labels for IPv6)")
         if not _LABEL.match(label):
             raise ResourceError(f"label={label!r}: expected letters, digits, '_', '.', '-' or ':', at most 15")
+    defaults: dict[str, Any] = {
+        "arp_count": DEFAULT_ARP_COUNT,
+        "arp_interval": DEFAULT_ARP_INTERVAL,
+        # the kernel's own default: IPv6 runs duplicate address detection, IPv4 does not
+        "dad": address.version == 6,
+        "probe_timeout": DEFAULT_PROBE_TIMEOUT,
+        "monitor_interval": DEFAULT_MONITOR_INTERVAL,
+    }
+    tuned = check_params(PARAMS, {**defaults, **merged})
     spec = VipSpec(
         address=address,
         prefixlen=prefixlen,
         dev=dev,
         label=label,
-        arp_count=_as_int("arp_count", merged.get("arp_count", DEFAULT_ARP_COUNT), 0),
-        arp_interval=_as_seconds("arp_interval", merged.get("arp_interval", DEFAULT_ARP_INTERVAL), True),
-        # the kernel's own default: IPv6 runs duplicate address detection, IPv4 does not
-        dad=_as_bool("dad", merged.get("dad", address.version == 6)),
-        probe_timeout=_as_seconds("probe_timeout", merged.get("probe_timeout", DEFAULT_PROBE_TIMEOUT), False),
-        monitor_interval=_as_seconds(
-            "monitor_interval", merged.get("monitor_interval", DEFAULT_MONITOR_INTERVAL), False
-        ),
+        arp_count=tuned["arp_count"],
+        arp_interval=tuned["arp_interval"],
+        dad=tuned["dad"],
+        probe_timeout=tuned["probe_timeout"],
+        monitor_interval=tuned["monitor_interval"],
     )
     if dev is not None:
         spec.label_for(dev)

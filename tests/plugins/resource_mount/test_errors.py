@@ -65,8 +65,11 @@ def test_an_ambiguous_label_is_refused(disk: Disk, tmp_path: Path) -> None:
         ("/dev/sda1", "@mount takes DEVICE MOUNTPOINT"),
         ("/dev/sda1 relative/dir", "mount point 'relative/dir' is not an absolute path"),
         ("/dev/sda1 /mnt kil_grace=3", "unknown parameter(s) kil_grace; known: fsck, kill, kill_grace"),
-        ("/dev/sda1 /mnt kill_grace=soon", "kill_grace='soon' is not a positive number of seconds"),
-        ("/dev/sda1 /mnt fsck=maybe", "fsck='maybe' is not a yes/no value"),
+        (
+            "/dev/sda1 /mnt kill_grace=soon",
+            "@mount: kill_grace='soon': expected a number of seconds, greater than zero",
+        ),
+        ("/dev/sda1 /mnt fsck=maybe", "@mount: fsck='maybe': expected yes or no"),
         ("/dev/sda1 /mnt options='noatime, ro'", "contains blanks; separate options with commas"),
         ("/srv/data /mnt options=bind", "option(s) bind are not supported"),
         ("server:/export /mnt fsck=yes", "fsck=yes makes no sense for the network source server:/export"),

@@ -35,7 +35,7 @@ def test_defaults_come_from_omha_toml_and_the_entry_overrides_them() -> None:
     assert parse_spec(["/dev/sdb1", "/srv/x"], {"options": "noatime,ro"}, {}).read_only
     with pytest.raises(ResourceError, match=r"omha.toml \[agents.mount\]: unknown parameter\(s\) grace"):
         parse_spec(["/dev/sdb1", "/srv/x"], {}, {"grace": 3})
-    with pytest.raises(ResourceError, match="probe_timeout='0' is not a positive number"):
+    with pytest.raises(ResourceError, match="probe_timeout='0': expected a number of seconds, greater than zero"):
         parse_spec(["/dev/sdb1", "/srv/x"], {"probe_timeout": "0"}, {})
 
 

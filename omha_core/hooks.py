@@ -114,8 +114,6 @@ def notify_fence_failed(pm: pluggy.PluginManager, node: str, errors: list[str]) 
     notify(pm, "omha_fence_failed", node=node, errors=errors)
 
 
-def notify_group_moved(
-    pm: pluggy.PluginManager, group: str, from_node: str | None, to_node: str, level: str
-) -> None:
+def notify_group_moved(pm: pluggy.PluginManager, group: str, from_node: str | None, to_node: str, level: str) -> None:
     """Tell the plugins that ``group`` reached ``level`` on ``to_node``."""
     notify(pm, "omha_group_moved", group=group, from_node=from_node, to_node=to_node, level=level)

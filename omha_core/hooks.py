@@ -13,9 +13,11 @@ Nothing here imports the daemon, asyncio or voluptuous: the CLI and the agent ch
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from omha_core.plugins import call_each, lookup, notify, registry
+from omha_core.errors import ConfigError
+from omha_core.plugins import CONTRACTS, call_each, lookup, notify, registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,15 +64,39 @@ def fence_devices(pm: pluggy.PluginManager) -> Registry:
 
 
 def store_backend(pm: pluggy.PluginManager, name: str) -> Callable[[Config], Store]:
-    """The factory of the store backend ``name`` (``[cluster] store``)."""
-    factory: Callable[[Config], Store] = lookup(pm, "omha_store_backends", name, "store backend")
-    return factory
+    """The factory of the store backend ``name`` (``[cluster] store``); what it builds is checked to be a
+    :class:`~omha_core.backends.Store` (see :func:`_checked_factory`)."""
+    return _checked_factory(pm, "omha_store_backends", name, "store backend")
 
 
 def membership_backend(pm: pluggy.PluginManager, name: str) -> Callable[[Config, Store], Membership]:
-    """The factory of the membership backend ``name`` (``[cluster] membership``)."""
-    factory: Callable[[Config, Store], Membership] = lookup(pm, "omha_membership_backends", name, "membership backend")
-    return factory
+    """The factory of the membership backend ``name`` (``[cluster] membership``); what it builds is checked to
+    be a :class:`~omha_core.backends.Membership`."""
+    return _checked_factory(pm, "omha_membership_backends", name, "membership backend")
+
+
+def _checked_factory(pm: pluggy.PluginManager, hook: str, name: str, what: str) -> Any:
+    """``name``'s factory from ``hook``, wrapped so that an object it builds that is not an instance of the hook's
+    base class is a :class:`ConfigError` naming the backend and its plugin.
+
+    A backend registered as a class is checked when the hook is read (:func:`omha_core.plugins.registry`); one
+    registered as a factory function can only be checked once it has built something, which is at start-up,
+    before the daemon uses it: still not at the first failover."""
+    factory = lookup(pm, hook, name, what)
+    if isinstance(factory, type):
+        return factory  # checked at registration
+    plugin = registry(pm, hook)[name][1]
+
+    def build(*args: Any) -> Any:
+        built = factory(*args)
+        modname, clsname = CONTRACTS[hook]
+        base = getattr(importlib.import_module(modname), clsname)
+        if not isinstance(built, base):
+            kind = f"{type(built).__module__}.{type(built).__qualname__}"
+            raise ConfigError(f"{what} {name!r} of plugin {plugin!r} built a {kind}, not a {modname}.{clsname}")
+        return built
+
+    return build
 
 
 def resource_agent(pm: pluggy.PluginManager, name: str) -> type[ResourceAgent]:

@@ -294,3 +294,24 @@ print(json.dumps([ok, error, "voluptuous" in sys.modules]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [False, "dad='maybe': expected yes or no", True]
+
+
+def test_a_backend_factory_that_builds_something_else_is_refused_naming_its_plugin(tmp_path: Path) -> None:
+    from omha_core.builtin.sharedfs import SharedDirStore
+    from omha_core.daemon import open_backends
+    from omha_core.hookspecs import hookimpl
+
+    class Factories:
+        @hookimpl
+        def omha_store_backends(self) -> dict[str, object]:
+            return {"dict": lambda config: {}, "real": lambda config: SharedDirStore(config)}
+
+    pm = get_plugin_manager(extra=[Factories()])
+    config = validate_config({"sharedfs": {"path": str(tmp_path)}, "cluster": {"store": "dict"}}, "omha.toml", pm)
+    with pytest.raises(ConfigError, match="store backend 'dict' of plugin 'Factories' built a builtins.dict, not a"):
+        open_backends(config, pm)
+    config = validate_config({"sharedfs": {"path": str(tmp_path)}, "cluster": {"store": "real"}}, "omha.toml", pm)
+    store, membership = open_backends(config, pm)
+    assert isinstance(store, SharedDirStore)
+    membership.close()
+    store.close()

@@ -60,6 +60,26 @@ def test_campaign_random_seed(tmp_path: Path) -> None:
     assert not rep.violations, f"random seed {seed}:\n{verdict(rep)}"
 
 
+def test_campaign_with_clock_jumps(tmp_path: Path) -> None:
+    """Seed 4's 15 s of clock jumps and group flips: nodes restarted with their wall clock 30 s ahead, 95 s and
+    152 s behind (libfaketime, the monotonic clock kept true by the monofix shim), then with the true time again.
+    Every jump takes (a process started like the daemon sees the offset) and every claim holds across them."""
+    from tests.chaos import clock
+
+    if clock.missing():
+        pytest.skip(clock.missing())
+    rep = campaign(tmp_path / "run", 4, 15.0, kinds=["clock_jump", "flip"])
+    assert rep.faults["clock_jump"] == 3 and not rep.skipped.get("clock_jump"), rep.summary()
+    assert rep.jumps == 3
+    events = [json.loads(line) for line in (tmp_path / "run" / "chaos" / "nemesis.log").read_text().splitlines()]
+    jumps = [e for e in events if e["ev"] == "clock_jump"]
+    assert [e["offset"] for e in jumps] == ["+30s", "-95s", "-152s"]
+    for e in jumps:
+        assert e["skew"] is not None and abs(e["skew"] - int(e["offset"][:-1])) < 5.0, e
+    assert len([e for e in events if e["ev"] == "clock_back"]) == 3
+    assert not rep.violations, verdict(rep)
+
+
 def test_schedule_is_a_function_of_the_seed() -> None:
     nodes, groups = ["n1", "n2", "n3", "n4", "n5"], ["g1", "g2"]
     one = nemesis.draw(7, 300, nodes, groups, 1.5)

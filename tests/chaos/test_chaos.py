@@ -84,9 +84,9 @@ def test_campaign_with_clock_jumps(tmp_path: Path) -> None:
 
 def test_schedule_is_a_function_of_the_seed() -> None:
     nodes, groups = ["n1", "n2", "n3", "n4", "n5"], ["g1", "g2"]
-    one = nemesis.draw(7, 300, nodes, groups, 1.5)
-    assert one == nemesis.draw(7, 300, nodes, groups, 1.5)
-    assert one != nemesis.draw(8, 300, nodes, groups, 1.5)
+    one = nemesis.draw(5, 300, nodes, groups, 1.5)  # seed 5: every kind of the default mix (7 lacks clock_jump)
+    assert one == nemesis.draw(5, 300, nodes, groups, 1.5)
+    assert one != nemesis.draw(6, 300, nodes, groups, 1.5)
     assert {f.kind for f in one} == set(nemesis.DEFAULT_WEIGHTS)
     # never more than a minority impaired at once, so every fault is one the cluster must survive
     for f in one:

@@ -161,6 +161,7 @@ class Daemon:
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT/SIGQUIT or ``omha shutdown``; stop every local group before returning."""
         from omha_core.init import LocalInit
+        from omha_core.init.owners import scope_of
 
         loop = asyncio.get_running_loop()
         # SIGTERM, SIGINT and SIGQUIT: the graceful stop; SIGHUP: re-read cltab and hactl now (signals.py)
@@ -180,6 +181,8 @@ class Daemon:
             env={"OMHA_NODE": self.node, "OMHA_CLUSTER": self.config.cluster_name, CLASSES_ENV: classes_env(self.pm)},
             config_path=self.config.path if os.path.exists(self.config.path) else None,
             on_change=self.wake.set,
+            # this node's leftovers only: other nodes of a local cluster share the machine's processes
+            scope=scope_of(self.node, os.path.abspath(self.config.state_dir)),
         )
         server = await self._start_control()  # first: refuses to start when another daemon answers on it
         await self.init.start()

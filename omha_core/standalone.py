@@ -37,6 +37,7 @@ from omha_core.cli_local import DEFAULT_SOCKET
 from omha_core.cltab import LEVEL_RE, NAME_RE, NAME_RULE, Cltab, parse_cltab
 from omha_core.errors import ConfigError, ParseError
 from omha_core.init import LocalInit
+from omha_core.init.owners import scope_of
 
 #: the longest request or reply accepted on the socket
 MAX_MESSAGE = 1 << 20
@@ -91,7 +92,11 @@ class Standalone:
         self.cltab_path = cltab_path
         self.sock = sock
         self.clstat = clstat
-        self.init = LocalInit(read_cltab(cltab_path), options=options, logger=log, on_change=self._changed)
+        # its socket names this standalone init: another one (or a cluster's daemon) keeps its leftovers
+        scope = scope_of("local", os.path.abspath(sock))
+        self.init = LocalInit(
+            read_cltab(cltab_path), options=options, logger=log, on_change=self._changed, scope=scope
+        )
         self.done = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
 

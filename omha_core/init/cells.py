@@ -29,6 +29,9 @@ guard. So every child the init starts gets a *cell* that holds it and every proc
   stopping is slower than with cgroups. An init that starts kills the processes carrying the marker of a dead
   init, as with cgroups.
 
+Names (cgroup directories, markers) carry the init's scope, and a sweep only kills what dead inits of its own
+scope left: several nodes of a local cluster share this machine's process table (:mod:`omha_core.init.owners`).
+
 A child is in its process group and its cell: the group is signalled as a whole (``killpg``, as before cells
 existed), the rest of the cell process by process, so that no process gets a signal twice.
 """
@@ -98,20 +101,22 @@ class Cells(ABC):
         after them; leave live inits' cells alone (see :mod:`omha_core.init.owners`)."""
 
 
-def open_cells(setting: str, logger: logging.Logger) -> Cells:
-    """The cells an init uses: cgroups when ``setting`` is ``auto`` and this machine allows them, else markers."""
+def open_cells(setting: str, logger: logging.Logger, scope: str | None = None) -> Cells:
+    """The cells an init uses: cgroups when ``setting`` is ``auto`` and this machine allows them, else markers.
+    ``scope`` (:func:`omha_core.init.owners.scope_of`) goes into every name they make, and their start-up sweep
+    only kills what dead inits of the same scope left."""
     from omha_core.init.cgroups import CgroupCells, cgroup2_parent
     from omha_core.init.markers import MarkedCells
 
     if setting == "off":
         logger.info('cgroups are off ([init] cgroup = "off"): children are tracked by environment marker')
-        cells: Cells = MarkedCells()
+        cells: Cells = MarkedCells(scope)
         cells.sweep(logger)
         return cells
     parent, why = cgroup2_parent()
     if parent is not None:
         try:
-            cells = CgroupCells(parent)
+            cells = CgroupCells(parent, scope)
         except OSError as exc:
             why = f"cannot create a cgroup in {parent}: {exc.strerror or exc}"
         else:
@@ -123,6 +128,6 @@ def open_cells(setting: str, logger: logging.Logger) -> Cells:
         "that leaves the process tree and clears its environment escapes a stop",
         why,
     )
-    cells = MarkedCells()
+    cells = MarkedCells(scope)
     cells.sweep(logger)
     return cells

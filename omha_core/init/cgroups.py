@@ -65,14 +65,17 @@ def enter_cgroup(argv: Sequence[str], procs: str) -> list[str]:
 
 
 class CgroupCells(Cells):
-    """Every child in its own cgroup below ``<parent>/omha-<pid>-<start>-<hex>`` (created here; ``<start>`` is the
-    init's start time, see :mod:`omha_core.init.owners`)."""
+    """Every child in its own cgroup below ``<parent>/omha-[<scope>-]<pid>-<start>-<hex>`` (created here;
+    ``<start>`` is the init's start time, ``<scope>`` names the init's node, see :mod:`omha_core.init.owners`)."""
 
     kind = "cgroup"
 
-    def __init__(self, parent: str) -> None:
+    def __init__(self, parent: str, scope: str | None = None) -> None:
         self.parent = parent
-        self.root = os.path.join(parent, f"omha-{owners.own_name()}-{os.urandom(3).hex()}")
+        #: the scope of this init: its sweep only touches trees of the same scope
+        self.scope = scope
+        name = f"omha-{scope + '-' if scope else ''}{owners.own_name()}-{os.urandom(3).hex()}"
+        self.root = os.path.join(parent, name)
         os.mkdir(self.root)
         if not os.access(os.path.join(self.root, "cgroup.procs"), os.W_OK):
             os.rmdir(self.root)
@@ -101,8 +104,9 @@ class CgroupCells(Cells):
     def sweep(self, logger: logging.Logger) -> None:
         """Kill and remove the cgroup trees that inits which are gone left behind (their daemon and guard were both
         killed): their processes run supervised by nobody, and a restarted daemon would start a second copy of
-        their groups. Trees of live inits (sibling daemons in the same cgroup), trees a live guard still names, and
-        trees holding processes of another pid namespace are left alone."""
+        their groups. Trees of live inits (sibling daemons in the same cgroup), trees a live guard still names,
+        trees of another scope (another node's or cluster's init in the same cgroup) and trees holding processes
+        of another pid namespace are left alone."""
         try:
             names = sorted(os.listdir(self.parent))
         except OSError:
@@ -110,9 +114,11 @@ class CgroupCells(Cells):
         for name in names:
             match = STALE_RE.match(name)
             path = os.path.join(self.parent, name)
-            if match is None or path == self.root or owners.owner_alive(int(match[1]), match[2]):
+            if match is None or path == self.root or match[1] != self.scope:
                 continue
-            self._sweep_tree(path, match[1], logger)
+            if owners.owner_alive(int(match[2]), match[3]):
+                continue
+            self._sweep_tree(path, match[2], logger)
 
     def _sweep_tree(self, path: str, owner: str, logger: logging.Logger) -> None:
         if guard.cgroup_populated(path):
@@ -144,9 +150,9 @@ class CgroupCells(Cells):
             logger.warning("could not remove %s, left behind by an init that is gone (pid %s)", path, owner)
 
 
-#: the name of an init's cgroup directory: ``omha-<pid>-<start>-<hex>`` (``omha-<pid>-<hex>`` before the start
-#: time was part of it)
-STALE_RE = re.compile(r"^omha-(\d+)-(?:(\d+)-)?[0-9a-f]+$")
+#: the name of an init's cgroup directory: ``omha-[<scope>-]<pid>-<start>-<hex>`` (``omha-<pid>-<hex>`` before
+#: the start time was part of it)
+STALE_RE = re.compile(rf"^omha-(?:({owners.SCOPE_PATTERN})-)?(\d+)-(?:(\d+)-)?[0-9a-f]+$")
 
 
 def cgroup2_parent() -> tuple[str | None, str]:

@@ -37,6 +37,8 @@ class LocalInit:
     :param env: variables added to the environment of every child.
     :param config_path: passed to resource-agent children as ``OMHA_CONFIG``.
     :param on_change: called in the event loop whenever a group's or an entry's state changes.
+    :param scope: this init's scope (:func:`omha_core.init.owners.scope_of` of its identity): its start-up sweep
+        kills only what a dead init of the same scope left, never another node's or cluster's processes.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class LocalInit:
         env: Mapping[str, str] | None = None,
         config_path: str | None = None,
         on_change: Callable[[], None] | None = None,
+        scope: str | None = None,
     ) -> None:
         self.cltab = cltab
+        self.scope = scope
         self._base_options = InitOptions.from_mapping(options)
         self.options = self._effective_options(cltab)
         self.logger = logger or logging.getLogger("omha.init")
@@ -84,7 +88,7 @@ class LocalInit:
             new = WANTED_NOFILE if hard == resource.RLIM_INFINITY else min(WANTED_NOFILE, hard)
             if new > soft:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-        self._cells = open_cells(self.options.cgroup, self.logger)
+        self._cells = open_cells(self.options.cgroup, self.logger, self.scope)
         self._guard = GuardLink(self.logger, where=self._cells.guard_args())
         try:
             self._guard.start()

@@ -29,8 +29,9 @@ from omha_core.init.cells import Cell, Cells
 MARKER_VAR = "OMHA_CELL"
 #: seconds a view of /proc is reused for the question "is a cell empty?"
 TABLE_TTL = 0.02
-#: a marker's value: ``<pid>-<start>-<hex>.<n>``, the token naming the init that made it (see :mod:`.owners`)
-TOKEN_RE = re.compile(r"^((\d+)-(\d+)-[0-9a-f]+)\.\d+$")
+#: a marker's value: ``[<scope>-]<pid>-<start>-<hex>.<n>``, the token naming the init that made it and its scope
+#: (see :mod:`.owners`)
+TOKEN_RE = re.compile(rf"^((?:({owners.SCOPE_PATTERN})-)?(\d+)-(\d+)-[0-9a-f]+)\.\d+$")
 
 _NEEDLE = b"\0" + MARKER_VAR.encode() + b"="
 
@@ -192,8 +193,10 @@ class MarkedCells(Cells):
 
     kind = "environment marker"
 
-    def __init__(self) -> None:
-        self.token = f"{owners.own_name()}-{os.urandom(3).hex()}"
+    def __init__(self, scope: str | None = None) -> None:
+        #: the scope of this init (see :mod:`.owners`): its sweep only touches markers of the same scope
+        self.scope = scope
+        self.token = f"{scope + '-' if scope else ''}{owners.own_name()}-{os.urandom(3).hex()}"
         self._ids = count(1)
 
     @property
@@ -217,13 +220,16 @@ class MarkedCells(Cells):
     def sweep(self, logger: logging.Logger) -> None:
         """Kill the processes that carry the marker of an init that is gone (its daemon and guard were both killed):
         they run supervised by nobody. One read of every process's environment, once per init start. Processes of
-        another pid namespace, of a live init, or of an init whose guard still runs are left alone; markers made
-        by an older omha (no start time in them) are not recognised."""
+        another pid namespace, of a live init, of an init whose guard still runs, or of another scope (another
+        node's or cluster's init on this machine) are left alone; markers made by an older omha (no start time in
+        them) are not recognised."""
         stale: dict[str, list[int]] = {}
         TABLE.refresh(fresh=True)
         for marker, pids in TABLE.by_marker.items():
             match = TOKEN_RE.match(marker)
-            if match is None or match[1] == self.token or owners.owner_alive(int(match[2]), match[3]):
+            if match is None or match[1] == self.token or match[2] != self.scope:
+                continue
+            if owners.owner_alive(int(match[3]), match[4]):
                 continue
             live = [p for p in pids if TABLE.procs[p][0]]
             if live:
@@ -242,6 +248,6 @@ class MarkedCells(Cells):
             logger.warning(
                 "killing processes %s, left running unsupervised by an init that is gone (pid %s)",
                 sorted(pids),
-                token.split("-", 1)[0],
+                token.removeprefix(f"{self.scope}-").split("-", 1)[0],
             )
             guard.kill_until_none_new(partial(guard.marked_pids, prefix))

@@ -10,10 +10,20 @@ running in a dead init's cells were supervised by nobody, and a restarted daemon
 group would start a second copy beside them. It leaves alone what it cannot judge: processes of another pid
 namespace (their owner's pid means nothing here), and trees or markers that a live guard still names (the guard
 of a daemon that just died is stopping them).
+
+Several inits share one machine: the nodes of a local test cluster, a daemon restarted by a fault campaign beside
+another cluster's, an ``omha local daemon`` beside an ``omha daemon``. Without a cgroup of their own they share
+one cgroup and one process table, and a starting init must not take a neighbour's leftovers for its own: an init
+that is gone on node ``b`` left ``b``'s processes, and only ``b``'s next start may judge them (``b``'s restarted
+daemon resumes its claim on them; node ``a`` has no claim). So every name also carries a *scope*
+(:func:`scope_of`, a short hash of the init's identity: node name and state directory for ``omha daemon``), and
+a sweep only touches names of its own scope. Names without a scope (an init given none, or an older omha) are
+only swept by inits without one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from omha_core.init import guard
@@ -30,6 +40,17 @@ def start_time(pid: int | str) -> bytes | None:
 def own_name() -> str:
     """``<pid>-<start>`` of this process: the owner part of the names of what this init creates."""
     return f"{os.getpid()}-{(start_time('self') or b'0').decode()}"
+
+
+#: a scope as it appears in names: ``s`` and 8 hex digits (the letter keeps it apart from a pid)
+SCOPE_PATTERN = r"s[0-9a-f]{8}"
+
+
+def scope_of(*identity: str) -> str:
+    """The scope of an init identified by ``identity`` (``omha daemon``: node name and state directory): the same
+    for every start of that init, different for another node or cluster on the machine."""
+    digest = hashlib.sha256("\0".join(identity).encode()).hexdigest()
+    return f"s{digest[:8]}"
 
 
 def owner_alive(pid: int, start: str | None) -> bool:

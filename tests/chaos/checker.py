@@ -84,6 +84,10 @@ class Report:
     fences: Counter[str] = field(default_factory=Counter)
     timeline: list[tuple[float, str]] = field(default_factory=list)
     starts: int = 0
+    #: clock jumps performed (a node restarted with its wall clock offset), and the largest offset from the
+    #: harness's wall clock that a group process on a jumped node recorded (seconds; shows the jump took)
+    jumps: int = 0
+    skew: float = 0.0
 
     def around(self, at: float) -> str:
         """The timeline within :data:`WINDOW` seconds of ``at`` (times relative to the first fault)."""
@@ -104,6 +108,8 @@ class Report:
             "recovery": self.recovery,
             "censored": dict(self.censored),
             "settle": self.settle,
+            "jumps": self.jumps,
+            "skew": round(self.skew, 1),
         }
 
     def summary(self) -> str:
@@ -111,6 +117,8 @@ class Report:
                  f"({', '.join(f'{k} {v}' for k, v in sorted(self.faults.items()))})"
                  + (f", skipped {dict(self.skipped)}" if self.skipped else "")]
         lines.append(f"  group starts {self.starts}, fences {dict(self.fences)}")
+        if self.jumps:
+            lines.append(f"  clock jumps {self.jumps}, group processes' wall clocks off by up to {self.skew:.0f} s")
         lines.append("  availability (wanted time with exactly one instance): "
                      + ", ".join(f"{g} {a:.4f}" for g, a in sorted(self.availability.items())))
         for kind in sorted(set(self.recovery) | set(self.censored)):
@@ -220,6 +228,17 @@ def bad_spans(group_lives: list[Life], wanted: list[tuple[float, float]]) -> lis
         if count != 1 and hi > t:
             bad.append((t, hi))
     return bad
+
+
+def max_skew(logdir: Path, groups: list[str], events: list[dict[str, Any]]) -> float:
+    """The largest difference (either way, seconds) between the wall clock of a group process's record and the
+    harness's, both taken against the same (true) monotonic clock: non-zero when a clock jump took effect."""
+    base = [e["wall"] - e["mono"] for e in events if "wall" in e]
+    if not base:
+        return 0.0
+    true = sorted(base)[len(base) // 2]
+    return max((abs(e["wall"] - e["mono"] - true) for g in groups for e in _lines(logdir / f"{g}.events")
+                if "wall" in e and "mono" in e), default=0.0)
 
 
 def check(base: Path) -> Report:
@@ -382,6 +401,9 @@ def check(base: Path) -> Report:
             rep.faults[e["step"].split(":")[0]] += 1
         if e["ev"] == "skip":
             rep.skipped[e["kind"]] += 1
+        if e["ev"] == "clock_jump":
+            rep.jumps += 1
+    rep.skew = max_skew(logdir, groups, events)
     for e in fences:
         if e["ev"] == "fence_end":
             rep.fences["ok" if e["ok"] else "failed"] += 1

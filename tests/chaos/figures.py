@@ -19,6 +19,8 @@ def tables(runs: list[dict[str, Any]]) -> str:
     ]
     for r in runs:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items()))
+        if r.get("jumps"):
+            faults += f" ({r['jumps']} clock jumps applied, group clocks off by up to {r['skew']:.0f} s)"
         total = sum(r["faults"].values())
         avail = ", ".join(f"{a:.3f}" for _, a in sorted(r["availability"].items()))
         settle = "never" if r["settle"] is None else f"{r['settle']:.1f} s"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from omha_core.localcluster import _running, kill_strays, node_processes
-from tests.chaos import nemesis, site
+from tests.chaos import clock, nemesis, site
 from tests.chaos.disk import MountSampler, SharedDisk
 from tests.chaos.etcdnet import NetEtcd
 from tests.chaos.lan import PREFIX, VIP, Lan, Sampler
@@ -113,6 +113,9 @@ class Campaign:
         self.etcd_down: dict[int, EtcdMember] = {}  # fault index -> the member it killed
         self.saved: dict[int, tuple[str, str]] = {}  # edit fault index -> (cltab, hactl) before it
         self.mounts: list[Path] = []
+        self.jumps: dict[str, str] = {}  # node -> the wall-clock offset it runs with now (clock_jump)
+        self.true_wrap: dict[str, list[str]] = {}  # node -> its command prefix with the true time
+        self.shim: Path | None = None  # monofix.so, built when the schedule jumps clocks
 
     # -- records -----------------------------------------------------------------------------------------
 
@@ -267,6 +270,70 @@ class Campaign:
         self.cluster.procs[node].send_signal(signal.SIGCONT)
         self.log("thaw", node=node, pid=self.cluster.procs[node].pid, was_alive=self.alive(node))
 
+    def stop_gracefully(self, node: str) -> None:
+        """SIGTERM ``node``'s daemon (it stops its groups) and wait for it to exit."""
+        assert self.cluster is not None
+        proc = self.cluster.procs[node]
+        self.expected_exit[proc.pid] = "stop"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.log("stop_timeout", node=node, pid=proc.pid)
+        self.reap()
+        self.log("stopped", node=node, pid=proc.pid)
+
+    def clock_jump(self, phase: str, fault: nemesis.Fault) -> None:
+        """Restart ``fault.node`` with its wall clock offset by ``fault.also`` (begin), then with the true time
+        (end). A node that is down or frozen at the begin is skipped; at the end it gets the true time back
+        whatever happened meanwhile (a fence's power-on started it with the offset still on)."""
+        assert self.cluster is not None
+        node = fault.node
+        if phase == "begin":
+            if self.shim is None and not clock.missing():
+                self.shim = clock.build_shim(self.logdir)  # a jump injected by hand (run() builds it up front)
+            if self.shim is None:
+                self.log("skip", kind="clock_jump", node=node, why=clock.missing() or "no shim")
+                return
+            if not self.alive(node) or node in self.frozen:
+                self.log("skip", kind="clock_jump", node=node, why="daemon not running")
+                return
+            self.stop_gracefully(node)
+            self.jumps[node] = fault.also
+            self.set_clock(node)
+            skew = self.clock_skew(node)
+            self.power_on(node)
+            self.log("clock_jump", node=node, offset=fault.also, skew=skew, pid=self.cluster.procs[node].pid)
+            return
+        if self.jumps.pop(node, None) is None:
+            return
+        self.set_clock(node)
+        if self.alive(node) and node not in self.frozen:
+            self.stop_gracefully(node)
+        self.power_on(node)
+        self.log("clock_back", node=node, pid=self.cluster.procs[node].pid)
+
+    def clock_skew(self, node: str) -> float | None:
+        """How far ahead (seconds) a Python started like ``node``'s daemon sees the wall clock, measured against
+        the monotonic clock, which must stay the true one (None when the probe fails)."""
+        assert self.cluster is not None
+        probe = [*self.cluster.wrap.get(node, []), sys.executable, "-c",
+                 "import time; print(time.time() - time.monotonic())"]
+        try:
+            out = subprocess.run(probe, capture_output=True, text=True, timeout=20, check=True)
+            return round(float(out.stdout) - (time.time() - time.monotonic()), 1)
+        except (subprocess.SubprocessError, ValueError, OSError):
+            return None
+
+    def set_clock(self, node: str) -> None:
+        """Make ``node``'s next start run with the wall-clock offset in :attr:`jumps`, or the true time."""
+        assert self.cluster is not None
+        wrap = self.true_wrap.setdefault(node, list(self.cluster.wrap.get(node, [])))
+        if node in self.jumps and self.shim is not None:
+            at = wrap.index("env") + 1  # the wrap's ``env OMHA_CHAOS_NODE=…`` takes the clock's variables too
+            wrap = [*wrap[:at], *clock.jump_env(self.shim, self.jumps[node]), *wrap[at:]]
+        self.cluster.wrap[node] = list(wrap)
+
     def tell(self, node: str, group: str, level: str) -> None:
         """``omha tell`` from ``node``, or from the first node in order whose daemon runs unfrozen."""
         assert self.cluster is not None
@@ -303,14 +370,9 @@ class Campaign:
             if not self.alive(node) or node in self.frozen:
                 self.log("skip", kind=kind, node=node, why="daemon not running")
                 return
-            self.expected_exit[c.procs[node].pid] = "stop"
-            c.procs[node].send_signal(signal.SIGTERM)
-            try:
-                c.procs[node].wait(30)
-            except subprocess.TimeoutExpired:
-                self.log("stop_timeout", node=node, pid=c.procs[node].pid)
-            self.reap()
-            self.log("stopped", node=node, pid=c.procs[node].pid)
+            self.stop_gracefully(node)
+        elif kind == "clock_jump":
+            self.clock_jump(phase, fault)
         elif kind in ("crash", "freeze", "restart") and phase == "end":
             self.power_on(node)
         elif kind == "kill_proc":
@@ -503,6 +565,8 @@ class Campaign:
         """Start the cluster, wait for every group, perform the schedule, let it settle, stop everything."""
         self.out(f"chaos: seed {self.opt.seed}, {self.opt.duration:g} s, {len(self.names)} nodes, "
                  f"store {self.opt.store}, {len(self.faults)} faults, records in {self.logdir}")
+        if any(f.kind == "clock_jump" for f in self.faults) and not clock.missing():
+            self.shim = clock.build_shim(self.logdir)
         c = self.start_cluster()
         try:
             if not self.wait("every group running once", self.all_once, 60, stable=1.0):

@@ -34,6 +34,8 @@ KINDS = {
     "netns_cut": "`node`'s network link to etcd cut (packets dropped) for `duration` (etcd with --netns only, not "
     "in the default mix)",
     "plugin_raise": "a site plugin's hooks (`also`: fitness, notify, register or all) raise on `node` for `duration`",
+    "clock_jump": "`node` restarted (SIGTERM, start again) with its wall clock offset by `also` (`+95s`, `-40s`: "
+    "libfaketime, the monotonic clock left alone), and restarted with the true time after `duration`",
     "etcd_kill": "SIGKILL etcd member `node` (m0, m1, m2), start it again after `duration`",
     "etcd_leader_kill": "SIGKILL whichever etcd member leads at that moment, start it again after `duration`",
 }
@@ -49,6 +51,7 @@ DEFAULT_WEIGHTS = {
     "edit": 1,
     "state_full": 1,
     "plugin_raise": 1,
+    "clock_jump": 1,
 }
 #: the variants of an ``edit`` fault (``Fault.also``)
 EDITS = ["cltab_file", "hactl_file", "load_cltab", "load_hactl", "load_valid"]
@@ -58,9 +61,12 @@ SHAREDFS_WEIGHTS = {"store_ro": 1}
 ETCD_WEIGHTS = {"etcd_kill": 1, "etcd_leader_kill": 1}
 ETCD_MEMBERS = ["m0", "m1", "m2"]
 #: kinds that take a node out for a while
-IMPAIRING = {"crash", "freeze", "restart", "fence_fail", "fence_hang", "store_ro", "store_full", "netns_cut"}
+IMPAIRING = {"crash", "freeze", "restart", "clock_jump", "fence_fail", "fence_hang", "store_ro", "store_full",
+             "netns_cut"}
 #: kinds only drawn when asked for (``--add``), so that the default mix, and every seed's schedule, stay as they were
 OPTIONAL_WEIGHTS = {"store_full": 1, "netns_cut": 1}
+#: the largest wall-clock offset of a ``clock_jump`` (seconds, either way)
+MAX_JUMP = 180.0
 #: seconds a node needs after an impairing fault ends before it counts as a member again
 REJOIN_MARGIN = 3.0
 
@@ -112,6 +118,9 @@ def draw(
             f = Fault(round(t, 2), kind, node=node, duration=round(dead_after * rng.uniform(0.5, 4.0), 2))
         elif kind == "restart":
             f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(0.5, 3.0), 2))
+        elif kind == "clock_jump":
+            offset = round(rng.uniform(2.0, MAX_JUMP)) * rng.choice([1, -1])
+            f = Fault(round(t, 2), kind, node=node, duration=round(rng.uniform(5.0, 20.0), 2), also=f"{offset:+d}s")
         elif kind == "flip":
             if group_busy.get(group, -1.0) > t:
                 t += rng.uniform(*gap)

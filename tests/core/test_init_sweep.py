@@ -3,11 +3,13 @@ leaves live inits' cells alone: sibling daemons in the same cgroup, a pid reused
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 
 from omha_core.init.cgroups import CgroupCells
 from omha_core.init.guard import cgroup_pids
-from omha_core.init.owners import own_name, owner_alive, start_time
+from omha_core.init.owners import own_name, owner_alive, scope_of, start_time
 from tests.core.init_helpers import (
     Records,
     pid_alive,
@@ -196,3 +198,97 @@ def test_dead_inits_marked_processes_are_killed_live_ones_kept(
         for _, sleeper in sleepers.values():
             for pid in pids_with(sleeper, "sleep"):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_sweep_kills_only_its_own_scopes_leftovers(stray: list[subprocess.Popen[bytes]]) -> None:
+    """Two nodes of a local cluster (scopes a and b) on one machine, both their inits gone: node a's restarted
+    init kills a's orphans and leaves b's running (only b's restart may judge them), and an unscoped one."""
+    from omha_core.init.markers import MarkedCells
+
+    scope_a, scope_b = scope_of("a", "/var/lib/omha/a"), scope_of("b", "/var/lib/omha/b")
+    assert scope_a != scope_b and scope_a == scope_of("a", "/var/lib/omha/a")
+    tag = os.urandom(3).hex()
+    markers = {
+        "a": f"{scope_a}-{dead_pid()}-1-{tag}.1",
+        "b": f"{scope_b}-{dead_pid()}-1-{tag}.1",
+        "unscoped": f"{dead_pid()}-1-{tag}.1",
+    }
+    sleepers = {}
+    for what, value in markers.items():
+        sleeper = unique()
+        proc = subprocess.Popen(["/bin/sh", "-c", f"sleep {sleeper} & wait"], env={**os.environ, "OMHA_CELL": value})
+        stray.append(proc)
+        sleepers[what] = (proc, sleeper)
+    records = Records()
+    logger = logging.getLogger("omha.test.sweep.scoped")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(records)
+
+    async def scenario() -> None:
+        for _, sleeper in sleepers.values():
+            await wait_until(partial(sleeping, sleeper), what="the sleepers")
+        cells = MarkedCells(scope_a)  # node a's init starting again
+        try:
+            cells.sweep(logger)
+            proc, sleeper = sleepers["a"]
+            proc.wait(10)  # killed, or exited 0 when its sleep was killed first (its ``wait`` returns)
+            await wait_until(lambda: not sleeping(sleeper), what="a's sleeper to die")
+            for what in ("b", "unscoped"):
+                proc, sleeper = sleepers[what]
+                assert proc.poll() is None and pids_with(sleeper, "sleep"), what
+            assert cells.token.startswith(f"{scope_a}-")
+        finally:
+            cells.close()
+        cells = MarkedCells(scope_b)  # and node b's
+        try:
+            cells.sweep(logger)
+            sleepers["b"][0].wait(10)
+            await wait_until(lambda: not sleeping(sleepers["b"][1]), what="b's sleeper to die")
+            assert sleepers["unscoped"][0].poll() is None
+        finally:
+            cells.close()
+
+    try:
+        run(scenario())
+    finally:
+        logger.removeHandler(records)
+        for _, sleeper in sleepers.values():
+            for pid in pids_with(sleeper, "sleep"):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_cgroup_sweep_kills_only_its_own_scopes_trees(
+    private_cgroup: str, stray: list[subprocess.Popen[bytes]]
+) -> None:
+    scope_a, scope_b = scope_of("a", "/s/a"), scope_of("b", "/s/b")
+    tag = os.urandom(3).hex()
+    trees = {
+        "a": f"omha-{scope_a}-{dead_pid()}-1-{tag}",
+        "b": f"omha-{scope_b}-{dead_pid()}-1-{tag}",
+        "unscoped": f"omha-{dead_pid()}-1-{tag}",
+    }
+    trees = {what: os.path.join(private_cgroup, name) for what, name in trees.items()}
+    sleepers: dict[str, subprocess.Popen[bytes]] = {}
+    for what, tree in trees.items():
+        os.makedirs(os.path.join(tree, "1.g.a"))
+        procs = os.path.join(tree, "1.g.a", "cgroup.procs")
+        sleepers[what] = subprocess.Popen(["/bin/sh", "-c", f"echo $$ > {procs} && exec sleep {unique()}"])
+        stray.append(sleepers[what])
+    for what, proc in sleepers.items():
+        run(wait_until_in(trees[what], proc.pid))
+    cells = CgroupCells(private_cgroup, scope_a)
+    try:
+        cells.sweep(logging.getLogger("omha.test.sweep.scoped-cgroup"))
+        assert sleepers["a"].wait(10) == -signal.SIGKILL and not os.path.exists(trees["a"])
+        for what in ("b", "unscoped"):
+            assert pid_alive(sleepers[what].pid) and os.path.isdir(trees[what]), what
+    finally:
+        cells.close()
+        for what in ("b", "unscoped"):
+            sleepers[what].kill()
+            sleepers[what].wait()
+            deadline = time.monotonic() + 5
+            while os.path.exists(trees[what]) and time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(trees[what], "1.g.a"))
+                    os.rmdir(trees[what])

@@ -185,7 +185,9 @@ def test_dead_inits_marked_processes_are_killed_live_ones_kept(
         async with running_init("g:a:run:once:true\n", cgroup="off") as (_, records):
             for what in ("dead", "reused"):
                 proc, sleeper = sleepers[what]
-                assert proc.wait(10) == -signal.SIGKILL, what
+                # gone within 10 s: SIGKILLed, or exited when its sleeper was killed first and `wait` returned
+                # (nothing else ends it: the sleep lasts days); -SIGKILL alone raced with that order
+                assert proc.wait(10) in (-signal.SIGKILL, 0, 128 + signal.SIGKILL), what
                 await wait_until(lambda: not sleeping(sleeper), what=f"the {what} sleeper to die")  # noqa: B023
             for what in ("live", "unknown"):
                 proc, sleeper = sleepers[what]

@@ -9,7 +9,6 @@ message naming it. ``OMHA_BLOCK_PLUGINS=name1,name2`` keeps named plugins (entry
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ import pluggy
 from omha_core import hookspecs
 from omha_core.entrypoints import entry_points
 from omha_core.errors import ConfigError
+from omha_core.lazy import Lazy
 
 ENTRY_POINT_GROUP = "omha"
 
@@ -87,13 +87,15 @@ def get_plugin_manager(extra: Iterable[object] = ()) -> OmhaPluginManager:
     pm = OmhaPluginManager()
     pm.add_hookspecs(hookspecs)
     from omha_core import __version__
+    from omha_core.builtin import hooks
 
     for modname in BUILTIN_PLUGINS:
         short = modname.rsplit(".", 1)[1]
         info = PluginInfo(
             name=f"builtin.{short}", module=modname, distribution="omha-core", version=__version__, builtin=True
         )
-        pm.register_module(info, importlib.import_module(modname))
+        # the module's registration hooks live in builtin/hooks.py, which names its classes lazily
+        pm.register_module(info, getattr(hooks, short))
     blocked = _blocked()
     if os.environ.get("OMHA_AUTOLOAD_PLUGINS", "1") != "0":
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -113,8 +115,12 @@ def get_plugin_manager(extra: Iterable[object] = ()) -> OmhaPluginManager:
     return pm
 
 
-def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
+def registry(pm: pluggy.PluginManager, hook: str, resolve: bool = True) -> dict[str, tuple[Any, str]]:
     """Merge a registration hook's dicts: name -> (object, plugin name). Duplicate names are an error.
+
+    A value given as :class:`omha_core.lazy.Lazy` is imported here (``resolve=False`` leaves it as it is: ``omha
+    plugins`` only needs to know the hooks answer); one that fails to import marks its plugin broken and is left
+    out, like a hook that raises.
 
     An implementation that raises (or returns something that is not a mapping) is skipped: its plugin is marked
     broken in :attr:`OmhaPluginManager.infos` (``omha plugins`` shows why), and :func:`lookup` names it when the
@@ -135,6 +141,14 @@ def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
                     f"{hook}: {key!r} is registered by both plugin {merged[key][1]!r} and {impl.plugin_name!r}"
                 )
             merged[key] = (value, impl.plugin_name)
+    if resolve:
+        for key, (value, plugin) in list(merged.items()):
+            if isinstance(value, Lazy):
+                try:
+                    merged[key] = (value.load(), plugin)
+                except Exception as exc:  # ImportError and anything the plugin's module raises at import
+                    _mark_broken(pm, plugin, f"{hook} {key!r} failed: {type(exc).__name__}: {exc}")
+                    del merged[key]
     return merged
 
 
@@ -153,7 +167,7 @@ def probe_registrations(pm: pluggy.PluginManager) -> None:
     ``omha plugins``). A name registered twice is reported when the configuration uses the hook, not here."""
     for hook in REGISTRATION_HOOKS:
         try:
-            registry(pm, hook)
+            registry(pm, hook, resolve=False)
         except ConfigError:
             pass
 

@@ -27,7 +27,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from omha_core import hookimpl
 from omha_core.backends import STORED_DOCUMENTS, Membership, Store, Versioned
 from omha_core.errors import ConfigError, ConflictError, StoreError
 from omha_core.fsutil import atomic_write, atomic_write_json, create_exclusive
@@ -291,13 +290,3 @@ class SharedDirStore(Store):
 class SharedDirMembership(Membership):
     """Membership by heartbeat alone: every node that has a status directory is a candidate member, and
     the core's liveness tracker decides who is alive from changing sequence numbers."""
-
-
-@hookimpl
-def omha_store_backends() -> dict[str, Any]:
-    return {"sharedfs": SharedDirStore}
-
-
-@hookimpl
-def omha_membership_backends() -> dict[str, Any]:
-    return {"sharedfs": SharedDirMembership}

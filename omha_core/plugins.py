@@ -9,7 +9,6 @@ message naming it. ``OMHA_BLOCK_PLUGINS=name1,name2`` keeps named plugins (entry
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,7 +23,14 @@ from omha_core.lazy import Lazy
 
 ENTRY_POINT_GROUP = "omha"
 
-log = logging.getLogger("omha.plugins")
+
+def _error(message: str, *args: object) -> None:
+    """Log an error as ``omha.plugins``; logging (with traceback and tokenize, ~5 ms) is imported only when a
+    plugin fails, not by every command that lists or loads plugins (issue 19, CLI start-up)."""
+    import logging
+
+    logging.getLogger("omha.plugins").error(message, *args)
+
 
 #: the core's own behaviour, registered exactly like external plugins
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -178,7 +184,7 @@ def _mark_broken(pm: pluggy.PluginManager, plugin: str, error: str) -> None:
     info = infos.get(plugin) if isinstance(infos, dict) else None
     if info is not None and error in (info.error or ""):
         return
-    log.error("plugin %s: %s (skipped)", plugin, error)
+    _error("plugin %s: %s (skipped)", plugin, error)
     if info is not None:
         info.error = f"{info.error}; {error}" if info.error else error
 
@@ -226,7 +232,7 @@ def call_tagged(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tupl
     An implementation that raises is logged with its plugin's name and skipped (see :func:`call_each`)."""
     out, failures = call_each(pm, hook, **kwargs)
     for plugin, error in failures:
-        log.error("plugin %s: %s failed: %s", plugin, hook, error)
+        _error("plugin %s: %s failed: %s", plugin, hook, error)
     return out
 
 
@@ -235,4 +241,4 @@ def notify(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
     name, and the others are still called (what hookspecs.py promises)."""
     _, failures = call_each(pm, hook, **kwargs)
     for plugin, error in failures:
-        log.error("plugin %s: %s failed: %s", plugin, hook, error)
+        _error("plugin %s: %s failed: %s", plugin, hook, error)

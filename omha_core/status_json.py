@@ -37,7 +37,8 @@ class StatusEncoder:
         for name in sorted(groups):
             status = groups[name]
             hit = self._groups.get(name)
-            text = hit[1] if hit is not None and hit[0] == status else _encode(status)
+            # the same object again may have been changed in place since: only an equal *other* object is trusted
+            text = hit[1] if hit is not None and hit[0] is not status and hit[0] == status else _encode(status)
             cache[name] = (status, text)
             parts.append(f"{_encode(name)}:{text}")
         self._groups = cache

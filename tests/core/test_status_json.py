@@ -66,6 +66,14 @@ def test_a_changed_group_is_encoded_again_and_a_gone_group_disappears() -> None:
     assert encoder.encode(again) == reference(again)
 
 
+def test_a_group_status_changed_in_place_is_encoded_again() -> None:
+    encoder = StatusEncoder()
+    doc = status(1)
+    encoder.encode(doc)
+    doc["groups"]["g0"]["state"] = "FAILED"  # the very dict the cache holds
+    assert encoder.encode(doc) == reference(doc)
+
+
 def store(tmp_path: Path) -> SharedDirStore:
     (tmp_path / "shared").mkdir(exist_ok=True)
     s = SharedDirStore(validate_config({"node": "n1", "sharedfs": {"path": str(tmp_path / "shared")}}))

@@ -392,14 +392,16 @@ class Daemon:
         decision = decide(view)
         await self._act(decision.actions, holders)
         self._bookkeeping(view, decision.why, now)
-        self.alerts.observe(alive, self.init.status(), self.hactl)  # queued for a background thread
+        # one snapshot of the init after this cycle's actions, for the alerts and the published status alike
+        local = self.init.status()
+        self.alerts.observe(alive, local, self.hactl)  # queued for a background thread
         self.last_view = {
             "nodes": self._node_states(alive, fenced),
             "quorum": {"have": have_quorum, "member": member, "detail": self.quorum.reason},
             "why": decision.why,
             "claims": holders,
         }
-        await self._publish()
+        await self._publish(local)
         self.last_ok = time.monotonic()
         if self.isolated:
             log.warning("contact with the store is back")
@@ -470,7 +472,7 @@ class Daemon:
         return lost
 
     def _view(self, alive: set[str], fenced: set[str], holders: dict[str, str], quorum: bool, now: float) -> View:
-        local = {g: Instance(s.get("level"), str(s.get("state", "CONFIGURED"))) for g, s in self.init.status().items()}
+        local = {g: Instance(level, state) for g, (level, state) in self.init.levels().items()}
         unfit = self._fitness()
         failed = self._failed(now)
         nodes = {self.node: NodeView(self.node, groups=local, unfit=unfit, failed=failed, quorum=quorum)}
@@ -648,8 +650,8 @@ class Daemon:
             self.hactl = parsed
 
     # -- status -------------------------------------------------------------------------------------------
-    def status_document(self) -> dict[str, Any]:
-        """This node's status as published."""
+    def status_document(self, local: dict[str, Any] | None = None) -> dict[str, Any]:
+        """This node's status as published; ``local`` is the init's status when the caller has just taken it."""
         return {
             "node": self.node,
             "incarnation": self.incarnation,
@@ -662,7 +664,7 @@ class Daemon:
             "shutting_down": self.shutting_down,
             "stopped": self.stopped_cleanly,
             "containment": self.init.containment if self.init is not None else None,
-            "groups": self._published_groups(),
+            "groups": self._published_groups(local),
             "unfit": self._fitness() if self.hactl else {},
             "plugin_errors": dict(self.fitness.errors),
             "failed": {g: r for g, (_, r) in self.failed.items()},
@@ -675,11 +677,11 @@ class Daemon:
             "store_error": self.store_error,
         }
 
-    def _published_groups(self) -> dict[str, Any]:
+    def _published_groups(self, local: dict[str, Any] | None = None) -> dict[str, Any]:
         """The init's status; after the shutdown every group that stopped is reported at level ``stop``, so that
         the others see a node that left with nothing running rather than a lost node holding groups (a group
         whose stop failed is reported as it is: the others fence this node before taking it over)."""
-        groups: dict[str, Any] = self.init.status() if self.init is not None else {}
+        groups: dict[str, Any] = local if local is not None else self.init.status() if self.init is not None else {}
         if self.groups_stopped:
             holding = self._still_holding()
             groups = {
@@ -687,9 +689,9 @@ class Daemon:
             }
         return groups
 
-    async def _publish(self) -> None:
+    async def _publish(self, local: dict[str, Any] | None = None) -> None:
         self.seq += 1
-        doc = self.status_document()
+        doc = self.status_document(local)
         await asyncio.to_thread(self.store.publish, self.node, doc)
         self.own_incarnations = {self.incarnation}
 

@@ -13,7 +13,10 @@ Rules that keep plugins compatible across releases:
   fewer arguments than the specification names.
 - ``omha_*s`` registration hooks (``omha_resource_agents``, ``omha_fence_devices``, ...) return a dict of
   *name -> class or factory*; the core merges them and instantiates what ``omha.toml`` names. Two plugins
-  registering one name is an error that names both.
+  registering one name is an error that names both. A value may be given as
+  ``omha_core.lazy.Lazy("module:attribute")``: it is imported only when used, so that listing plugins (``omha
+  plugins``, which calls every registration hook) imports none of their classes; an import that fails then
+  marks the plugin broken, as a hook that raises does.
 - Results that matter (fitness vetoes, fencing) are traced to the plugin that produced them.
 """
 

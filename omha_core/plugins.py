@@ -10,7 +10,6 @@ message naming it. ``OMHA_BLOCK_PLUGINS=name1,name2`` keeps named plugins (entry
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,10 +20,18 @@ import pluggy
 from omha_core import hookspecs
 from omha_core.entrypoints import entry_points
 from omha_core.errors import ConfigError
+from omha_core.lazy import Lazy
 
 ENTRY_POINT_GROUP = "omha"
 
-log = logging.getLogger("omha.plugins")
+
+def _error(message: str, *args: object) -> None:
+    """Log an error as ``omha.plugins``; logging (with traceback and tokenize, ~5 ms) is imported only when a
+    plugin fails, not by every command that lists or loads plugins (issue 19, CLI start-up)."""
+    import logging
+
+    logging.getLogger("omha.plugins").error(message, *args)
+
 
 #: the core's own behaviour, registered exactly like external plugins
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -87,13 +94,15 @@ def get_plugin_manager(extra: Iterable[object] = ()) -> OmhaPluginManager:
     pm = OmhaPluginManager()
     pm.add_hookspecs(hookspecs)
     from omha_core import __version__
+    from omha_core.builtin import hooks
 
     for modname in BUILTIN_PLUGINS:
         short = modname.rsplit(".", 1)[1]
         info = PluginInfo(
             name=f"builtin.{short}", module=modname, distribution="omha-core", version=__version__, builtin=True
         )
-        pm.register_module(info, importlib.import_module(modname))
+        # the module's registration hooks live in builtin/hooks.py, which names its classes lazily
+        pm.register_module(info, getattr(hooks, short))
     blocked = _blocked()
     if os.environ.get("OMHA_AUTOLOAD_PLUGINS", "1") != "0":
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -145,12 +154,17 @@ def contract_violation(hook: str, key: str, value: object) -> str | None:
     return None
 
 
-def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
+def registry(pm: pluggy.PluginManager, hook: str, resolve: bool = True) -> dict[str, tuple[Any, str]]:
     """Merge a registration hook's dicts: name -> (object, plugin name). Duplicate names are an error.
 
-    Every class registered is checked against the hook's contract (:func:`contract_violation`): one that breaks
-    it is left out and its plugin marked broken with the reason (the missing method), so that the configuration
-    naming it fails at load with the plugin's name, never at the first failover.
+    A value given as :class:`omha_core.lazy.Lazy` is imported here (``resolve=False`` leaves it as it is: ``omha
+    plugins`` only needs to know the hooks answer); one that fails to import marks its plugin broken and is left
+    out, like a hook that raises.
+
+    Every class registered (a lazy one once imported) is checked against the hook's contract
+    (:func:`contract_violation`): one that breaks it is left out and its plugin marked broken with the reason (the
+    missing method), so that the configuration naming it fails at load with the plugin's name, never at the first
+    failover.
 
     An implementation that raises (or returns something that is not a mapping) is skipped: its plugin is marked
     broken in :attr:`OmhaPluginManager.infos` (``omha plugins`` shows why), and :func:`lookup` names it when the
@@ -175,6 +189,21 @@ def registry(pm: pluggy.PluginManager, hook: str) -> dict[str, tuple[Any, str]]:
                     f"{hook}: {key!r} is registered by both plugin {merged[key][1]!r} and {impl.plugin_name!r}"
                 )
             merged[key] = (value, impl.plugin_name)
+    if resolve:
+        for key, (value, plugin) in list(merged.items()):
+            if isinstance(value, Lazy):
+                try:
+                    loaded = value.load()
+                except Exception as exc:  # ImportError and anything the plugin's module raises at import
+                    _mark_broken(pm, plugin, f"{hook} {key!r} failed: {type(exc).__name__}: {exc}")
+                    del merged[key]
+                    continue
+                violation = contract_violation(hook, key, loaded)
+                if violation is not None:
+                    _mark_broken(pm, plugin, f"{hook}: {violation}")
+                    del merged[key]
+                    continue
+                merged[key] = (loaded, plugin)
     return merged
 
 
@@ -193,7 +222,7 @@ def probe_registrations(pm: pluggy.PluginManager) -> None:
     ``omha plugins``). A name registered twice is reported when the configuration uses the hook, not here."""
     for hook in REGISTRATION_HOOKS:
         try:
-            registry(pm, hook)
+            registry(pm, hook, resolve=False)
         except ConfigError:
             pass
 
@@ -204,7 +233,7 @@ def _mark_broken(pm: pluggy.PluginManager, plugin: str, error: str) -> None:
     info = infos.get(plugin) if isinstance(infos, dict) else None
     if info is not None and error in (info.error or ""):
         return
-    log.error("plugin %s: %s (skipped)", plugin, error)
+    _error("plugin %s: %s (skipped)", plugin, error)
     if info is not None:
         info.error = f"{info.error}; {error}" if info.error else error
 
@@ -252,7 +281,7 @@ def call_tagged(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tupl
     An implementation that raises is logged with its plugin's name and skipped (see :func:`call_each`)."""
     out, failures = call_each(pm, hook, **kwargs)
     for plugin, error in failures:
-        log.error("plugin %s: %s failed: %s", plugin, hook, error)
+        _error("plugin %s: %s failed: %s", plugin, hook, error)
     return out
 
 
@@ -261,4 +290,4 @@ def notify(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
     name, and the others are still called (what hookspecs.py promises)."""
     _, failures = call_each(pm, hook, **kwargs)
     for plugin, error in failures:
-        log.error("plugin %s: %s failed: %s", plugin, hook, error)
+        _error("plugin %s: %s failed: %s", plugin, hook, error)

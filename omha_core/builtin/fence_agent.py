@@ -41,7 +41,6 @@ from typing import Any
 import voluptuous as vol
 
 from omha_core import config_validation as cv
-from omha_core import hookimpl
 from omha_core.config import is_secret, read_secret
 from omha_core.errors import ConfigError, FenceError
 from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, Target, run_process
@@ -237,8 +236,3 @@ def parse_list(text: str) -> list[Target]:
         state = parts[2].lower() if len(parts) > 2 and parts[2].lower() in ("on", "off") else None
         targets.append(Target(parts[0], parts[1], state))
     return targets
-
-
-@hookimpl
-def omha_fence_devices() -> dict[str, Any]:
-    return {"fence_agent": FenceAgentDevice}

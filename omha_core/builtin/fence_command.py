@@ -22,12 +22,10 @@ fails, or prints something else); ``reboot`` becomes that off, the pause, and on
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import voluptuous as vol
 
 from omha_core import config_validation as cv
-from omha_core import hookimpl
 from omha_core.config import read_secret
 from omha_core.errors import ConfigError
 from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, run_process
@@ -139,8 +137,3 @@ class CommandDevice(FenceDevice):
             states.append(word)
         state = "on" if "on" in states else "off"
         return FenceResult(ok=True, verified=True, state=state, message=f"{self.name}: {state}")
-
-
-@hookimpl
-def omha_fence_devices() -> dict[str, Any]:
-    return {"command": CommandDevice}

@@ -8,9 +8,7 @@ to other software through a file.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from omha_core import hookimpl
 from omha_core.errors import ResourceError
 from omha_core.fsutil import atomic_write
 from omha_core.resources import ResourceAgent
@@ -55,8 +53,3 @@ class FileAgent(ResourceAgent):
             raise ResourceError(f"@file: directory {parent} does not exist on this node")
         if not os.access(parent, os.W_OK):
             raise ResourceError(f"@file: directory {parent} is not writable on this node")
-
-
-@hookimpl
-def omha_resource_agents() -> dict[str, Any]:
-    return {"file": FileAgent}

@@ -27,10 +27,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from omha_core import hookimpl
 from omha_core.backends import STORED_DOCUMENTS, Membership, Store, Versioned
 from omha_core.errors import ConfigError, ConflictError, StoreError
 from omha_core.fsutil import atomic_write, atomic_write_json, create_exclusive
+from omha_core.status_json import StatusEncoder
 
 if TYPE_CHECKING:
     from omha_core.config import Config
@@ -59,6 +59,10 @@ def _version(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _read_json(path: str) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
@@ -73,6 +77,10 @@ class SharedDirStore(Store):
         if not base:
             raise ConfigError(f"{config.path}: [sharedfs] path: required when store or membership is 'sharedfs'")
         self.base = str(base)
+        #: per node published through this store: one encoder (caches unchanged groups' JSON) and the identity
+        #: of the file last written with the document it holds
+        self._encoders: dict[str, StatusEncoder] = {}
+        self._published: dict[str, tuple[tuple[int, int, int, int], Mapping[str, Any]]] = {}
 
     def _p(self, *parts: str) -> str:
         return os.path.join(self.base, *parts)
@@ -93,9 +101,17 @@ class SharedDirStore(Store):
 
     # -- status
     def publish(self, node: str, status: Mapping[str, Any]) -> None:
-        with _writing(self._p("nodes", node, "status.json")):
+        """Write ``node``'s status as compact JSON (see :mod:`omha_core.status_json`: only changed groups are
+        re-encoded), and remember which file that made, so that :meth:`statuses` need not read it back."""
+        path = self._p("nodes", node, "status.json")
+        with _writing(path):
             os.makedirs(self._p("nodes", node), exist_ok=True)
-            atomic_write_json(self._p("nodes", node, "status.json"), status)
+            encoder = self._encoders.get(node)
+            if encoder is None:
+                encoder = self._encoders[node] = StatusEncoder()
+            self._published.pop(node, None)
+            atomic_write(path, encoder.encode(status) + "\n")
+            self._published[node] = (_identity(os.stat(path)), status)
 
     def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
         out: dict[str, Mapping[str, Any] | Exception] = {}
@@ -106,7 +122,7 @@ class SharedDirStore(Store):
         for node in names:
             path = self._p("nodes", node, "status.json")
             try:
-                doc = _read_json(path)
+                doc = self._read_status(node, path)
                 if not isinstance(doc, dict):
                     raise ValueError("not a JSON object")
                 out[node] = doc
@@ -115,6 +131,17 @@ class SharedDirStore(Store):
             except (OSError, ValueError) as exc:
                 out[node] = StoreError(f"{path}: unreadable status: {exc}")
         return out
+
+    def _read_status(self, node: str, path: str) -> Any:
+        """The status in ``path``; without reading or parsing it when it is still the very file this store
+        published for ``node`` (same inode, size and mtime, checked on the opened file: open revalidates on NFS,
+        a bare stat may not). Another writer (a second daemon as this node) makes a new file by rename, so it is
+        always read and the impostor check sees it."""
+        with open(path, encoding="utf-8") as fh:
+            mine = self._published.get(node)
+            if mine is not None and mine[0] == _identity(os.fstat(fh.fileno())):
+                return mine[1]
+            return json.load(fh)
 
     def forget(self, node: str) -> None:
         try:
@@ -267,13 +294,3 @@ class SharedDirMembership(Membership):
     def up_nodes(self) -> set[str] | None:
         """No view of its own: the heartbeats decide."""
         return None
-
-
-@hookimpl
-def omha_store_backends() -> dict[str, Any]:
-    return {"sharedfs": SharedDirStore}
-
-
-@hookimpl
-def omha_membership_backends() -> dict[str, Any]:
-    return {"sharedfs": SharedDirMembership}

@@ -158,6 +158,11 @@ class LocalInit:
         """Every group told so far: level, state, since (time.time()) and entries (see :mod:`.process`)."""
         return {name: g.status() for name, g in self._groups.items()}
 
+    def levels(self) -> dict[str, tuple[str | None, str]]:
+        """Every group told so far: (level, state), without building each entry's status as :meth:`status` does
+        (the daemon's decision reads this every cycle)."""
+        return {name: (g.level, g.state) for name, g in self._groups.items()}
+
     def level(self, group: str) -> str | None:
         """The level last told to ``group`` (None if never told)."""
         g = self._groups.get(group)

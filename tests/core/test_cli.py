@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -104,3 +105,43 @@ def test_check_with_two_plugins_registering_one_agent_says_so_without_traceback(
     err = capsys.readouterr().err
     assert f"{cltab}: cannot check: omha_resource_agents: 'file' is registered by both plugin" in err
     assert "site_clash" in err and "Traceback" not in err
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_the_parser_built_for_one_command_is_that_command_of_the_full_parser() -> None:
+    """main() builds only the parser of the command it runs (issue 19, CLI start-up); the command's options,
+    defaults and help must be exactly those of the full parser (what --help, the man page and completions show)."""
+    from omha_core.cli import COMMANDS, build_parser
+
+    full = _subparsers(build_parser())
+    assert set(full) == COMMANDS  # a new command must be added to COMMANDS, or it would be built lazily never
+    for name, sub in full.items():
+        only = _subparsers(build_parser(name))
+        assert list(only) == [name]
+        assert only[name].format_help() == sub.format_help()
+        assert only[name]._defaults == sub._defaults  # the handler (func) among them
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["status"], "status"),
+        (["-c", "x.toml", "plugins"], "plugins"),
+        (["--conf", "x.toml", "status", "--json"], "status"),
+        (["--config=x.toml", "tell", "g", "1"], "tell"),
+        (["-cx.toml", "local", "status"], "local"),
+        (["-c", "status", "plugins"], "plugins"),  # a config file named like a command
+        (["-h", "status"], None),  # the top-level help lists every command
+        (["--version"], None),
+        (["stauts"], None),  # argparse's "invalid choice" lists every command
+        ([], None),
+    ],
+)
+def test_command_in(argv: list[str], command: str | None) -> None:
+    from omha_core.cli import command_in
+
+    assert command_in(argv) == command

@@ -69,11 +69,28 @@ def test_cli_command_does_not_import_heavy_modules(tmp_path: Path, command: str)
         # the store named in the config is sharedfs (built in): no other store or membership backend is built
         backends = (".store", ".membership")
         unused += sorted(m for m in modules if m.startswith("omha_membership_") and m.endswith(backends))
+        # ...nor anything of theirs but their configuration schemas (which the whole file is validated against)
+        schemas = (
+            "omha_membership_etcd.options",
+            "omha_membership_openmosix.schema",
+            "omha_membership_openmosix.defaults",
+        )
+        unused += sorted(m for m in modules if m.startswith("omha_membership_") and "." in m and m not in schemas)
         assert unused == []
         assert {"omha_resource_vip", "omha_fence_powerstrip"} <= modules  # the plugins were loaded all the same
+        # the builtins register through omha_core.builtin.hooks; only the store in use is imported
+        builtins = sorted(m for m in modules if m.startswith("omha_core.builtin."))
+        assert builtins == ["omha_core.builtin.hooks", "omha_core.builtin.sharedfs"]
     elif command == "plugins":
         assert "builtin.sharedfs" in out and "fence_powerstrip" in out  # every plugin listed, installed ones too
         assert "omha_fence_powerstrip" in modules  # ...and loaded (its load error would be listed)
+        # the registration hooks name their classes (omha_core.lazy.Lazy): listing imports none of them, nor the
+        # configuration's validation (voluptuous) that the plugins' schemas need
+        plugin_parts = ("omha_resource_", "omha_fence_", "omha_membership_", "omha_core.builtin.")
+        imported_parts = sorted(m for m in modules if m.startswith(plugin_parts) and "." in m.split("_", 2)[-1])
+        assert imported_parts == ["omha_core.builtin.hooks"]
+        assert sorted(m for m in modules if m.split(".")[0] == "voluptuous" or m == "omha_core.config") == []
+        assert "logging" not in modules  # imported by plugins.py only when a plugin fails
     else:
         assert "status" in out and "plugins" in out
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY) == []

@@ -91,6 +91,48 @@ def test_duplicate_registration_names_both_plugins() -> None:
         registry(pm, "omha_resource_agents")
 
 
+def test_lazy_registration_is_imported_when_used_and_a_failed_import_marks_the_plugin_broken() -> None:
+    """Registration hooks may name their classes (omha_core.lazy.Lazy) so that listing plugins imports none of
+    them (issue 19); the registry resolves them, and one that cannot be imported is reported like a hook that
+    raises: its plugin is marked broken, the name is left out, and lookup says which plugin failed."""
+    from omha_core.lazy import Lazy
+    from omha_core.plugins import probe_registrations
+
+    class Named:
+        @hookimpl
+        def omha_resource_agents(self) -> dict[str, object]:
+            return {"lazyfile": Lazy("omha_core.builtin.file_agent:FileAgent")}
+
+    class Missing:
+        @hookimpl
+        def omha_fence_devices(self) -> dict[str, object]:
+            return {"ghost": Lazy("omhatest_no_such_module.device:Ghost")}
+
+    pm = get_plugin_manager(extra=[Named(), Missing()])
+    probe_registrations(pm)  # what `omha plugins` does: calls the hooks, imports nothing they name
+    assert pm.infos["Missing"].error is None
+    from omha_core.builtin.file_agent import FileAgent
+
+    assert lookup(pm, "omha_resource_agents", "lazyfile", "resource agent") is FileAgent
+    kinds = registry(pm, "omha_fence_devices")
+    assert "ghost" not in kinds and "command" in kinds  # the other plugins' kinds are still there
+    assert "ModuleNotFoundError" in (pm.infos["Missing"].error or "")
+    with pytest.raises(ConfigError, match=r"unknown fence device 'ghost'.*Missing"):
+        lookup(pm, "omha_fence_devices", "ghost", "fence device")
+
+
+def test_listing_plugins_imports_no_class_they_register() -> None:
+    import subprocess
+
+    code = (
+        "import sys; from omha_core.plugins import get_plugin_manager, probe_registrations; "
+        "probe_registrations(get_plugin_manager()); "
+        "print(sorted(m for m in sys.modules if m.startswith(('omha_core.builtin.', 'voluptuous'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['omha_core.builtin.hooks']"
+
+
 def test_bad_hook_signature_is_isolated() -> None:
     class Bad:
         @hookimpl

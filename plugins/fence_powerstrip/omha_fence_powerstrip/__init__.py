@@ -20,11 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from omha_core import hookimpl
+from omha_core.lazy import Lazy
 
 
 @hookimpl
 def omha_fence_devices() -> dict[str, Any]:
     """The ``apc_snmp`` device kind."""
-    from omha_fence_powerstrip.device import ApcSnmpDevice
-
-    return {"apc_snmp": ApcSnmpDevice}
+    return {"apc_snmp": Lazy("omha_fence_powerstrip.device:ApcSnmpDevice")}

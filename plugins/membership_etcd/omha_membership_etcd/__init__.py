@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from omha_core import hookimpl
+from omha_core.lazy import Lazy
 
 if TYPE_CHECKING:
     from omha_core.backends import Membership, Store
@@ -40,9 +41,7 @@ def make_membership(config: Config, store: Store) -> Membership:
 
 @hookimpl
 def omha_config_schema() -> Mapping[str, Any]:
-    from omha_membership_etcd.options import SCHEMA
-
-    return {"etcd": SCHEMA}
+    return {"etcd": Lazy("omha_membership_etcd.options:SCHEMA")}
 
 
 @hookimpl

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from omha_core.backends import STORED_DOCUMENTS, Store, Versioned
 from omha_core.errors import ConflictError, StoreError
+from omha_core.status_json import StatusEncoder
 from omha_membership_etcd.client import (
     NOT_FOUND,
     EtcdClient,
@@ -82,6 +83,7 @@ class EtcdStore(Store):
         self._leases: dict[str, int] = {}
         #: each node's last status published through this store, kept for :meth:`keep_final_status`
         self._published: dict[str, bytes] = {}
+        self._encoders: dict[str, StatusEncoder] = {}
         self._out: set[str] = set()
         self._lock = threading.Lock()
         self._own: set[int] = set()  # revisions made by this store's writes: not a change for wait_for_change
@@ -131,7 +133,10 @@ class EtcdStore(Store):
         if node in self._out:
             raise StoreError(f"{node} lost its etcd lease: its status is published again once it rejoins the cluster")
         lease = self._leases.get(node, 0)
-        value = json.dumps(dict(status), sort_keys=True).encode()
+        encoder = self._encoders.get(node)
+        if encoder is None:  # compact JSON, unchanged groups' text reused (issue 19: an idle daemon's CPU)
+            encoder = self._encoders[node] = StatusEncoder()
+        value = encoder.encode(status).encode()
         try:
             revision = self.client.put(self.keys.status(node), value, lease, f"publish {node}'s status")
         except EtcdError as exc:

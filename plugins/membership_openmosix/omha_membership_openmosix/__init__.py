@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from omha_core import hookimpl
+from omha_core.lazy import Lazy
 
 if TYPE_CHECKING:
     from omha_core.backends import Membership, Store
@@ -43,9 +44,7 @@ def make_membership(config: Config, store: Store) -> Membership:
 
 @hookimpl
 def omha_config_schema() -> dict[str, Any]:
-    from omha_membership_openmosix.schema import SCHEMA
-
-    return {NAME: SCHEMA}
+    return {NAME: Lazy("omha_membership_openmosix.schema:SCHEMA")}
 
 
 @hookimpl

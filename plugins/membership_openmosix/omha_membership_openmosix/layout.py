@@ -21,17 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from omha_core.errors import ConfigError
 from omha_membership_openmosix import hpc
+from omha_membership_openmosix.defaults import DEFAULTS
 
 if TYPE_CHECKING:
     from omha_core.config import Config
-
-DEFAULTS: dict[str, Any] = {
-    "hpcbase": "/proc/hpc",
-    "mfsbase": "/mfs",
-    "varpath": "var/mosix-ha",
-    "whois": "mosctl whois",
-    "timeout": 60.0,
-}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import voluptuous as vol
 
 from omha_core import config_validation as cv
-from omha_membership_openmosix.layout import DEFAULTS
+from omha_membership_openmosix.defaults import DEFAULTS
 
 
 def command_line(value: Any) -> str:

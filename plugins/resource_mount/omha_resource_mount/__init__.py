@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from omha_core import hookimpl
+from omha_core.lazy import Lazy
 
 
 @hookimpl
 def omha_resource_agents() -> dict[str, Any]:
     """Register ``@mount``."""
-    from omha_resource_mount.agent import MountAgent
-
-    return {"mount": MountAgent}
+    return {"mount": Lazy("omha_resource_mount.agent:MountAgent")}

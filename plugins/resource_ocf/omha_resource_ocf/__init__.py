@@ -13,12 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from omha_core import hookimpl
+from omha_core.lazy import Lazy
 
 
 @hookimpl
 def omha_resource_agents() -> dict[str, Any]:
     """Register ``@ocf`` and ``@lsb``."""
-    from omha_resource_ocf.lsb import LsbAgent
-    from omha_resource_ocf.ocf import OcfAgent
-
-    return {"ocf": OcfAgent, "lsb": LsbAgent}
+    return {"ocf": Lazy("omha_resource_ocf.ocf:OcfAgent"), "lsb": Lazy("omha_resource_ocf.lsb:LsbAgent")}

@@ -10,19 +10,14 @@ The agent module is imported only when the hook is called, so listing plugins st
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from omha_core import hookimpl
-
-if TYPE_CHECKING:
-    from omha_core.resources import ResourceAgent
+from omha_core.lazy import Lazy
 
 __all__ = ["omha_resource_agents"]
 
 
 @hookimpl
-def omha_resource_agents() -> Mapping[str, type[ResourceAgent]]:
+def omha_resource_agents() -> Mapping[str, Lazy]:
     """Register ``@vip``."""
-    from omha_resource_vip.agent import VipAgent
-
-    return {"vip": VipAgent}
+    return {"vip": Lazy("omha_resource_vip.agent:VipAgent")}

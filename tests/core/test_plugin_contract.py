@@ -114,6 +114,28 @@ def test_an_incomplete_agent_and_device_are_refused_at_load_naming_plugin_and_me
         validate_config({**shared, "fencing": {"devices": [device]}}, "omha.toml", get_plugin_manager())
 
 
+#: the incomplete classes again, registered lazily by name (issue 19's start-up path): checked once imported
+LAZY_INCOMPLETE = """
+from omha_core import hookimpl
+from omha_core.lazy import Lazy
+
+
+@hookimpl
+def omha_resource_agents():
+    return {"lazyhalf": Lazy("omhatest_halfclasses:HalfAgent")}
+"""
+
+
+def test_a_lazily_registered_incomplete_agent_is_refused_once_imported(site: Path) -> None:  # noqa: F811
+    (site / "omhatest_halfclasses.py").write_text(INCOMPLETE.replace("@hookimpl", "").split("def omha_")[0])
+    make_dist(site, "omha-lazyhalf", "lazyhalf", "omhatest_lazyhalf", LAZY_INCOMPLETE)
+    pm = get_plugin_manager()
+    assert "lazyhalf" in registry(pm, "omha_resource_agents", resolve=False)  # not imported: nothing to check yet
+    assert "lazyhalf" not in registry(pm, "omha_resource_agents")
+    error = pm.infos["lazyhalf"].error or ""
+    assert "'lazyhalf' (omhatest_halfclasses.HalfAgent) does not implement monitor" in error
+
+
 def test_omha_plugins_lists_the_incomplete_plugin_as_failed(
     site: Path,  # noqa: F811
     capsys: pytest.CaptureFixture[str],

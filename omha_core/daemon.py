@@ -378,7 +378,7 @@ class Daemon:
         holders = {g: c.get("node", "?") for g, c in claims.items()}
 
         lost = self._lost_holding_groups(alive, holders)
-        fenced = self.fencer.step(lost, alive, records, have_quorum)
+        fenced = self.fencer.step(lost, alive, records, have_quorum and self._fresh_quorum(alive, up, peers))
         for node in fenced:
             if self._claim_breaker(node, records, alive) != self.node:
                 continue  # the others wait for the breaker: the claim stays theirs to see until it is gone
@@ -422,6 +422,24 @@ class Daemon:
             log.error("%s: stopping every local group and exiting; give each node its own node name", message)
         self.duplicate = message
         self.stopping.set()
+
+    def _fresh_quorum(self, alive: set[str], up: set[str] | None, peers: set[str]) -> bool:
+        """Quorum counting only the nodes heard from within ``isolate_after``: what fencing a node and taking
+        over its groups need, beyond the quorum that keeps groups running.
+
+        A node whose view of the store stopped changing (a stale copy, a cache, its own writes landing apart from
+        the others') sees every peer go silent at once, but not lost at once: the first is lost ``dead_after``
+        after its last heartbeat, while the rest still count as alive for up to a heartbeat more. Counted that
+        way, the node would have quorum for that moment and fence a healthy peer (the fault campaign found it,
+        with one node's shared directory full). A peer silent for more than ``isolate_after`` is, by this
+        node's own rule, out of contact and stopping its groups: it does not vote for a fence. A membership
+        layer that is read from a quorum of its own (etcd) cannot be stale that way, and its view decides."""
+        if up is not None and self.membership.authoritative:
+            return True
+        fresh = {self.node} | {
+            n for n in alive if n != self.node and (self.liveness.silent_for(n) or 0.0) < self.isolate_after
+        }
+        return self.quorum.would_hold(len(fresh), bool(peers) and all(map(self.fencer.covered, peers)))
 
     def _alive(self, node: str, up: set[str] | None) -> bool:
         """Is ``node`` alive? Heartbeats decide, unless the membership layer's view is proof of life."""

@@ -446,7 +446,9 @@ class Fencer:
                 self.state[node] = {"state": "fenced", **_public(rec)}
                 continue
             if not self.covered(node):
-                if now - p.lost_at >= self.grace:
+                if not quorum:  # taking over unfenced is a takeover too: only a quorate partition does it
+                    self.state[node] = {"state": "waiting", "reason": "no quorum: this partition takes over nothing"}
+                elif now - p.lost_at >= self.grace:
                     safe.add(node)
                     if self.state.get(node, {}).get("state") != "unfenced":
                         log.warning("%s: no fence device covers it; taking over its groups UNFENCED", node)

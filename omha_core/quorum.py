@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -57,6 +58,12 @@ class Quorum:
                 )
             except OSError:
                 pass
+
+    def would_hold(self, alive: int, peer_fenceable: bool = False) -> bool:
+        """Whether quorum would hold with ``alive`` nodes, without changing what this evaluator remembers."""
+        probe = copy.copy(self)
+        probe.state_file = None
+        return probe.update(alive, peer_fenceable)
 
     def update(self, alive: int, peer_fenceable: bool = False) -> bool:
         """Evaluate with ``alive`` nodes heartbeating (this node included); return whether quorum holds.

@@ -95,10 +95,10 @@ class Rig:
         self.store.open()
         self.fencer = Fencer(cfg, pm, self.store, "n1", clock=lambda: self.now)
 
-    def step(self, lost: dict[str, str] | None = None) -> set[str]:
+    def step(self, lost: dict[str, str] | None = None, quorum: bool = True) -> set[str]:
         """One daemon cycle: read the records, then step (as the daemon does)."""
         lost = {"n3": "inc1"} if lost is None else lost
-        return self.fencer.step(lost, {"n1", "n2"}, self.store.fence_records(), True)
+        return self.fencer.step(lost, {"n1", "n2"}, self.store.fence_records(), quorum)
 
     async def finish(self, node: str = "n3") -> None:
         task = self.fencer.pending[node].task
@@ -226,3 +226,15 @@ def test_nothing_is_retried_while_a_device_call_overran_and_still_runs(tmp_path:
     assert Held.calls == ["n3 off", "n3 off"]
     record = rig.store.fence_records()["n3"]
     assert record["incarnation"] == "inc2" and record["result"] == "failed"
+
+
+def test_an_uncovered_node_is_taken_over_unfenced_only_by_a_quorate_partition(tmp_path: Path) -> None:
+    """Taking over a lost node's groups without fencing is a takeover all the same: a partition without quorum
+    waits, however long the node has been lost (it used to hand the node over once the grace had passed)."""
+    rig = Rig(tmp_path, [], unfenced_grace=1.0)
+    assert rig.step() == set()  # lost now: the grace starts
+    rig.now = 5.0
+    assert rig.step(quorum=False) == set()
+    assert rig.fencer.state["n3"]["state"] == "waiting" and "no quorum" in rig.fencer.state["n3"]["reason"]
+    assert rig.step() == {"n3"}
+    assert rig.fencer.state["n3"]["state"] == "unfenced"

@@ -32,6 +32,7 @@ import os
 import random
 import shutil
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ from omha_core.errors import ConflictError, StoreError
 from omha_core.fence_devices import FenceDevice, FenceResult
 from omha_core.hactl import STOP_LEVEL
 from omha_core.plugins import get_plugin_manager
+from omha_core.uniqueness import wait_out_previous
 
 #: seconds after the last fault heals by which every wanted group must run at its level
 BOUND = 90.0
@@ -105,7 +107,7 @@ class NodeStore(Store):
         w = self.world
         if self.node in w.cut:
             raise StoreError("simulated: store unreachable")
-        if w.params.store_fail_rate and w.rng.random() < w.params.store_fail_rate:
+        if w.faulty and w.params.store_fail_rate and w.rng.random() < w.params.store_fail_rate:
             raise StoreError("simulated: store call failed")
 
     def publish(self, node: str, status: Mapping[str, Any]) -> None:
@@ -211,9 +213,10 @@ class SimInit:
         if not was:
             w.starting(self.node, group)
         st.update(level=level, state=STARTING)
-        roll = w.rng.random()
-        if roll < 0.002:
-            return  # hangs: STARTING until told otherwise
+        roll = w.rng.random() if w.faulty else 1.0
+        if roll < 0.002:  # hangs until the init's own timeout fails it
+            self._after(group, w.rng.uniform(30.0, 60.0), FAILED)
+            return
         end = FAILED if roll < 0.02 else (PASSED if level == TEST else DONE)
         self._after(group, w.rng.uniform(0.05, 2.0), end)
 
@@ -318,6 +321,9 @@ class World:
         SimFence.world = self
         self.violation: str | None = None
         self.fencer = ""
+        self.errors: list[str] = []
+        #: random failures (store calls, starts) happen until every fault heals
+        self.faulty = True
 
     # -- trace and invariants ---------------------------------------------------------------------------
     def trace(self, line: str) -> None:
@@ -401,7 +407,18 @@ class World:
         self.trace(f"{name} boots ({d.incarnation})")
 
     async def _run(self, sn: SimNode, d: Daemon) -> None:
-        """The body of :meth:`Daemon.run` that matters here: cycle, sleep, and the watchdog beside them."""
+        """The body of :meth:`Daemon.run` that matters here: wait out the previous incarnation, then cycle and
+        sleep, with the watchdog beside them."""
+        while True:  # Daemon._wait_out_previous, its wait of dead_after done on simulated time
+            await asyncio.sleep(d.dead_after)
+            try:
+                previous = wait_out_previous(d.store, d.node, 0.0, 0.0)
+                break
+            except StoreError:
+                continue
+        if previous is not None:
+            d.own_incarnations.add(previous.incarnation)
+        d.started = d.last_ok = d.clock()
         await d._adopt_documents()
         watchdog = asyncio.ensure_future(d._watchdog())
         sn.tasks.append(watchdog)
@@ -413,6 +430,9 @@ class World:
                 await d.cycle()
             except StoreError as exc:
                 d._store_failed(str(exc))
+            except Exception as exc:  # the real loop logs and carries on; here it is worth a look
+                self.trace(f"{sn.name} cycle failed: {type(exc).__name__}: {exc}")
+                self.errors.append(traceback.format_exc())
             await d._sleep(begun)
 
     def power_off(self, name: str) -> None:
@@ -499,6 +519,7 @@ class World:
 
     def heal(self) -> None:
         self.trace("all faults healed")
+        self.faulty = False
         self.cut.clear()
         self.split = None
         self.fence_mode = "ok"
@@ -547,6 +568,12 @@ class World:
             await asyncio.sleep(1.0)
         if self.violation is None and (bad := self.wanted_ok()):
             self.fail(f"{BOUND:g} s after the faults healed, not running at level: {' '.join(bad)}")
+            for g in [b.split("@")[0] for b in bad][:3]:
+                for n, sn in self.nodes.items():
+                    if sn.daemon is not None and sn.init is not None:
+                        why = sn.daemon.last_view.get("why", {}).get(g)
+                        self.trace(f"  {g} on {n}: {sn.init.groups.get(g)}; {why}")
+                self.trace(f"  {g} claim: {self.store.claim.get(g)}")
         for n in self.names:
             self.power_off(n)
 
@@ -601,9 +628,10 @@ def run(seed: int, params: Params | None = None) -> Result:
     try:
         with _inline_threads(world):
             loop.run_until_complete(world.main())
-            for t in asyncio.all_tasks(loop):
+            pending = asyncio.all_tasks(loop)
+            for t in pending:
                 t.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     finally:
         world.close()
         loop.close()

@@ -81,9 +81,7 @@ def open_backends(config: Config, pm: pluggy.PluginManager) -> tuple[Store, Memb
 class Daemon:
     """One node of the cluster."""
 
-    def __init__(
-        self, config: Config, pm: pluggy.PluginManager, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, config: Config, pm: pluggy.PluginManager, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         #: this node's monotonic clock (a seam: the simulation in tests/sim/ runs nodes on simulated time)
         self.clock = clock

@@ -56,8 +56,8 @@ def ignore_quorum() -> Iterator[None]:
     """Every partition believes it has quorum."""
     real = Quorum.update
 
-    def update(self: Quorum, alive: int, peers_fenceable: bool) -> bool:
-        real(self, alive, peers_fenceable)
+    def update(self: Quorum, alive: int, peer_fenceable: bool = False) -> bool:
+        real(self, alive, peer_fenceable)
         return True
 
     Quorum.update = update  # type: ignore[method-assign]
@@ -67,5 +67,8 @@ def ignore_quorum() -> Iterator[None]:
         Quorum.update = real  # type: ignore[method-assign]
 
 
-BUGS = {"skip-the-claim": skip_the_claim, "break-claims-before-the-fence": break_claims_before_the_fence,
-        "ignore-quorum": ignore_quorum}
+BUGS = {
+    "skip-the-claim": skip_the_claim,
+    "break-claims-before-the-fence": break_claims_before_the_fence,
+    "ignore-quorum": ignore_quorum,
+}

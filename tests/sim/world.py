@@ -39,7 +39,6 @@ from typing import Any
 
 from omha_core import fencing, hookimpl
 from omha_core.backends import Membership, Store, Versioned
-from omha_core.cltab import parse_cltab
 from omha_core.config import Config, validate_config
 from omha_core.daemon import Daemon
 from omha_core.decide import DONE, FAILED, PASSED, STARTING, STOPPING, TEST, Instance
@@ -551,7 +550,8 @@ class World:
             at = [
                 n
                 for n, sn in self.nodes.items()
-                if sn.init is not None and sn.init.groups.get(g, {}).get("level") == "run"
+                if sn.init is not None
+                and sn.init.groups.get(g, {}).get("level") == "run"
                 and sn.init.groups[g]["state"] == DONE
             ]
             if len(at) != 1:
@@ -597,11 +597,11 @@ def _inline_threads(world: World) -> Iterator[None]:
             await node.frozen.wait()
         return func(*args, **kwargs)
 
-    asyncio.to_thread = to_thread  # type: ignore[assignment]
+    asyncio.to_thread = to_thread
     try:
         yield
     finally:
-        asyncio.to_thread = real  # type: ignore[assignment]
+        asyncio.to_thread = real
 
 
 @dataclass

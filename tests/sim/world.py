@@ -68,7 +68,7 @@ class Params:
     duration: float = 600.0  # simulated seconds
     faults: int = 6
     store_fail_rate: float = 0.002
-    store_delay: float = 0.01
+    store_delay: float = 0.04
 
 
 # -- the store ---------------------------------------------------------------------------------------------
@@ -188,15 +188,21 @@ class SimInit:
         self.world, self.node, self.on_change = world, node, on_change
         self.groups: dict[str, dict[str, Any]] = {g: {"level": None, "state": "CONFIGURED"} for g in groups}
         self.timers: dict[str, asyncio.TimerHandle] = {}
+        self._status: dict[str, dict[str, Any]] | None = None
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return {g: dict(s) for g, s in self.groups.items()}
+        # the daemon asks several times a cycle; a new copy only after a change (published ones stay as they were)
+        if self._status is None:
+            self._status = {g: dict(s) for g, s in self.groups.items()}
+        return self._status
 
     def reload(self, cltab: Any) -> None:
+        self._status = None
         for g in cltab.groups:
             self.groups.setdefault(g, {"level": None, "state": "CONFIGURED"})
 
     def tell(self, group: str, level: str, cleanup: bool = True) -> None:
+        self._status = None
         st = self.groups.setdefault(group, {"level": None, "state": "CONFIGURED"})
         was = Instance(st["level"], st["state"]).active
         if (timer := self.timers.pop(group, None)) is not None:
@@ -222,6 +228,7 @@ class SimInit:
     def _after(self, group: str, delay: float, state: str) -> None:
         def done() -> None:
             self.timers.pop(group, None)
+            self._status = None
             st = self.groups[group]
             st["state"] = state
             if st["level"] == STOP_LEVEL and state == DONE:
@@ -590,7 +597,7 @@ def _inline_threads(world: World) -> Iterator[None]:
         if func is fencing.fence_levels:
             await asyncio.sleep(world.rng.uniform(0.5, 3.0))
             world.fencer = CURRENT.get()  # the device call runs in a thread of its own, outside the context
-        elif world.params.store_delay:
+        elif world.params.store_delay and world.rng.random() < 0.25:  # one store call in four is slow
             await asyncio.sleep(world.rng.uniform(0.0, world.params.store_delay))
         node = world.nodes.get(CURRENT.get())
         if node is not None and node.frozen is not None and not node.frozen.is_set():

@@ -632,6 +632,13 @@ def run(seed: int, params: Params | None = None) -> Result:
     loop = VirtualLoop()
     asyncio.set_event_loop(loop)
     world = World(seed, params)
+
+    def on_error(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # a powered-off node's waits are dropped with it, as its process would be: not worth a line
+        if not str(context.get("message", "")).startswith("Task was destroyed but it is pending"):
+            world.trace(f"event loop: {context.get('message')} {context.get('exception')!r}")
+
+    loop.set_exception_handler(on_error)
     try:
         with _inline_threads(world):
             loop.run_until_complete(world.main())

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PREFIX ?= /opt/omha
 INSTALL_PLUGINS ?= $(if $(filter command line,$(origin PLUGINS)),$(PLUGINS),)
 
-.PHONY: demo test venv system-packages lint pytest bench chaos clean install cli-docs
+.PHONY: demo test venv system-packages lint pytest bench chaos sim clean install cli-docs
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
 	# a Debian python3 needs python3-venv for `-m venv` (ensurepip); install it (as root) when that is why it failed
@@ -56,6 +56,11 @@ DURATION ?= 300
 STORE ?= sharedfs
 chaos: venv system-packages
 	$(BIN)/python -m tests.chaos --duration $(DURATION) --store $(STORE) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
+
+# the deterministic simulation (tests/sim): `make sim RUNS=1000 SEED=0`; `SIM_ARGS="--bug ignore-quorum"`
+RUNS ?= 100
+sim: venv
+	$(BIN)/python -m tests.sim --runs $(RUNS) $(if $(SEED),--seed $(SEED)) $(SIM_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info plugins/*/build

@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pluggy
@@ -105,8 +105,10 @@ def _open_backends(config: Config, pm: pluggy.PluginManager) -> tuple[Store, Mem
 class Daemon:
     """One node of the cluster."""
 
-    def __init__(self, config: Config, pm: pluggy.PluginManager) -> None:
+    def __init__(self, config: Config, pm: pluggy.PluginManager, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        #: this node's monotonic clock (a seam: the simulation in tests/sim/ runs nodes on simulated time)
+        self.clock = clock
         self.pm = pm
         timing = config.timing
         self.heartbeat = float(timing.get("heartbeat", 0.5))
@@ -119,12 +121,12 @@ class Daemon:
         self.failed_retry = float(timing["failed_retry"])
         self.incarnation = uuid.uuid4().hex[:12]
         self.seq = 0
-        self.liveness = Liveness(self.dead_after)
+        self.liveness = Liveness(self.dead_after, clock)
         self._lock_fd = lock_state_dir(config.state_dir)  # one daemon per state directory, for life
         self.quorum = Quorum(config.section("quorum"), os.path.join(config.state_dir, "quorum.json"))
         self.store, self.membership = open_backends(config, pm, wait_every=self.heartbeat)
         self.node = config.data.get("node") or self.membership.local_node() or config.node
-        self.fencer = Fencer(config, pm, self.store, self.node)
+        self.fencer = Fencer(config, pm, self.store, self.node, clock)
         self.operator = OperatorFollower(self.node, logging.getLogger("omha.operator"))
         self.fitness = Fitness(pm, self.node, config)
         self.cltab = Cltab(filename="cltab")
@@ -141,13 +143,13 @@ class Daemon:
         self.problems: dict[str, str] = {}
         self.last_view: dict[str, Any] = {}
         self.store_error: str | None = None
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.wake = asyncio.Event()
         self.fencer.on_fenced = self.wake.set  # take over at once, not at the next heartbeat
         self.stopping = asyncio.Event()
         self._watch: asyncio.Future[None] | None = None
         #: monotonic time of the last complete cycle (store read, decisions, status published)
-        self.last_ok = time.monotonic()
+        self.last_ok = self.clock()
         self.isolated = False
         #: set when another daemon turned out to publish as this node: stop everything and exit non-zero
         self.duplicate: str | None = None
@@ -172,7 +174,7 @@ class Daemon:
             return 0
         if previous is not None:
             self.own_incarnations.add(previous.incarnation)
-        self.started = time.monotonic()  # settle from now: the wait above heard nothing from the others
+        self.started = self.clock()  # settle from now: the wait above heard nothing from the others
         await self._adopt_documents()
         self.init = LocalInit(
             self.cltab,
@@ -191,7 +193,7 @@ class Daemon:
         watchdog = asyncio.ensure_future(self._watchdog())
         try:
             while not self.stopping.is_set():
-                begun = time.monotonic()
+                begun = self.clock()
                 got_through = False  # systemd's watchdog is pinged only when the pass gets through
                 try:
                     await self.cycle()
@@ -230,7 +232,7 @@ class Daemon:
 
     async def _sleep(self, begun: float) -> None:
         # ``wake`` was cleared when the cycle began: a local change during the cycle starts the next one at once
-        await asyncio.sleep(max(0.0, MIN_CYCLE - (time.monotonic() - begun)))
+        await asyncio.sleep(max(0.0, MIN_CYCLE - (self.clock() - begun)))
         waits: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self.wake.wait()),
             asyncio.ensure_future(self.stopping.wait()),
@@ -241,7 +243,7 @@ class Daemon:
             waits.append(self._watch)
         timeout = self.heartbeat
         if (deadline := self.liveness.next_deadline()) is not None:  # judge a silent node at its deadline
-            timeout = min(timeout, max(MIN_CYCLE, deadline - time.monotonic() + 0.005))
+            timeout = min(timeout, max(MIN_CYCLE, deadline - self.clock() + 0.005))
         _done, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for fut in pending:
             if fut is not self._watch:
@@ -324,7 +326,7 @@ class Daemon:
         """
         while True:
             await asyncio.sleep(min(self.heartbeat, self.isolate_after / 4))
-            silent = time.monotonic() - self.last_ok
+            silent = self.clock() - self.last_ok
             try:
                 member = self.membership.is_member()
             except Exception:
@@ -366,7 +368,7 @@ class Daemon:
         if clash := impostor(raw, self.node, self.own_incarnations):
             self._duplicate_found(clash)
             return
-        now = time.monotonic()
+        now = self.clock()
         self._observe(raw)
         alive = {self.node} | {n for n in self.statuses if n != self.node and self._alive(n, up)}
         peers = set(self.statuses) - {self.node}  # two_node: the other node, as far as it ever published
@@ -402,7 +404,7 @@ class Daemon:
             "claims": holders,
         }
         await self._publish(local)
-        self.last_ok = time.monotonic()
+        self.last_ok = self.clock()
         if self.isolated:
             log.warning("contact with the store is back")
             self.isolated = False
@@ -545,7 +547,7 @@ class Daemon:
                 holders.pop(group, None)
             elif action.kind == "failed":
                 log.warning("%s: %s on this node; letting another node try", group, action.reason)
-                self.failed[group] = (time.monotonic(), action.reason)
+                self.failed[group] = (self.clock(), action.reason)
             elif action.kind == "tell" and action.level is not None:
                 if group in refused:
                     continue

@@ -55,6 +55,9 @@ def main() -> int:
     ap.add_argument("--stress", default="--cpu 2 --io 2 --hdd 1 --hdd-bytes 256M")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) for inspection")
     args = ap.parse_args()
+    if not shutil.which("stress-ng"):  # a fresh machine: install it as `make test` installs its packages
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        subprocess.run([os.path.join(root, "scripts", "install-system-packages"), "stress-ng"], check=True)
     tmp = Path(tempfile.mkdtemp(prefix="omha-bench-stall-"))
     names = [f"n{i}" for i in range(1, args.nodes + 1)]
     groups = [f"g{i}" for i in range(1, args.groups + 1)]

@@ -249,29 +249,78 @@ def power_off(base: Path, node: str, timeout: float = 10.0) -> bool:
 
     This is what the local cluster's ``command`` fence device runs, so that fencing in tests and in the demo
     really stops a node (even a frozen one whose processes still run) before its groups move.
+
+    A real power cut stops every process at the same instant; signals arrive one at a time. So the node is first
+    frozen: SIGSTOP to its daemon (which then forks nothing more), then to every descendant of the daemon and every
+    process carrying the node's environment marker, scanning until a scan finds none not yet stopped; only then
+    is everything SIGKILLed. Killing in one pass lost a race: a group process killed first was respawned by its
+    daemon in the instant before the daemon's own SIGKILL, and the child, between fork and exec, neither carried
+    the marker yet nor stayed the dead daemon's child, so it outlived the "power cut" (CTS Stonithd, once in CI).
     """
     pid_file = base / node / "daemon.pid"
     cluster = _cluster_name(base, node)
-    pids = node_processes(cluster, node)
-    if pid_file.exists():
-        pids.append(int(pid_file.read_text()))
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    daemon = int(pid_file.read_text()) if pid_file.exists() else None
+    if daemon is not None and str(base) not in _cmdline(daemon):
+        daemon = None  # gone, and its pid perhaps reused: never freeze a stranger's process tree
+    frozen: set[int] = set()
+    while True:
+        found = set(node_processes(cluster, node))
+        if daemon is not None:
+            found |= {daemon} | _descendants(daemon)
+        new = {p for p in found - frozen if _running(p)}
+        if not new:
+            break
+        for pid in sorted(new, key=lambda p: p != daemon):  # the daemon first: it spawns no more once stopped
+            _signal(pid, signal.SIGSTOP)
+        frozen |= new
+    for pid in frozen:
+        _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids + node_processes(cluster, node) if _running(p)]
+        alive = [p for p in frozen | set(node_processes(cluster, node)) if _running(p)]
         if not alive:
             return True
         for pid in alive:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _signal(pid, signal.SIGKILL)
         time.sleep(0.02)
     return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        pass
+
+
+def _descendants(root: int) -> set[int]:
+    """Every live descendant of ``root``, from the parent links in /proc (a process between fork and exec too)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 def kill_strays(marker: str) -> list[int]:

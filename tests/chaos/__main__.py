@@ -10,11 +10,21 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.chaos.run import campaign
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP (a CI time-out, a closed terminal) ends a campaign as Ctrl-C does: it unwinds, so the
+    campaign stops every daemon, group process, namespace, mount and etcd member it started. Further signals
+    (a second Ctrl-C too) are ignored while it cleans up, which they would otherwise cut short."""
+    for other in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(other, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,9 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 2**31)
     base = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix=f"omha-chaos-{seed}-"))
     base.mkdir(parents=True, exist_ok=True)
-    rep = campaign(base, seed, a.duration, store=a.store, nodes=a.nodes, groups=a.groups,
-                   kinds=[k for k in a.kinds.split(",") if k], vip=a.vip, mount=a.mount, netns=a.netns,
-                   add=[k for k in a.add.split(",") if k])
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup make chaos` keeps ignoring SIGHUP
+            signal.signal(signum, _interrupted)
+    try:
+        rep = campaign(base, seed, a.duration, store=a.store, nodes=a.nodes, groups=a.groups,
+                       kinds=[k for k in a.kinds.split(",") if k], vip=a.vip, mount=a.mount, netns=a.netns,
+                       add=[k for k in a.add.split(",") if k])
+    except KeyboardInterrupt:
+        # the campaign's own finally has stopped its daemons, namespaces, mounts and etcd by now
+        print(f"chaos: seed {seed} interrupted; everything it started is stopped", file=sys.stderr)
+        if not a.keep:
+            shutil.rmtree(base, ignore_errors=True)
+        return 130
     if a.json:
         with open(a.json, "a") as fh:
             fh.write(json.dumps(rep.figures(a.store, a.duration)) + "\n")

@@ -567,8 +567,8 @@ class Campaign:
                  f"store {self.opt.store}, {len(self.faults)} faults, records in {self.logdir}")
         if any(f.kind == "clock_jump" for f in self.faults) and not clock.missing():
             self.shim = clock.build_shim(self.logdir)
-        c = self.start_cluster()
-        try:
+        try:  # started inside the try: an interrupt while starting still stops what was started
+            c = self.start_cluster()
             if not self.wait("every group running once", self.all_once, 60, stable=1.0):
                 raise RuntimeError(f"the cluster did not start every group once\n{c.diagnostics()}")
             t0 = time.monotonic()

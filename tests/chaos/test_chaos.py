@@ -12,8 +12,12 @@ etcd also etcd member and leader kills; the random seed also runs a ``@mount`` g
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +162,60 @@ def test_the_edit_faults_bad_files_are_invalid() -> None:
         parse_cltab(BAD_CLTAB)
     with pytest.raises(ParseError):
         parse_hactl("g1 run\n" + BAD_HACTL)
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of the live processes whose command line mentions ``text`` (a campaign's directory)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as fh:
+                zombie = fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if text in cmdline and not zombie and int(pid) != os.getpid():
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_campaign_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path, signum: int) -> None:
+    """``make chaos`` ended by SIGTERM (a CI time-out) or SIGHUP (a closed terminal) mid-schedule: it exits 130
+    after stopping every daemon, guard and group process it started, instead of dying and leaving five daemons
+    and their groups running."""
+    base = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.chaos", "--duration", "120", "--seed", "11", "--keep", str(base)],
+        cwd=str(Path(__file__).resolve().parents[2]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        log = base / "chaos" / "nemesis.log"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and '"faults_begin"' not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            time.sleep(0.2)
+        assert _processes_mentioning(str(base)), "the campaign's daemons should be running by now"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err.decode()
+        assert "interrupted" in err.decode()
+        assert not _processes_mentioning(str(base))
+        assert not _mounts_under(base), "the campaign's state_dir mounts were left behind"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for line in _processes_mentioning(str(base)):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+        for target in _mounts_under(base):
+            subprocess.run(["umount", "-l", target], check=False)
+
+
+def _mounts_under(base: Path) -> list[str]:
+    with open("/proc/mounts") as fh:
+        return [f.split()[1] for f in fh if f.split()[1].startswith(str(base) + "/")]

@@ -17,9 +17,9 @@ simulated delay), so one seed always gives the same interleaving and the same tr
 ``PYTHONHASHSEED``: the daemon iterates over sets of node names).
 
 The invariants, checked at every group start and every fence: one node holding a group at a time; a group
-taken over from a node that did not stop it cleanly only after that node was fenced; no fencing from a
-membership minority; and, checked at the end, every wanted group at its level within ``BOUND`` seconds after
-the last fault healed.
+taken over from a node that did not stop it cleanly only after that node was fenced; no fence call started
+from a membership minority (a call started with quorum may land after a split began); and, checked at the end,
+every wanted group at its level within ``BOUND`` seconds after the last fault healed.
 """
 
 from __future__ import annotations
@@ -365,11 +365,16 @@ class World:
             return None
         return next(s for s in self.split if node in s)
 
-    def fence_call(self, target: str) -> FenceResult:
-        fencer = self.fencer
+    def fence_decided(self, fencer: str, target: str) -> None:
+        """A node starts a fence call: it must be on the majority side now. The call itself lands later (the
+        device's latency), maybe after a split began: a fence that a quorate partition decided goes on, as in
+        Pacemaker, and its target was lost to that quorum. Checked at the call's start, not its landing."""
         side = self.side(fencer)
         if side is not None and 2 * len(side) <= len(self.names):
             self.fail(f"{fencer} fenced {target} from a minority side {sorted(side)}")
+
+    def fence_call(self, target: str) -> FenceResult:
+        fencer = self.fencer
         if self.fence_mode != "ok":
             self.trace(f"{fencer} fences {target}: {self.fence_mode}")
             return FenceResult(ok=False, message=f"simulated {self.fence_mode}")
@@ -599,6 +604,7 @@ def _inline_threads(world: World) -> Iterator[None]:
 
     async def to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         if func is fencing.fence_levels:
+            world.fence_decided(CURRENT.get(), args[1])
             await asyncio.sleep(world.rng.uniform(0.5, 3.0))
             world.fencer = CURRENT.get()  # the device call runs in a thread of its own, outside the context
         elif world.params.store_delay and world.rng.random() < 0.25:  # one store call in four is slow

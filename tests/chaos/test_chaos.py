@@ -180,6 +180,14 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _default_signals() -> None:
+    """In the campaign's child, before exec: the signals under test at their default disposition. A campaign
+    keeps an inherited SIG_IGN (`nohup make chaos` must survive a closed terminal), so a test run under
+    `nohup` would otherwise send a SIGHUP that the campaign rightly ignores."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_campaign_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path, signum: int) -> None:
     """``make chaos`` ended by SIGTERM (a CI time-out) or SIGHUP (a closed terminal) mid-schedule: it exits 130
@@ -192,6 +200,7 @@ def test_a_campaign_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path, s
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=_default_signals,  # as from a terminal, even when the tests run under `nohup`
     )
     try:
         log = base / "chaos" / "nemesis.log"
@@ -210,6 +219,8 @@ def test_a_campaign_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path, s
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()  # else a later test's garbage collection reports it unclosed
         for line in _processes_mentioning(str(base)):
             os.kill(int(line.split(":")[0]), signal.SIGKILL)
         for target in _mounts_under(base):

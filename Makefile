@@ -10,12 +10,12 @@ INSTALL_PLUGINS ?= $(if $(filter command line,$(origin PLUGINS)),$(PLUGINS),)
 
 .PHONY: demo test venv system-packages lint pytest bench chaos sim clean install cli-docs
 
-$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
+$(STAMP): pyproject.toml testing/pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
 	# a Debian python3 needs python3-venv for `-m venv` (ensurepip); install it (as root) when that is why it failed
 	test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV) || \
 		{ sh scripts/install-system-packages python3-venv && $(PYTHON) -m venv --clear $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints-dev.txt -r requirements-dev.txt -e '.[test]' $(foreach p,$(PLUGINS),-e '$(p)[test]')
+	$(BIN)/pip install -q -c constraints-dev.txt -r requirements-dev.txt -e '.[test]' -e testing $(foreach p,$(PLUGINS),-e '$(p)[test]')
 	touch $(STAMP)
 
 # shell completions (bash, zsh) and the man page, generated from the argparse definitions (scripts/gen-cli-docs)
@@ -63,4 +63,4 @@ sim: venv
 	$(BIN)/python -m tests.sim --runs $(RUNS) $(if $(SEED),--seed $(SEED)) $(SIM_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info plugins/*/build
+	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info plugins/*/build testing/*.egg-info testing/build

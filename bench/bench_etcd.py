@@ -30,10 +30,10 @@ sys.path.insert(0, ROOT)
 
 from omha_membership_etcd.membership import EtcdMembership  # noqa: E402
 from omha_membership_etcd.store import EtcdStore  # noqa: E402
+from omha_testing.etcd import etcd_cluster  # noqa: E402
 
 from omha_core.config import Config, validate_config  # noqa: E402
 from omha_core.errors import StoreError  # noqa: E402
-from tests.plugins.membership_etcd.etcd_fixture import etcd_cluster  # noqa: E402
 
 
 def config(endpoints: list[str], cluster: str, node: str, dead_after: float = 2.0) -> Config:

@@ -29,10 +29,13 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from failover_trials import failover_trials, summary  # noqa: E402
 from omha_membership_etcd.options import lease_ttl  # noqa: E402
+from omha_testing.etcd import (  # noqa: E402
+    EtcdCluster,
+    EtcdLocalCluster,
+    etcd_cluster,
+)
 
 from omha_core.localcluster import LocalCluster  # noqa: E402
-from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster, etcd_cluster  # noqa: E402
-from tests.plugins.membership_etcd.test_daemons import EtcdLocalCluster  # noqa: E402
 
 CLTAB = "web:srv:run:respawn:exec sleep 100000\n"
 HACTL = "web run\n"

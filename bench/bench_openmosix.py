@@ -27,8 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from omha_membership_openmosix.membership import OpenMosixMembership  # noqa: E402
 from omha_membership_openmosix.store import OpenMosixStore  # noqa: E402
-
-from tests.plugins.membership_openmosix.mfs_fixture import FakeMosix, MosixCluster  # noqa: E402
+from omha_testing.mosix import FakeMosix, MosixCluster  # noqa: E402
 
 
 def timed(fn: Callable[[], Any], reps: int) -> list[float]:
@@ -75,7 +74,7 @@ def store_figures(n: int, reps: int, base: Path) -> None:
 
     row(f"{n} nodes: claim + release, uncontended", timed(claim_release, reps))
 
-    worker = [sys.executable, "-m", "tests.plugins.membership_openmosix.claim_worker"]
+    worker = [sys.executable, "-m", "omha_testing.claim_worker"]
     samples = []
     racers = range(1, min(5, n) + 1)
     for r in range(max(3, reps // 6)):

@@ -32,8 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from omha_fence_powerstrip.device import ApcSnmpDevice  # noqa: E402
-
-from tests.plugins.fence_powerstrip.snmpsim_fixture import Simulator, start_simulator  # noqa: E402
+from omha_testing.snmpsim import Simulator, start_simulator  # noqa: E402
 
 COMMUNITY = "apc-8641-rpdu"  # the Rack PDU model path
 OUTLET, NAME = "2", "DISK TRAY"

@@ -32,7 +32,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.plugins.resource_vip.lan import Lan, Node  # noqa: E402
+from omha_testing.lan import Lan, Node  # noqa: E402
 
 PING_EVERY = 0.002
 

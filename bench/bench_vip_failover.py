@@ -37,9 +37,10 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from omha_testing.lan import Lan, Node  # noqa: E402
+
 from bench import _pinger  # noqa: E402
 from omha_core.localcluster import LocalCluster, power_off  # noqa: E402
-from tests.plugins.resource_vip.lan import Lan, Node  # noqa: E402
 
 VIP = "192.0.2.10"
 PING_EVERY = 0.002

@@ -33,9 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from omha_fence_x10.cm11a import CM11A  # noqa: E402
-
-from tests.plugins.fence_x10.cm11a_emulator import CM11AEmulator  # noqa: E402
-from tests.plugins.fence_x10.linemon import build_shim, read_log, shim_env  # noqa: E402
+from omha_testing.cm11a_emulator import CM11AEmulator  # noqa: E402
+from omha_testing.linemon import build_shim, read_log, shim_env  # noqa: E402
 
 CHILD = """
 import json, sys, time

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.plugins.resource_mount.conftest import detach, make_disk
+from omha_testing.disks import detach, make_disk
 
 #: the holder name recorded when the host's own mount namespace has the filesystem mounted (a leak)
 HOST = "host"

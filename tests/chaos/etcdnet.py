@@ -10,8 +10,9 @@ fence device acts on the node's processes, not over the network), as a power swi
 
 from __future__ import annotations
 
+from omha_testing.etcd import EtcdCluster
+
 from tests.cts.netns import NodeNets
-from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster
 
 
 class NetEtcd(EtcdCluster):

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omha_testing.cluster import Cluster
+from omha_testing.etcd import EtcdCluster, EtcdLocalCluster, EtcdMember
+
 from omha_core.localcluster import _running, kill_strays, node_processes
 from tests.chaos import clock, nemesis, site
 from tests.chaos.disk import MountSampler, SharedDisk
 from tests.chaos.etcdnet import NetEtcd
 from tests.chaos.lan import PREFIX, VIP, Lan, Sampler
-from tests.cluster import Cluster
 from tests.cts.netns import NodeNets
-from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster, EtcdMember
-from tests.plugins.membership_etcd.test_daemons import EtcdLocalCluster
 
 HERE = Path(__file__).resolve().parent
 #: timings of the campaign's daemons (seconds): the test cluster's fast ones, a little more lenient under load

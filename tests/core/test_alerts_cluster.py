@@ -8,10 +8,10 @@ import signal
 from pathlib import Path
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, web_cltab
 
 from omha_core.localcluster import fence_device
-from tests.cluster import Cluster, web_cltab
-from tests.conftest import require_commands
 
 pytestmark = pytest.mark.slow
 

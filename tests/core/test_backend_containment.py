@@ -8,9 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from tests.cluster import Cluster, web_cltab
-from tests.conftest import require_commands
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, web_cltab
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,8 @@ import signal
 from pathlib import Path
 
 import pytest
-
-from tests.cluster import Cluster, guarded
-from tests.conftest import require_commands
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, guarded
 
 pytestmark = pytest.mark.slow
 

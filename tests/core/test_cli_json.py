@@ -113,9 +113,10 @@ def test_operator_document_written_by_the_commands_matches_its_schema(tmp_path: 
 
 
 def test_operator_document_in_the_shared_directory_round_trips_between_nodes(tmp_path: Path) -> None:
+    from omha_testing.operator_contract import check_operator_document
+
     from omha_core.builtin.sharedfs import SharedDirStore
     from omha_core.config import validate_config
-    from tests.operator_contract import check_operator_document
 
     (tmp_path / "s").mkdir()
     stores = []

@@ -1,6 +1,6 @@
 """Multi-node behaviour with real ``omha daemon`` processes sharing a directory, checked by the safety checker.
 
-Each group's run-level command holds an exclusive lock while it runs (:func:`tests.cluster.guarded`); any
+Each group's run-level command holds an exclusive lock while it runs (:func:`omha_testing.cluster.guarded`); any
 moment at which two nodes ran a group shows up as an OVERLAP line and fails the test.
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, guarded
 
 from omha_core.decide import rank_key
-from tests.cluster import Cluster, guarded
-from tests.conftest import require_commands
 
 pytestmark = pytest.mark.slow
 

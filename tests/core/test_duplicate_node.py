@@ -2,7 +2,7 @@
 
 Claims, status and fence records are keyed by node name, so a second daemon believing it is ``nX`` (a copied
 config, two hosts with the same short hostname) would take ``nX``'s claims for its own and start its groups a
-second time. The safety lock of :func:`tests.cluster.guarded` catches any overlap when the cluster closes.
+second time. The safety lock of :func:`omha_testing.cluster.guarded` catches any overlap when the cluster closes.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.cluster import Cluster, web_cltab
-from tests.conftest import require_commands
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, web_cltab
 
 pytestmark = pytest.mark.slow
 

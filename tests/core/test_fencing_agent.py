@@ -165,7 +165,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     require_agent("fence_apc_snmp")
     if shutil.which("snmpget") is None:
         pytest.skip("needs snmpget (Debian package snmp)")
-    from tests.plugins.fence_powerstrip.snmpsim_fixture import start_simulator
+    from omha_testing.snmpsim import start_simulator
 
     sim = start_simulator(tmp_path_factory.mktemp("snmpsim"))
     try:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, web_cltab
 
 from omha_core.localcluster import fence_device, kill_strays
-from tests.cluster import Cluster, web_cltab
-from tests.conftest import require_commands
 from tests.core.test_fence_devices import marked, running
 
 pytestmark = pytest.mark.slow

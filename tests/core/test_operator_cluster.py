@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, guarded, web_cltab
 
 from omha_core.decide import rank_key
-from tests.cluster import Cluster, guarded, web_cltab
-from tests.conftest import require_commands
 from tests.core.json_schemas import validated
 
 pytestmark = pytest.mark.slow

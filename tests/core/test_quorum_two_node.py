@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, web_cltab
 
 from omha_core.config import validate_config
 from omha_core.localcluster import fence_device
 from omha_core.quorum import Quorum, check_warnings
-from tests.cluster import Cluster, web_cltab
-from tests.conftest import require_commands
 
 
 def test_alone_only_after_complete_and_with_a_fence_device(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, guarded
 
 from omha_core.localcluster import fence_device
-from tests.cluster import Cluster, guarded
-from tests.conftest import require_commands
 
 pytestmark = pytest.mark.slow
 

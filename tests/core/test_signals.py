@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, guarded, web_cltab
 
 from omha_core.localcluster import fence_device
-from tests.cluster import Cluster, guarded, web_cltab
-from tests.conftest import require_commands
 
 pytestmark = pytest.mark.slow
 

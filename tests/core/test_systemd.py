@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.cluster import Cluster, web_cltab
-from tests.conftest import require_commands
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, web_cltab
 
 pytestmark = pytest.mark.slow
 #: WatchdogSec of the stand-in: generous, so that a loaded test machine does not trip it by accident

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.cluster import Cluster, web_cltab
 from prometheus_client.parser import text_string_to_metric_families
 
 from omha_core.localcluster import fence_device
-from tests.cluster import Cluster, web_cltab
-from tests.conftest import require_commands
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"

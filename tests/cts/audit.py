@@ -27,12 +27,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from omha_testing.cluster import Cluster
+
 from omha_core.init.cgroups import cgroup2_parent
-from tests.cluster import Cluster
 
 
 def cts_guarded(cluster_dir: Path, group: str, command: str = "sleep 100000") -> str:
-    """Like :func:`tests.cluster.guarded`, the start lines also carrying the wall-clock time of the start
+    """Like :func:`omha_testing.cluster.guarded`, the start lines also carrying the wall-clock time of the start
     (``start NODE PID EPOCH``), so that the audit can order a takeover after the fence record."""
     lock = cluster_dir / "safety" / f"{group}.lock"
     log = cluster_dir / "safety" / f"{group}.log"

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omha_testing import require_commands
 
 from omha_core.localcluster import fence_device
-from tests.conftest import require_commands
 from tests.cts.audit import CtsCluster, audit
 
 NODES = ["n1", "n2", "n3"]

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omha_testing import require_commands, require_root
+from omha_testing.etcd import ETCD_TIMING, EtcdCluster, EtcdLocalCluster
 
-from tests.conftest import require_commands, require_root
 from tests.cts.audit import CtsCluster, audit, quiet, starts
 from tests.cts.conftest import GROUPS, NODES
 from tests.cts.netns import NodeNets
-from tests.plugins.membership_etcd.etcd_fixture import EtcdCluster
-from tests.plugins.membership_etcd.test_daemons import ETCD_TIMING, EtcdLocalCluster
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

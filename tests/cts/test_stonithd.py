@@ -2,7 +2,7 @@
 
 Pacemaker's StonithdTest fences a node by hand (``stonith_admin --reboot``), waits for it to come back, and
 audits. Here the cluster's only fence device is the core's ``fence_agent`` kind running ``fence_apc_snmp``
-against a simulated APC strip (:mod:`tests.plugins.fence_powerstrip.snmpsim_fixture`), and each node is *wired*
+against a simulated APC strip (:mod:`omha_testing.snmpsim`), and each node is *wired*
 to its outlet: when the outlet's relay opens, every process of that node is killed before the strip reports the
 outlet off (the simulator's ``wiring`` option). So "fenced" means what it means on hardware, and a takeover
 before the power cut would be caught by the audit.
@@ -26,11 +26,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from omha_testing import require_commands
+from omha_testing.snmpsim import Simulator, start_simulator
 
-from tests.conftest import require_commands
 from tests.cts.audit import CtsCluster, audit, quiet, starts
 from tests.cts.conftest import NODES, make_cts_cluster
-from tests.plugins.fence_powerstrip.snmpsim_fixture import Simulator, start_simulator
 
 pytestmark = pytest.mark.slow
 

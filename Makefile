@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PREFIX ?= /opt/omha
 INSTALL_PLUGINS ?= $(if $(filter command line,$(origin PLUGINS)),$(PLUGINS),)
 
-.PHONY: demo test venv system-packages lint pytest bench chaos sim clean install cli-docs
+.PHONY: demo test venv system-packages lint pytest plugin-tests bench chaos sim clean install cli-docs
 
 $(STAMP): pyproject.toml testing/pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
 	# a Debian python3 needs python3-venv for `-m venv` (ensurepip); install it (as root) when that is why it failed
@@ -42,6 +42,13 @@ pytest: venv system-packages
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test: system-packages venv lint pytest
+
+# each plugin's tests in a fresh venv holding only the core, omha-testing and that plugin (scripts/plugin-test):
+# `make plugin-tests PLUGIN_NAMES="resource_vip fence_powerstrip"`; every plugin runs, the target fails if one did
+PLUGIN_NAMES ?= $(notdir $(PLUGINS))
+plugin-tests: system-packages
+	@failed=""; for p in $(PLUGIN_NAMES); do sh scripts/plugin-test $$p $(PYTEST_ARGS) || failed="$$failed $$p"; done; \
+		if [ -n "$$failed" ]; then echo "plugin-tests failed:$$failed"; exit 1; fi
 
 # a production install: a venv under PREFIX (default /opt/omha) with the core and PLUGINS, the systemd unit,
 # completions, man page and docs (scripts/install says what goes where)

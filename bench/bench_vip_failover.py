@@ -1,7 +1,7 @@
 """Benchmark: VIP failover time end to end, two ``omha`` daemons each in its own network namespace.
 
-The setup of ``tests/plugins/resource_vip/test_vip_cluster.py``: node namespaces A and B and a client on one
-bridge (``tests/plugins/resource_vip/lan.py``, documentation prefixes only, nothing leaves the namespaces),
+The setup of ``plugins/resource_vip/tests/test_vip_cluster.py``: node namespaces A and B and a client on one
+bridge (``omha_testing.lan``, documentation prefixes only, nothing leaves the namespaces),
 daemon ``n1`` inside A and ``n2`` inside B (``ip netns exec``), quorum policy ``ignore``, omha's default timings
 (heartbeat 0.5 s, dead_after 2.0 s) and the group::
 

@@ -38,7 +38,7 @@ def check(tmp_path: Path, agent: str, path: str | None = None) -> subprocess.Com
 
 
 def test_installed_tools_pass(tmp_path: Path) -> None:
-    out = check(tmp_path, "fence_apc_snmp")  # tests/plugins/fence_powerstrip needs fence-agents: it is here
+    out = check(tmp_path, "fence_apc_snmp")  # plugins/fence_powerstrip/tests needs fence-agents: it is here
     assert out.returncode == 0, out.stderr
     assert "missing" not in out.stderr
 

@@ -1,12 +1,12 @@
 """CTS scenario SplitBrain: a partition in the etcd setup, then heal; audited.
 
-Three daemons keep membership, statuses and claims in a real etcd (:mod:`tests.plugins.membership_etcd.
-etcd_fixture`); each runs in a network namespace of its own and reaches etcd over its own veth link
-(:mod:`tests.cts.netns`). The partition: the busiest node's link goes dark (packets dropped, connections time
-out). No fence device: a lost node's groups are taken over after ``unfenced_grace``, so safety rests on the
-minority stopping its own groups (its lease lost, or no contact with the store for ``isolate_after``) before the
-majority sees its lease expire. The majority (2 of 3: quorate) keeps its groups and takes the minority's; the
-minority's daemon lives on with nothing running. Healed, it rejoins and takes nothing back.
+Three daemons keep membership, statuses and claims in a real etcd (:mod:`omha_testing.etcd`); each runs in a network
+namespace of its own and reaches etcd over its own veth link (:mod:`tests.cts.netns`). The partition: the busiest
+node's link goes dark (packets dropped, connections time out). No fence device: a lost node's groups are taken over
+after ``unfenced_grace``, so safety rests on the minority stopping its own groups (its lease lost, or no contact
+with the store for ``isolate_after``) before the majority sees its lease expire. The majority (2 of 3: quorate)
+keeps its groups and takes the minority's; the minority's daemon lives on with nothing running. Healed, it rejoins
+and takes nothing back.
 """
 
 from __future__ import annotations

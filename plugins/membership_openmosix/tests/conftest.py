@@ -1,4 +1,4 @@
-"""Fixtures of the openmosix plugin tests: a fake openMosix tree per test (see mfs_fixture.py)."""
+"""Fixtures of the openmosix plugin tests: a fake openMosix tree per test (see omha_testing.mosix)."""
 
 from __future__ import annotations
 

@@ -18,13 +18,15 @@ import voluptuous as vol
 from omha_core import config_validation as cv
 from omha_core.alerts import ALERT_SCHEMA
 from omha_core.errors import ConfigError
+from omha_core.secrets import SECRET_SUFFIXES as SECRET_SUFFIXES
+from omha_core.secrets import is_secret as is_secret
+from omha_core.secrets import read_secret as read_secret
+from omha_core.secrets import redact as redact
 
 if TYPE_CHECKING:
     import pluggy
 
 DEFAULT_PATH = "/etc/omha/omha.toml"
-#: option names whose values are secrets: never logged, printed or put in status
-SECRET_SUFFIXES: tuple[str, ...] = ("password", "community", "secret", "passwd", "token", "key")
 
 #: ``[daemon] log_facility`` values (those of syslog(3))
 SYSLOG_FACILITIES = (
@@ -146,21 +148,6 @@ class Config:
         agents = self.section("agents")
         value = agents.get(name, {})
         return value if isinstance(value, Mapping) else {}
-
-
-def is_secret(key: str) -> bool:
-    """True when an option name holds a credential."""
-    low = key.lower()
-    return any(low.endswith(s) for s in SECRET_SUFFIXES) and not low.endswith("_file")
-
-
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with every secret option replaced by ``"***"``."""
-    if isinstance(value, Mapping):
-        return {k: ("***" if is_secret(str(k)) else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
 
 
 def config_path(explicit: str | None = None) -> str:
@@ -311,20 +298,3 @@ def registry_sections(pm: pluggy.PluginManager) -> dict[str, tuple[Any, str]]:
     from omha_core import hooks
 
     return hooks.config_schemas(pm)
-
-
-def read_secret(options: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
-    """A secret given as ``key`` directly, ``key_file`` (path to a file) or ``key_env`` (env variable)."""
-    if options.get(f"{key}_file"):
-        try:
-            with open(str(options[f"{key}_file"]), encoding="utf-8") as fh:
-                return fh.read().strip()
-        except OSError as exc:
-            raise ConfigError(f"{key}_file {options[f'{key}_file']}: cannot read: {exc.strerror}") from None
-    if options.get(f"{key}_env"):
-        name = str(options[f"{key}_env"])
-        if name not in os.environ:
-            raise ConfigError(f"{key}_env: environment variable {name} is not set")
-        return os.environ[name]
-    value = options.get(key)
-    return str(value) if value is not None else default

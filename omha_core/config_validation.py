@@ -11,6 +11,8 @@ from typing import Any
 
 import voluptuous as vol
 
+from omha_core.secrets import is_secret
+
 _IDENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
@@ -119,8 +121,6 @@ def humanize(error: vol.Invalid, filename: str) -> list[str]:
 
 
 def _secret_path(keys: list[str]) -> bool:
-    from omha_core.config import is_secret
-
     return any(is_secret(k) for k in keys)
 
 

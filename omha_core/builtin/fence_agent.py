@@ -41,9 +41,9 @@ from typing import Any
 import voluptuous as vol
 
 from omha_core import config_validation as cv
-from omha_core.config import is_secret, read_secret
 from omha_core.errors import ConfigError, FenceError
 from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, Target, run_process
+from omha_core.secrets import is_secret, read_secret
 
 SECRETS = ("password", "community")
 log = logging.getLogger("omha.fencing")

@@ -26,9 +26,9 @@ import os
 import voluptuous as vol
 
 from omha_core import config_validation as cv
-from omha_core.config import read_secret
 from omha_core.errors import ConfigError
 from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, run_process
+from omha_core.secrets import read_secret
 
 
 class CommandDevice(FenceDevice):

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from omha_core.config import is_secret
+from omha_core.errors import ConfigError
+from omha_core.secrets import is_secret, read_secret
 
 if TYPE_CHECKING:
     from omha_core.config import Config
@@ -27,9 +28,6 @@ def secret_values(config: Config) -> list[str]:
 
 
 def _collect_secrets(options: Mapping[str, Any], values: list[str]) -> None:
-    from omha_core.config import read_secret
-    from omha_core.errors import ConfigError
-
     for key, value in options.items():
         if isinstance(value, Mapping):
             _collect_secrets(value, values)

@@ -41,10 +41,10 @@ from itertools import count
 from typing import Any, Protocol
 
 from omha_core.cltab import Entry
-from omha_core.config import is_secret
 from omha_core.init.cells import Cells
 from omha_core.init.child import Child, Registry
 from omha_core.init.options import InitOptions
+from omha_core.secrets import is_secret
 
 STOPPED, OFF, RUNNING, STOPPING, THROTTLED = "stopped", "off", "running", "stopping", "throttled"
 DONE, EXITED, PASSED, FAILED = "done", "exited", "passed", "failed"

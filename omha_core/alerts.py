@@ -288,7 +288,7 @@ class Alerts:
 def fencing_hooks(alerts: Alerts) -> object:
     """A plugin object turning the fencing notifications (``omha_node_fenced``, ``omha_fence_failed``) into
     alerts. Built on demand: importing this module (the config schema does) must not load pluggy."""
-    from omha_core import hookimpl
+    from omha_core.hookspecs import hookimpl
 
     class AlertHooks:
         @hookimpl

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from omha_core.config import Config, load_config
-from omha_core.hooks import store_backend
+from omha_core.control import open_store, tell
 from omha_core.plugins import get_plugin_manager
 
 
@@ -24,14 +24,10 @@ class HA:
     def __init__(self, config: Config | str | None = None) -> None:
         self.pm = get_plugin_manager()
         self.config = config if isinstance(config, Config) else load_config(config, self.pm)
-        factory = store_backend(self.pm, self.config.section("cluster")["store"])
-        self.store = factory(self.config)
-        self.store.open()
+        self.store = open_store(self.config, self.pm)
 
     def tell(self, group: str, level: str) -> str:
         """Set ``group``'s wanted level cluster-wide (``stop`` stops it everywhere); returns the hactl version."""
-        from omha_core.cli_cluster import tell
-
         return tell(self.store, group, level)
 
     def status(self) -> dict[str, Any]:

@@ -12,52 +12,22 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from omha_core.cli_common import emit, guard, open_store, setup
+from omha_core.control import tell as tell
+
 if TYPE_CHECKING:
-    from omha_core.backends import Store, Versioned
-    from omha_core.config import Config
+    from omha_core.backends import Versioned
 
 
-def _setup(args: argparse.Namespace) -> tuple[Config, Any]:
-    from omha_core.config import load_config
-    from omha_core.plugins import get_plugin_manager
-
-    pm = get_plugin_manager()
-    return load_config(args.config, pm), pm
-
-
-def _store(config: Config, pm: Any) -> Store:
-    from omha_core.hooks import store_backend
-
-    store: Store = store_backend(pm, config.section("cluster")["store"])(config)
-    store.open()
-    return store
-
-
-def _guard(func: Any) -> Any:
-    """Turn omha errors into a message on stderr and exit status 1."""
-
-    def wrapper(args: argparse.Namespace) -> int:
-        from omha_core.cli_operator import print_error
-        from omha_core.errors import OmhaError
-
-        try:
-            return int(func(args))
-        except OmhaError as exc:
-            print_error(args, str(exc))
-            return 1
-
-    return wrapper
-
-
-@_guard
+@guard
 def cmd_daemon(args: argparse.Namespace) -> int:
     from omha_core.daemon import run_daemon
 
-    config, pm = _setup(args)
+    config, pm = setup(args)
     return run_daemon(config, pm)
 
 
-@_guard
+@guard
 def cmd_status(args: argparse.Namespace) -> int:
     from omha_core.report import cluster_report, format_report
 
@@ -65,8 +35,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         from omha_core.cli_operator import status_check
 
         return status_check(args)
-    config, pm = _setup(args)
-    store = _store(config, pm)
+    config, pm = setup(args)
+    store = open_store(config, pm)
     while True:
         rep = cluster_report(store, config.cluster_name, float(config.timing["dead_after"]))
         if args.json:
@@ -81,42 +51,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
-def tell(store: Store, group: str, level: str, attempts: int = 10) -> str:
-    """Set ``group``'s wanted level in hactl (``stop`` stops it everywhere); returns the new version.
-
-    Read-modify-write with compare-and-swap: a concurrent change by another operator is re-read and merged
-    rather than overwritten.
-    """
-    from omha_core.cltab import LEVEL_RE, NAME_RE, NAME_RULE
-    from omha_core.errors import ConflictError, OmhaError
-    from omha_core.hactl import set_hactl_level
-    from omha_core.report import newest_valid_hactl
-
-    if not NAME_RE.match(group):
-        raise OmhaError(f"group {group!r} must be {NAME_RULE}")
-    if not LEVEL_RE.match(level):
-        raise OmhaError(f"level {level!r} must be {NAME_RULE} and ','")
-    for _ in range(attempts):
-        docs = store.documents("hactl")
-        _, version, errors = newest_valid_hactl(store)
-        current = next((d for d in docs if d.version == version), None)
-        if errors and current is not docs[0]:
-            raise OmhaError("the newest hactl is invalid; fix it first (omha check):\n  " + "\n  ".join(errors))
-        text = set_hactl_level(current.text if current else "", group, level)
-        try:
-            # "" when there is no hactl yet: a first write must not silently replace another first write
-            return store.put_document("hactl", text, docs[0].version if docs else "")
-        except ConflictError:
-            time.sleep(0.05)
-    raise OmhaError(f"hactl kept changing under us; {group} was not set to {level}; try again")
-
-
-@_guard
+@guard
 def cmd_tell(args: argparse.Namespace) -> int:
-    from omha_core.cli_operator import emit, wait_for_level
+    from omha_core.cli_operator import wait_for_level
 
-    config, pm = _setup(args)
-    store = _store(config, pm)
+    config, pm = setup(args)
+    store = open_store(config, pm)
     version = tell(store, args.group, args.level)
     out: dict[str, Any] = {"schema": "omha.tell/1", "group": args.group, "level": args.level, "version": version}
     out["wait"] = wait_for_level(store, config, args.group, args.level, args.timeout) if args.wait else None
@@ -134,14 +74,13 @@ def cmd_tell(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_load(args: argparse.Namespace) -> int:
-    from omha_core.cli_operator import emit
     from omha_core.errors import ParseError
     from omha_core.validate import check_document
 
-    config, pm = _setup(args)
-    store = _store(config, pm)
+    config, pm = setup(args)
+    store = open_store(config, pm)
     if not args.cltab and not args.hactl:
         print("omha load: give --cltab and/or --hactl", file=sys.stderr)
         return 2
@@ -176,14 +115,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_show(args: argparse.Namespace) -> int:
     from omha_core.errors import ParseError
     from omha_core.report import adopted_version
     from omha_core.validate import check_document
 
-    config, pm = _setup(args)
-    store = _store(config, pm)
+    config, pm = setup(args)
+    store = open_store(config, pm)
     running, observer = adopted_version(store, args.what)
     newest_valid: Versioned | None = None
     shown: Versioned | None = None
@@ -236,12 +175,11 @@ def control(path: str, cmd: str, timeout: float = 5.0) -> dict[str, Any]:
     return reply
 
 
-@_guard
+@guard
 def cmd_shutdown(args: argparse.Namespace) -> int:
-    from omha_core.cli_operator import emit
     from omha_core.errors import OmhaError
 
-    config, _ = _setup(args)
+    config, _ = setup(args)
     try:
         control(config.socket_path, "shutdown")
     except OSError as exc:
@@ -266,12 +204,12 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_fence(args: argparse.Namespace) -> int:
     from omha_core.errors import OmhaError
     from omha_core.fencing import build_devices, fence_levels, secret_values
 
-    config, pm = _setup(args)
+    config, pm = setup(args)
     devices = [d for d in build_devices(config, pm) if args.node in d.nodes]
     if not devices:
         raise OmhaError(f"no fence device covers node {args.node!r} (see [[fencing.devices]] nodes)")

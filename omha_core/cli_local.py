@@ -7,8 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-DEFAULT_CLTAB = "/etc/cltab"
-DEFAULT_SOCKET = "/run/omha/local.s"
+from omha_core.local_defaults import DEFAULT_CLTAB, DEFAULT_SOCKET
 
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:

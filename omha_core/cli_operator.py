@@ -9,25 +9,17 @@ when a field is removed or changes meaning; new fields may appear in any version
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from omha_core.cli_cluster import _guard, _setup, _store
+from omha_core.cli_common import emit as emit
+from omha_core.cli_common import guard, open_store, setup
+from omha_core.cli_common import print_error as print_error
 
 #: Nagios plugin exit codes
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-
-
-def emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
-    """Print ``doc`` as JSON with ``--json``, else ``text``."""
-    if getattr(args, "json", False):
-        print(json.dumps(doc, indent=2, sort_keys=True))
-    else:
-        print(text)
 
 
 def _known_nodes(store: Any) -> list[str]:
@@ -54,12 +46,12 @@ def _check_group(group: str) -> None:
 
 
 # -- move / unmove -----------------------------------------------------------------------------------------
-@_guard
+@guard
 def cmd_move(args: argparse.Namespace) -> int:
     from omha_core.operator import update_operator
 
-    config, pm = _setup(args)
-    store = _store(config, pm)
+    config, pm = setup(args)
+    store = open_store(config, pm)
     _check_group(args.group)
     _check_node(store, args.node)
     before: dict[str, Any] = {}
@@ -76,12 +68,12 @@ def cmd_move(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_unmove(args: argparse.Namespace) -> int:
     from omha_core.operator import update_operator
 
-    config, pm = _setup(args)
-    store = _store(config, pm)
+    config, pm = setup(args)
+    store = open_store(config, pm)
     _check_group(args.group)
     before: dict[str, Any] = {}
 
@@ -100,8 +92,8 @@ def cmd_unmove(args: argparse.Namespace) -> int:
 def _standby(args: argparse.Namespace, on: bool) -> int:
     from omha_core.operator import update_operator
 
-    config, pm = _setup(args)
-    store = _store(config, pm)
+    config, pm = setup(args)
+    store = open_store(config, pm)
     if on:
         _check_node(store, args.node)
     before: dict[str, Any] = {}
@@ -130,23 +122,23 @@ def _standby(args: argparse.Namespace, on: bool) -> int:
     return 0
 
 
-@_guard
+@guard
 def cmd_standby(args: argparse.Namespace) -> int:
     return _standby(args, True)
 
 
-@_guard
+@guard
 def cmd_unstandby(args: argparse.Namespace) -> int:
     return _standby(args, False)
 
 
 # -- cleanup -----------------------------------------------------------------------------------------------
-@_guard
+@guard
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from omha_core.operator import ALL_NODES, new_request_id, update_operator
 
-    config, pm = _setup(args)
-    store = _store(config, pm)
+    config, pm = setup(args)
+    store = open_store(config, pm)
     _check_group(args.group)
     if args.node:
         _check_node(store, args.node)
@@ -285,8 +277,8 @@ def status_check(args: argparse.Namespace) -> int:
 
     perf: dict[str, int] = {}
     try:
-        config, pm = _setup(args)
-        rep = cluster_report(_store(config, pm), config.cluster_name, float(config.timing["dead_after"]))
+        config, pm = setup(args)
+        rep = cluster_report(open_store(config, pm), config.cluster_name, float(config.timing["dead_after"]))
     except Exception as exc:  # a monitoring probe must answer UNKNOWN, not crash
         code, summary = UNKNOWN, f"cannot read the cluster status: {exc}"
     else:
@@ -325,10 +317,3 @@ def add_operator_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                 p.add_argument(arg)
         p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/schemas/)")
         p.set_defaults(func=handler)
-
-
-def print_error(args: argparse.Namespace, message: str) -> None:
-    """An error: as ``omha.error/1`` JSON on stdout with ``--json`` (and always as text on stderr)."""
-    if getattr(args, "json", False):
-        print(json.dumps({"schema": "omha.error/1", "command": args.command, "error": message}, indent=2))
-    print(f"omha {args.command}: {message}", file=sys.stderr)

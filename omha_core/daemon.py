@@ -31,7 +31,8 @@ from typing import Any
 
 import pluggy
 
-from omha_core import __version__, hooks
+from omha_core import hooks
+from omha_core._version import __version__
 from omha_core.agent import CLASSES_ENV, classes_env
 from omha_core.alerts import start_alerts
 from omha_core.backends import DOCUMENTS, Membership, Store, Versioned

@@ -93,7 +93,7 @@ def get_plugin_manager(extra: Iterable[object] = ()) -> OmhaPluginManager:
     """Return a new plugin manager with builtins, installed entry points and ``extra`` plugin objects."""
     pm = OmhaPluginManager()
     pm.add_hookspecs(hookspecs)
-    from omha_core import __version__
+    from omha_core._version import __version__
     from omha_core.builtin import hooks
 
     for modname in BUILTIN_PLUGINS:

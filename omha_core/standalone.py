@@ -33,11 +33,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from omha_core.cli_local import DEFAULT_SOCKET
 from omha_core.cltab import LEVEL_RE, NAME_RE, NAME_RULE, Cltab, parse_cltab
 from omha_core.errors import ConfigError, ParseError
 from omha_core.init import LocalInit
 from omha_core.init.owners import scope_of
+from omha_core.local_defaults import DEFAULT_SOCKET
 
 #: the longest request or reply accepted on the socket
 MAX_MESSAGE = 1 << 20

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omha_core import hookimpl
+from omha_core.hookspecs import hookimpl
 from omha_core.lazy import Lazy
 
 

@@ -18,7 +18,8 @@ from dataclasses import replace
 from typing import Any
 
 from omha_core.cltab import LEVEL_RE, NAME_RULE, Cltab
-from omha_core.init.cells import Cells, open_cells
+from omha_core.init.cells import Cells
+from omha_core.init.choose import open_cells
 from omha_core.init.group import CONFIGURED, Group
 from omha_core.init.guardlink import GuardLink
 from omha_core.init.options import InitOptions

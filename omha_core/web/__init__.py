@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 def start_web(config: Config, store: Store, metrics: Metrics, interval: float) -> WebServer:
     """Bind ``[http] listen`` and serve in background threads; raises OSError when the address is taken."""
-    from omha_core.cli_cluster import tell
-    from omha_core.config import read_secret
+    from omha_core.control import tell
+    from omha_core.secrets import read_secret
     from omha_core.web.server import WebServer
     from omha_core.web.source import StatusSource
 

@@ -17,8 +17,8 @@ import pytest
 from omha_core.config import validate_config
 from omha_core.errors import ConfigError
 from omha_core.init import DONE, InitOptions
-from omha_core.init.cells import open_cells
 from omha_core.init.cgroups import EXIT_NO_CGROUP, CgroupCells, cgroup2_parent, enter_cgroup
+from omha_core.init.choose import open_cells
 from tests.core.init_helpers import (
     cell_mode,
     group_members,

@@ -57,7 +57,9 @@ def test_success_path_lock_start_then_fenced_by_the_record() -> None:
     assert started.status == {"state": "fencing", "by": "n1", "attempt": 1}
     # while the attempt runs: no second start, not safe
     running = advance(view(attempt=replace(started.attempt, busy=True)), ME)
-    assert running.actions == () and not running.safe and running.status == {"state": "fencing", "by": "n1", "attempt": 1}
+    assert (
+        running.actions == () and not running.safe and running.status == {"state": "fencing", "by": "n1", "attempt": 1}
+    )
     # the attempt ended well: its own record (before the store shows it) makes the node safe
     own = ok_record() | {"by": "n1"}
     done = advance(view(attempt=replace(started.attempt, record=own)), ME)
@@ -134,7 +136,13 @@ def test_a_hung_call_is_failed_and_still_running_and_nothing_else_starts() -> No
     for now in (130.0, 1000.0):
         step = advance(view(now=now, attempt=hung), ME)
         assert not step.safe and step.actions == ()
-        assert step.status == {"state": "fence-failed", "by": "n1", "errors": [note], "still_running": True, "attempt": 1}
+        assert step.status == {
+            "state": "fence-failed",
+            "by": "n1",
+            "errors": [note],
+            "still_running": True,
+            "attempt": 1,
+        }
 
 
 def test_a_call_of_an_earlier_loss_still_running_blocks_a_new_attempt() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import voluptuous as vol
 
-from omha_core.secrets import is_secret
+from omha_core.secrets import hide_value as hide_value
+from omha_core.secrets import secret_path
 
 _IDENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -114,26 +115,10 @@ def humanize(error: vol.Invalid, filename: str) -> list[str]:
             msg = "unknown key (check the spelling, or install the plugin that provides it)"
         elif msg == "required key not provided":
             msg = "required key is missing"
-        elif _secret_path(keys):
+        elif secret_path(keys):
             msg = hide_value(msg)
         out.append(f"{filename}: {where}: {msg}" if where else f"{filename}: {msg}")
     return sorted(set(out))
-
-
-def _secret_path(keys: list[str]) -> bool:
-    return any(is_secret(k) for k in keys)
-
-
-def hide_value(message: str) -> str:
-    """``message`` without the value it quotes: what comes after ``got`` (the validators' wording) is cut; a
-    message that quotes anything in another way (quotes, brackets) is replaced as a whole."""
-    note = "(the value is not shown: it is a secret)"
-    head, sep, _ = message.partition(", got ")
-    if sep:
-        return f"{head} {note}"
-    if any(c in message for c in "'\"[]{}()<>=:"):
-        return f"invalid value {note}"
-    return f"{message} {note}"
 
 
 def listen_address(value: Any) -> tuple[str, int]:

@@ -43,7 +43,7 @@ import voluptuous as vol
 from omha_core import config_validation as cv
 from omha_core.errors import ConfigError, FenceError
 from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, Target, run_process
-from omha_core.secrets import is_secret, read_secret
+from omha_core.secrets import is_secret, read_secret, scrub
 
 SECRETS = ("password", "community")
 log = logging.getLogger("omha.fencing")
@@ -129,9 +129,7 @@ class FenceAgentDevice(FenceDevice):
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret of this device replaced by ``***``."""
-        for secret in self.secrets():
-            text = text.replace(secret, "***")
-        return text
+        return scrub(text, self.secrets())
 
     def _stdin(self, action: str, plug: str | None) -> str:
         """The agent's input: ``args``, the secrets, then ``action`` and ``plug`` last, so that omha's own values

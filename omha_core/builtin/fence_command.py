@@ -28,7 +28,7 @@ import voluptuous as vol
 from omha_core import config_validation as cv
 from omha_core.errors import ConfigError
 from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, run_process
-from omha_core.secrets import read_secret
+from omha_core.secrets import read_secret, scrub
 
 
 class CommandDevice(FenceDevice):
@@ -84,7 +84,7 @@ class CommandDevice(FenceDevice):
         out = run_process(["/bin/sh", "-c", str(command or self.options["command"])], limit, env=env)
         text = (out.stdout.strip() + " " + out.stderr.strip()).strip()
         if password:
-            text = text.replace(password, "***")
+            text = scrub(text, [password])
         if out.returncode is None:
             return 124, f"timed out after {limit:g} s (killed){': ' + text if text else ''}"
         return out.returncode, text

@@ -4,9 +4,9 @@
   from, when to fence it);
 - :mod:`~omha_core.fencing.levels`: the configured devices, one bounded device call, and the levels (devices
   tried in order until one succeeds), also used by ``omha fence``;
-- :mod:`~omha_core.fencing.scrub`: keeping credentials out of device messages;
 - :mod:`~omha_core.fencing.fencer`: the daemon's I/O shell, :class:`Fencer`.
 
+Credentials are kept out of device messages by :mod:`omha_core.secrets` (``scrub``, ``secret_values``).
 The names below are re-exported so that ``from omha_core.fencing import Fencer`` (and the rest) keep working.
 """
 
@@ -24,7 +24,7 @@ from omha_core.fencing.levels import (
     query_device,
     run_device,
 )
-from omha_core.fencing.scrub import scrub, secret_values
+from omha_core.secrets import scrub, secret_values
 
 __all__ = [
     "Answer",

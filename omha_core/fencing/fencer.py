@@ -20,7 +20,7 @@ to shared disks, so its groups are started elsewhere only once it is fenced:
   is taken over after ``unfenced_grace`` seconds, with a warning in the log and in status.
 
 Only a partition with quorum fences anybody. Credentials never appear in records, logs or status: device
-messages are passed through :func:`~omha_core.fencing.scrub.scrub` against the configured secret values.
+messages are passed through :func:`~omha_core.secrets.scrub` against the configured secret values.
 
 This module is the I/O shell: the :class:`Fencer` keeps each lost node's attempt, takes fence locks, runs the
 device levels (:mod:`omha_core.fencing.levels`) in a worker thread and publishes records; what to do at each
@@ -43,7 +43,7 @@ from omha_core.fence_devices import FenceDevice, FenceResult
 from omha_core.fencing import machine
 from omha_core.fencing.levels import Device, build_devices, fence_levels
 from omha_core.fencing.machine import Act
-from omha_core.fencing.scrub import scrub, secret_values
+from omha_core.secrets import scrub, secret_values
 
 if TYPE_CHECKING:
     import pluggy

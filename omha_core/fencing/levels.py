@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from omha_core.fence_devices import DEFAULT_TIMEOUT, FenceDevice, FenceResult, Target, UnsupportedAction
-from omha_core.fencing.scrub import scrub
+from omha_core.secrets import scrub
 
 if TYPE_CHECKING:
     import pluggy

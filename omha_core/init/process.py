@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import signal
 import sys
 import time
@@ -44,7 +43,7 @@ from omha_core.cltab import Entry
 from omha_core.init.cells import Cells
 from omha_core.init.child import Child, Registry
 from omha_core.init.options import InitOptions
-from omha_core.secrets import is_secret
+from omha_core.secrets import redact_command
 
 STOPPED, OFF, RUNNING, STOPPING, THROTTLED = "stopped", "off", "running", "stopping", "throttled"
 DONE, EXITED, PASSED, FAILED = "done", "exited", "passed", "failed"
@@ -58,14 +57,6 @@ EXIT_NOT_STARTED = 127
 EXIT_AGENT_USAGE = 2
 
 _hold_keys = count(1)
-
-_PARAM = re.compile(r"""(?<!\S)([\w.\-]+)=("[^"]*"|'[^']*'|\S*)""")
-
-
-def redact_command(command: str) -> str:
-    """``command`` with the value of every secret ``key=value`` word replaced by ``***``."""
-    return _PARAM.sub(lambda m: f"{m[1]}=***" if is_secret(m[1]) else m[0], command)
-
 
 class Guard(Registry, Protocol):
     """The guard as the entries see it: process groups to kill, and agent resources to release, if the daemon dies."""

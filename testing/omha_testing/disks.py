@@ -6,9 +6,9 @@ alive while the test runs agent actions and helper commands inside it through ``
 every process started in a node, unmounts what is left under the test's temp dir, ends the namespace and
 detaches the loop device, whatever the test's outcome, then fails the test if a mount leaked to the host.
 
-Shared by the ``@mount`` tests, the ``@ocf`` tests (``heartbeat:Filesystem``) and the fault campaign; only
-:meth:`Node.mounts` and :meth:`Node.mounted` need the ``@mount`` plugin (its mountinfo parser), imported when
-called. Teardown reads mount targets itself, so that it works in a virtualenv without that plugin.
+Shared by the ``@mount`` tests, the ``@ocf`` tests (``heartbeat:Filesystem``) and the fault campaign. What a node
+has mounted is read by this module's own small mountinfo reader (:class:`Mount`), not the ``@mount`` plugin's:
+the ``@ocf`` tests run where that plugin is not installed, and the plugin's parser is not its own oracle.
 """
 
 from __future__ import annotations
@@ -23,14 +23,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from omha_testing import require_commands, require_root
-
-if TYPE_CHECKING:
-    from omha_resource_mount.mountinfo import MountEntry
 
 COMMANDS = ("unshare", "nsenter", "losetup", "mkfs.ext4", "blkid", "mount", "umount", "fsck", "setpriv")
 DEADLINE = 20.0
@@ -121,17 +117,16 @@ class Node:
         self.procs.append(proc)
         return proc
 
-    def mounts(self) -> list[MountEntry]:
-        """This node's mounts, read from its holder's mountinfo (by the ``@mount`` plugin's parser)."""
-        from omha_resource_mount.mountinfo import read_mounts
-
+    def mounts(self) -> list[Mount]:
+        """This node's mounts, read from its holder's mountinfo."""
         return read_mounts(f"/proc/{self.holder.pid}/mountinfo")
 
-    def mounted(self, target: Path | str) -> MountEntry | None:
-        """What this node has mounted on ``target``."""
-        from omha_resource_mount.mountinfo import top_mount_at
-
-        return top_mount_at(str(target), self.mounts())
+    def mounted(self, target: Path | str) -> Mount | None:
+        """What this node has mounted on ``target`` (of mounts stacked there, the one on top)."""
+        stacked = [m for m in self.mounts() if m.target == str(target)]
+        below = {m.parent_id for m in stacked}
+        on_top = [m for m in stacked if m.mount_id not in below]
+        return on_top[-1] if on_top else None
 
     def close(self) -> None:
         """Kill what runs in the node, unmount what is left, end the namespace."""
@@ -141,8 +136,7 @@ class Node:
             proc.communicate()
         if self.holder.poll() is None:
             try:
-                targets = mount_targets(f"/proc/{self.holder.pid}/mountinfo")
-                leftovers = [t for t in targets if t.startswith(str(self.root))]
+                leftovers = [m.target for m in self.mounts() if m.target.startswith(str(self.root))]
             except OSError:
                 leftovers = []
             for target in reversed(leftovers):
@@ -151,11 +145,49 @@ class Node:
         self.holder.wait()
 
 
-def mount_targets(path: str = "/proc/self/mountinfo") -> list[str]:
-    """The mount points listed in a mountinfo file, in the kernel's order (its octal escapes undone)."""
+@dataclass(frozen=True)
+class Mount:
+    """One line of a mountinfo file: the fields the tests look at."""
+
+    mount_id: int
+    parent_id: int
+    target: str
+    mount_options: tuple[str, ...]
+    fstype: str
+    source: str
+    super_options: tuple[str, ...]
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.mount_options or "ro" in self.super_options
+
+    def describe(self) -> str:
+        return f"{self.source} ({self.fstype}) on {self.target}"
+
+
+def read_mounts(path: str = "/proc/self/mountinfo") -> list[Mount]:
+    """The mounts listed in a mountinfo file, in the kernel's order (see proc(5); octal escapes undone)."""
+
+    def unescape(field: str) -> str:
+        return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+    mounts = []
     with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-        fields = [line.split() for line in fh]
-    return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f[4]) for f in fields if len(f) > 4]
+        for line in fh:
+            f = line.split()
+            sep = f.index("-")  # optional fields (shared:N, master:N) come before the separator
+            mounts.append(
+                Mount(
+                    mount_id=int(f[0]),
+                    parent_id=int(f[1]),
+                    target=unescape(f[4]),
+                    mount_options=tuple(f[5].split(",")),
+                    fstype=f[sep + 1],
+                    source=unescape(f[sep + 2]),
+                    super_options=tuple(f[sep + 3].split(",")),
+                )
+            )
+    return mounts
 
 
 def make_disk(directory: Path) -> Disk:
@@ -191,7 +223,7 @@ def disk(tmp_path: Path) -> Iterator[Disk]:
         yield made
     finally:
         detach(made.device)
-        leaked = [t for t in mount_targets() if t.startswith(str(tmp_path))]
+        leaked = [m.describe() for m in read_mounts() if m.target.startswith(str(tmp_path))]
         assert not leaked, f"mounts leaked into the host namespace: {leaked}"
 
 

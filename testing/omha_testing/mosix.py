@@ -25,8 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import omha_membership_openmosix
-
 from omha_core.config import Config, validate_config
 from omha_core.localcluster import LocalCluster, node_processes
 from omha_core.plugins import OmhaPluginManager, get_plugin_manager
@@ -53,7 +51,9 @@ def _env(name: str, value: str) -> Iterator[None]:
 
 
 def plugin_manager() -> OmhaPluginManager:
-    """Builtins plus this plugin only (other plugins' state cannot affect these tests)."""
+    """Builtins plus the openmosix plugin only (other plugins' state cannot affect these tests)."""
+    import omha_membership_openmosix
+
     with _env("OMHA_AUTOLOAD_PLUGINS", "0"):
         return get_plugin_manager(extra=[omha_membership_openmosix])
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PREFIX ?= /opt/omha
 INSTALL_PLUGINS ?= $(if $(filter command line,$(origin PLUGINS)),$(PLUGINS),)
 
-.PHONY: demo test venv system-packages lint pytest plugin-tests bench chaos sim clean install cli-docs
+.PHONY: demo test venv system-packages lint pytest core-tests plugin-tests bench chaos sim clean install cli-docs
 
 $(STAMP): pyproject.toml testing/pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-dev.txt constraints-dev.txt
 	# a Debian python3 needs python3-venv for `-m venv` (ensurepip); install it (as root) when that is why it failed
@@ -41,7 +41,12 @@ lint: venv
 pytest: venv system-packages
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-test: system-packages venv lint pytest
+# the core's tests in the dev venv (every plugin installed); each plugin's own tests run alone (plugin-tests)
+core-tests: venv system-packages
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests
+
+# CI: each plugin's tests run once, in a venv holding only the core, omha-testing and that plugin
+test: system-packages venv lint core-tests plugin-tests
 
 # each plugin's tests in a fresh venv holding only the core, omha-testing and that plugin (scripts/plugin-test):
 # `make plugin-tests PLUGIN_NAMES="resource_vip fence_powerstrip"`; every plugin runs, the target fails if one did

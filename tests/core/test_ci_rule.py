@@ -1,18 +1,15 @@
-"""The CI rule of tests/conftest.py: under CI=true a skipped test fails the run (and only then)."""
+"""The CI rule of omha-testing's pytest plugin (``omha_testing.plugin``, loaded through its ``pytest11`` entry
+point wherever omha-testing is installed): under CI=true a skipped test fails the run (and only then)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-CONFTEST = Path(__file__).parents[1] / "conftest.py"
-
 
 def run_suite(tmp_path: Path, ci: str | None, body: str) -> subprocess.CompletedProcess[str]:
-    shutil.copy(CONFTEST, tmp_path / "conftest.py")
     (tmp_path / "test_sample.py").write_text(body)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     if ci is not None:

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -148,6 +149,9 @@ class Daemon:
         self.wake = asyncio.Event()
         self.fencer.on_fenced = self.wake.set  # take over at once, not at the next heartbeat
         self.stopping = asyncio.Event()
+        #: status writes one at a time, never older than the last written (see :meth:`_write_status`)
+        self._status_lock = threading.Lock()
+        self._written_seq = 0
         self._watch: asyncio.Future[None] | None = None
         #: monotonic time of the last complete cycle (store read, decisions, status published)
         self.last_ok = self.clock()
@@ -713,8 +717,21 @@ class Daemon:
     async def _publish(self, local: dict[str, Any] | None = None) -> None:
         self.seq += 1
         doc = self.status_document(local)
-        await asyncio.to_thread(self.store.publish, self.node, doc)
+        await asyncio.to_thread(self._write_status, doc)
         self.own_incarnations = {self.incarnation}
+
+    def _write_status(self, doc: dict[str, Any]) -> None:
+        """Write ``doc`` unless a newer status of ours is already written (in a worker thread).
+
+        Cancelling a task does not stop the store call it runs in a thread: the shutdown cancels the beat that
+        publishes while the groups stop, and that beat's publication, still in flight, could land after the
+        final status and leave the store saying "shutting down, group still active", so that the others fence
+        a node that stopped cleanly. Writes go one at a time and never go back to an older ``seq``."""
+        with self._status_lock:
+            if doc["seq"] <= self._written_seq:
+                return
+            self.store.publish(self.node, doc)
+            self._written_seq = doc["seq"]
 
     # -- control socket -----------------------------------------------------------------------------------
     async def _start_control(self) -> asyncio.AbstractServer | None:

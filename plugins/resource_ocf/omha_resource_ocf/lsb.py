@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,8 @@ log = logging.getLogger("omha.lsb")
 
 DEFAULT_INITD = "/etc/init.d"
 LSB_RUNNING, LSB_NOT_RUNNING = 0, 3
+#: seconds between two ``status`` calls while a started service is not running yet
+STATUS_POLL = 0.1
 #: what ``status`` exit codes mean (LSB core specification, "Init Script Actions")
 STATUS = {
     0: "running",
@@ -102,12 +105,20 @@ class LsbAgent(ScriptAgent):
         return self._run("status")
 
     def acquire(self) -> None:
-        """``start``, then ``status`` must say running (0)."""
+        """``start``, then ``status`` must say running (0).
+
+        Many init scripts start a daemon that forks into the background and writes its pid file a moment after
+        ``start`` has exited (Debian's ``/etc/init.d/logd`` does): while ``status`` says "not running" (3),
+        it is asked again, until the rest of the start timeout runs out. Any other answer is final."""
         self.validate()
+        deadline = time.monotonic() + self.timeout("start")
         outcome, timeout = self._run("start")
         if outcome.rc != 0 or outcome.timed_out:
             raise ResourceError(f"@lsb {self.name} start: {describe(outcome, timeout, 'start')}")
         probe, timeout = self.status()
+        while probe.rc == LSB_NOT_RUNNING and not probe.timed_out and time.monotonic() < deadline:
+            time.sleep(STATUS_POLL)
+            probe, timeout = self.status()
         if probe.rc != LSB_RUNNING:
             raise ResourceError(
                 f"@lsb {self.name} start exited 0, but status says {describe(probe, timeout, 'status')}"

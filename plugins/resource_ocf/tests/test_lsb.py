@@ -100,6 +100,33 @@ def test_respawn_restarts_a_dead_service_and_stops_on_sigterm(
     assert not (run / "napper.pid").exists()
 
 
+def test_a_service_that_comes_up_after_start_exited_is_waited_for(initd: tuple[Path, Path]) -> None:
+    """An init script whose daemon forks into the background and writes its pid file a moment after ``start``
+    exits (as Debian's logd does): ``status`` says "not running" at first, and the start is not failed for it."""
+    config, run = initd
+    script = config.parent / "init.d" / "napper"
+    late = '( sleep 0.6; setsid sleep 100000 >/dev/null 2>&1 < /dev/null & echo $! > "$PIDFILE" ) & exit 0;;'
+    script.write_text(script.read_text().replace(
+        'setsid sleep 100000 >/dev/null 2>&1 < /dev/null & echo $! > "$PIDFILE"; exit 0;;', late
+    ))
+    done = run_agent("lsb", "acquire", "napper", config)
+    assert done.returncode == 0, done.stderr
+    calls = (run / "calls").read_text().split()
+    assert calls[0] == "start" and calls.count("status") > 1 and alive(run)
+
+
+def test_a_service_that_never_comes_up_fails_at_the_start_timeout(initd: tuple[Path, Path]) -> None:
+    config, run = initd
+    script = config.parent / "init.d" / "napper"
+    script.write_text(script.read_text().replace(
+        'setsid sleep 100000 >/dev/null 2>&1 < /dev/null & echo $! > "$PIDFILE"; exit 0;;', "exit 0;;"
+    ))
+    done = run_agent("lsb", "acquire", "napper op.start.timeout=1", config)
+    assert done.returncode != 0
+    assert "start exited 0, but status says exit 3 (not running)" in done.stderr
+    assert 3 <= (run / "calls").read_text().split().count("status") <= 15  # asked again, then it gave up
+
+
 def test_missing_script_fails_the_fitness_check(initd: tuple[Path, Path]) -> None:
     config, _ = initd
     done = run_agent("lsb", "check", "absent", config)

@@ -49,6 +49,15 @@ from omha_core.logsetup import setup_logging
 from omha_core.observability import Observability
 from omha_core.operator import OperatorFollower, clean_up
 from omha_core.quorum import Quorum
+from omha_core.rules import (
+    Failed,
+    claim_breaker,
+    expire_failed,
+    lost_holding_groups,
+    settling,
+    track_moves,
+    waiting_since,
+)
 from omha_core.signals import install_signal_handlers
 from omha_core.status import NodeStatus, StatusProblem, parse_status
 from omha_core.systemd import sd_notify  # noqa: F401 - re-exported for existing callers
@@ -136,11 +145,11 @@ class Daemon:
         self.versions: dict[str, str | None] = dict.fromkeys(DOCUMENTS)
         self.doc_errors: dict[str, list[str]] = {}
         self.init: Any = None
-        self.failed: dict[str, tuple[float, str]] = {}
+        self.failed: dict[str, Failed] = {}
         self.waiting: dict[str, float] = {}
         self.seen_holder: dict[str, str] = {}
         self.reported_lost: set[tuple[str, str]] = set()
-        self.at_level: set[str] = set()
+        self.at_level: frozenset[str] = frozenset()
         self.statuses: dict[str, NodeStatus] = {}
         self.problems: dict[str, str] = {}
         self.last_view: dict[str, Any] = {}
@@ -387,7 +396,7 @@ class Daemon:
         lost = self._lost_holding_groups(alive, holders)
         fenced = self.fencer.step(lost, alive, records, have_quorum and self._fresh_quorum(alive, up, peers))
         for node in fenced:
-            if self._claim_breaker(node, records, alive) != self.node:
+            if claim_breaker(node, records, alive) != self.node:
                 continue  # the others wait for the breaker: the claim stays theirs to see until it is gone
             for group, holder in list(holders.items()):
                 if holder == node:
@@ -413,14 +422,6 @@ class Daemon:
         if self.isolated:
             log.warning("contact with the store is back")
             self.isolated = False
-
-    @staticmethod
-    def _claim_breaker(node: str, records: Mapping[str, Mapping[str, Any]], alive: set[str]) -> str:
-        """The one node that breaks a fenced node's claims: its fencer, or the lowest-named live node when the
-        fencer is gone or there was none (the unfenced grace). One breaker, because a break that races with
-        another break and a new claim can hand one group to two claimants on a shared directory."""
-        by = (records.get(node) or {}).get("by")
-        return by if isinstance(by, str) and by in alive else min(alive)
 
     def _duplicate_found(self, message: str) -> None:
         """Another daemon publishes as this node: both cannot be trusted with its claims, so stop everything
@@ -481,20 +482,16 @@ class Daemon:
             self.liveness.observe(node, parsed.incarnation, parsed.seq)
 
     def _lost_holding_groups(self, alive: set[str], holders: Mapping[str, str]) -> dict[str, str]:
-        lost: dict[str, str] = {}
-        for node, st in self.statuses.items():
-            if node in alive:
-                continue
-            active = [g for g, inst in st.groups.items() if inst.active]
-            held = [g for g, h in holders.items() if h == node]
-            if active or held:
-                lost[node] = st.incarnation
-                key = (node, st.incarnation)
-                if key not in self.reported_lost:
-                    self.reported_lost.add(key)
-                    log.warning("node %s lost while holding %s", node, ", ".join(sorted({*active, *held})))
-                    hooks.notify_node_lost(self.pm, node=node, observer=self.node, groups=sorted({*active, *held}))
-        return lost
+        """The lost nodes that held groups, by incarnation (:func:`~omha_core.rules.lost_holding_groups`); each
+        lost incarnation is logged and notified once."""
+        lost = lost_holding_groups(self.statuses, alive, holders)
+        for node, found in lost.items():
+            key = (node, found.incarnation)
+            if key not in self.reported_lost:
+                self.reported_lost.add(key)
+                log.warning("node %s lost while holding %s", node, ", ".join(found.groups))
+                hooks.notify_node_lost(self.pm, node=node, observer=self.node, groups=list(found.groups))
+        return {node: found.incarnation for node, found in lost.items()}
 
     def _view(self, alive: set[str], fenced: set[str], holders: dict[str, str], quorum: bool, now: float) -> View:
         local = {g: Instance(level, state) for g, (level, state) in self.init.levels().items()}
@@ -522,7 +519,7 @@ class Daemon:
             quorum=quorum,
             waiting={g: now - t for g, t in self.waiting.items()},
             spread_delay=max(2 * self.heartbeat, 0.5),
-            settling=now - self.started < self.settle,
+            settling=settling(now, self.started, self.settle),
             prefer=self.operator.state.prefer,
             standby=self.operator.state.standby,
         )
@@ -531,10 +528,9 @@ class Daemon:
         return self.fitness.check(self.hactl)
 
     def _failed(self, now: float) -> dict[str, str]:
-        for group, (since, _) in list(self.failed.items()):
-            if now - since > self.failed_retry:
-                log.info("%s: failed here %.0f s ago; this node is a candidate again", group, now - since)
-                del self.failed[group]
+        self.failed, expired = expire_failed(self.failed, now, self.failed_retry)
+        for group, (since, _) in expired.items():
+            log.info("%s: failed here %.0f s ago; this node is a candidate again", group, now - since)
         return {g: reason for g, (_, reason) in self.failed.items()}
 
     async def _act(self, actions: list[Action], holders: dict[str, str]) -> None:
@@ -552,7 +548,7 @@ class Daemon:
                 holders.pop(group, None)
             elif action.kind == "failed":
                 log.warning("%s: %s on this node; letting another node try", group, action.reason)
-                self.failed[group] = (self.clock(), action.reason)
+                self.failed[group] = Failed(self.clock(), action.reason)
             elif action.kind == "tell" and action.level is not None:
                 if group in refused:
                     continue
@@ -563,35 +559,12 @@ class Daemon:
                 self.init.tell(group, action.level, cleanup=not held_elsewhere)
 
     def _bookkeeping(self, view: View, why: Mapping[str, str], now: float) -> None:
-        # how long each wanted group has been running nowhere (drives the next-best fallback); not counted
-        # while settling, or every node would fall back at once when settling ends
-        if view.settling:
-            self.waiting.clear()
-        for group in [] if view.settling else view.wanted:
-            running = any(n.alive and group in n.groups and n.groups[group].active for n in view.nodes.values())
-            if running or group in view.claims:
-                self.waiting.pop(group, None)
-            else:
-                self.waiting.setdefault(group, now)
-        for group in list(self.waiting):
-            if group not in view.wanted:
-                del self.waiting[group]
-        # who ran what, for group-moved notifications
-        me = view.nodes[self.node]
-        for group, want in view.wanted.items():
-            inst = me.groups.get(group)
-            at_level = bool(inst and inst.level == want and inst.state in ("DONE", "PASSED"))
-            if at_level and group not in self.at_level:
-                self.at_level.add(group)
-                previous = self.seen_holder.get(group)
-                log.info("%s: at level %s here%s", group, want, f" (moved from {previous})" if previous else "")
-                hooks.notify_group_moved(self.pm, group=group, from_node=previous, to_node=self.node, level=want)
-            elif not at_level:
-                self.at_level.discard(group)
-            for name, node in view.nodes.items():
-                g = node.groups.get(group)
-                if g is not None and g.active and g.level == want:
-                    self.seen_holder[group] = name
+        self.waiting = waiting_since(self.waiting, view, now)
+        moves = track_moves(view, self.at_level, self.seen_holder)
+        self.at_level, self.seen_holder = moves.at_level, dict(moves.seen_holder)
+        for group, previous, level in moves.arrived:
+            log.info("%s: at level %s here%s", group, level, f" (moved from {previous})" if previous else "")
+            hooks.notify_group_moved(self.pm, group=group, from_node=previous, to_node=self.node, level=level)
 
     def _node_states(self, alive: set[str], fenced: set[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @guard
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from omha_core.daemon import run_daemon
+    from omha_core.node import run_daemon
 
     config, pm = setup(args)
     return run_daemon(config, pm)

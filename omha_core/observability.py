@@ -45,7 +45,7 @@ class Observability:
         self.daemon.pm.register(metrics, name="omha-metrics")
         self.metrics = metrics
         try:
-            self.web = start_web(config, self.daemon.store, metrics, max(float(self.daemon.heartbeat), 0.5))
+            self.web = start_web(config, self.daemon.store, metrics, max(float(self.daemon.timing.heartbeat), 0.5))
         except Exception as exc:  # monitoring must not keep the groups down: say so loudly and carry on
             host, port = config.section("http")["listen"]
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc

@@ -36,6 +36,7 @@ HEAVY = (
     "prometheus_client",
     "pysnmp",
     "omha_core.daemon",
+    "omha_core.node",
     "omha_core.init",
     "omha_core.standalone",
     "omha_core.metrics",

@@ -320,8 +320,8 @@ print(json.dumps([ok, error, "voluptuous" in sys.modules]))
 
 def test_a_backend_factory_that_builds_something_else_is_refused_naming_its_plugin(tmp_path: Path) -> None:
     from omha_core.builtin.sharedfs import SharedDirStore
-    from omha_core.daemon import open_backends
     from omha_core.hookspecs import hookimpl
+    from omha_core.node import open_backends
 
     class Factories:
         @hookimpl

@@ -9,9 +9,9 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from omha_core.daemon import Daemon
 from omha_core.decide import Action
 from omha_core.fencing import Fencer
+from omha_core.node import Daemon
 from omha_core.quorum import Quorum
 
 

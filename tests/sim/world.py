@@ -1,6 +1,6 @@
 """Deterministic simulation of N real node daemons in one process, on simulated time.
 
-Every node is the real :class:`omha_core.daemon.Daemon` (real decide, fencer, quorum, liveness, claims) whose
+Every node is the real :class:`omha_core.node.Daemon` (real decide, fencer, quorum, liveness, claims) whose
 cycle, sleep and watchdog run on a :class:`~tests.sim.vtloop.VirtualLoop`. Around them, simulated parts:
 
 - :class:`MemStore`: one in-memory store honouring the Store contract (create-if-absent claims and fence locks,
@@ -40,11 +40,11 @@ from typing import Any
 from omha_core import fencing, hookimpl
 from omha_core.backends import Membership, Store, Versioned
 from omha_core.config import Config, validate_config
-from omha_core.daemon import Daemon
 from omha_core.decide import DONE, FAILED, PASSED, STARTING, STOPPING, TEST, Instance
 from omha_core.errors import ConflictError, StoreError
 from omha_core.fence_devices import FenceDevice, FenceResult
 from omha_core.hactl import STOP_LEVEL
+from omha_core.node import Daemon
 from omha_core.plugins import get_plugin_manager
 from omha_core.uniqueness import wait_out_previous
 
@@ -408,11 +408,9 @@ class World:
         ctx = contextvars.copy_context()
         ctx.run(CURRENT.set, name)
         skew = sn.skew
-        d = ctx.run(Daemon, self.config(name), self.pm, lambda: self.loop.time() * skew)
-        d.incarnation = f"{name}.{sn.boots}"
-        d.own_incarnations = {d.incarnation}
-        d.started = d.clock()
-        d.last_ok = d.clock()
+        d = ctx.run(Daemon, self.config(name), self.pm, lambda: self.loop.time() * skew, f"{name}.{sn.boots}")
+        d.memory.started = d.clock()
+        d.contact.last_ok = d.clock()
         sn.init = SimInit(self, name, list(d.cltab.groups), d.wake.set)
         d.init = sn.init
         sn.daemon = d
@@ -424,8 +422,8 @@ class World:
     async def _run(self, sn: SimNode, d: Daemon) -> None:
         """The body of :meth:`Daemon.run` that matters here: wait out the previous incarnation, then cycle and
         sleep, with the watchdog beside them."""
-        while True:  # Daemon._wait_out_previous, its wait of dead_after done on simulated time
-            await asyncio.sleep(d.dead_after)
+        while True:  # lifecycle.wait_out_previous_incarnation, its wait of dead_after done on simulated time
+            await asyncio.sleep(d.timing.dead_after)
             try:
                 previous = wait_out_previous(d.store, d.node, 0.0, 0.0)
                 break
@@ -433,9 +431,9 @@ class World:
                 continue
         if previous is not None:
             d.own_incarnations.add(previous.incarnation)
-        d.started = d.last_ok = d.clock()
-        await d._adopt_documents()
-        watchdog = asyncio.ensure_future(d._watchdog())
+        d.memory.started = d.contact.last_ok = d.clock()
+        await d.documents.adopt()
+        watchdog = asyncio.ensure_future(d.contact.watch(d.init))
         sn.tasks.append(watchdog)
         while True:
             assert sn.frozen is not None
@@ -444,11 +442,11 @@ class World:
             try:
                 await d.cycle()
             except StoreError as exc:
-                d._store_failed(str(exc))
+                d.contact.store_failed(str(exc))
             except Exception as exc:  # the real loop logs and carries on; here it is worth a look
                 self.trace(f"{sn.name} cycle failed: {type(exc).__name__}: {exc}")
                 self.errors.append(traceback.format_exc())
-            await d._sleep(begun)
+            await d.sleep(begun)
 
     def power_off(self, name: str) -> None:
         """The machine stops: daemon and groups with it (a group it held is now lost uncleanly)."""
@@ -526,7 +524,7 @@ class World:
         sn.frozen.set()
         ctx = contextvars.copy_context()
         ctx.run(CURRENT.set, node)
-        sn.tasks.append(self.loop.create_task(d._watchdog(), context=ctx))
+        sn.tasks.append(self.loop.create_task(d.contact.watch(d.init), context=ctx))
 
     def unsplit(self) -> None:
         self.split = None

@@ -16,7 +16,7 @@ from etcd_support import Opened, make_config
 from omha_testing.etcd import EtcdCluster
 
 from omha_core.config import validate_config
-from omha_core.daemon import Daemon
+from omha_core.node import Daemon
 from omha_core.plugins import OmhaPluginManager
 
 
@@ -38,7 +38,7 @@ def test_a_clean_stop_between_two_reads_never_looks_like_a_loss_holding_a_group(
         stopped = []
 
         def stop_n1_after(read: Any) -> Any:
-            """The first of the two reads returns, then n1 stops cleanly (release, then leave), as in _shutdown."""
+            """The first of the two reads returns, then n1 stops cleanly (release, then leave), as at a shutdown."""
 
             def wrapped(*args: Any) -> Any:
                 result = read(*args)
@@ -52,11 +52,11 @@ def test_a_clean_stop_between_two_reads_never_looks_like_a_loss_holding_a_group(
 
         observer.store.claims = stop_n1_after(observer.store.claims)  # type: ignore[method-assign]
         observer.membership.up_nodes = stop_n1_after(observer.membership.up_nodes)  # type: ignore[method-assign]
-        _statuses, claims, _records, up, _member = observer._read_cluster()
+        seen = observer.peers.read()
         assert stopped
-        assert up is not None
-        held = claims.get("g3", {}).get("node") == "n1"
-        assert not (held and "n1" not in up), f"n1 seen gone while holding g3: claims {claims}, up {up}"
+        assert seen.up is not None
+        held = seen.claims.get("g3", {}).get("node") == "n1"
+        assert not (held and "n1" not in seen.up), f"n1 seen gone while holding g3: claims {seen.claims}, up {seen.up}"
     finally:
         observer.membership.close()
         observer.store.close()
@@ -85,15 +85,15 @@ def test_a_clean_stop_leaves_its_final_status_so_a_stale_stopping_one_never_look
     try:
 
         def lost_holding() -> dict[str, str]:
-            statuses, claims, _records, up, _member = observer._read_cluster()
-            observer._observe(statuses)
-            alive = {observer.node} | {n for n in observer.statuses if n != observer.node and observer._alive(n, up)}
-            return observer._lost_holding_groups(alive, {g: c.get("node", "?") for g, c in claims.items()})
+            seen = observer.peers.read()
+            observer.peers.observe(seen.statuses)
+            alive = observer.peers.alive(seen.up)
+            return observer.peers.lost_holding_groups(alive, {g: c.get("node", "?") for g, c in seen.claims.items()})
 
         assert lost_holding() == {}  # n1 is a member, stopping gm
         final = {**stopping, "seq": 2, "stopped": True, "groups": {"gm": {"level": "stop", "state": "DONE"}}}
         store1.publish("n1", final)
-        member1.close()  # the clean leave, as at the end of Daemon._shutdown
+        member1.close()  # the clean leave, as at the end of the daemon's shutdown
         assert lost_holding() == {}, "a node that stopped cleanly was taken for lost while holding gm"
         assert store1.statuses()["n1"] == final  # status shows it stopped rather than forgetting it
     finally:

@@ -54,7 +54,7 @@ from omha_core.node.control import ControlSocket
 from omha_core.node.documents import Documents, Parsed
 from omha_core.node.lifecycle import Shutdown, wait_out_previous_incarnation
 from omha_core.node.peers import Peers, Reading
-from omha_core.node.publish import StatusWriter, node_states, published_groups, status_document
+from omha_core.node.publish import StatusWriter, published_groups, status_document
 from omha_core.node.state import Memory, Timing
 from omha_core.observability import Observability
 from omha_core.operator import OperatorFollower, clean_up
@@ -232,8 +232,8 @@ class Daemon:
         now = self.clock()
         self.peers.observe(seen.statuses)
         alive = self.peers.alive(seen.up)
-        peers = set(self.peers.statuses) - {self.node}  # two_node: the other node, as far as it ever published
-        covered = bool(peers) and all(map(self.fencer.covered, peers))
+        others = set(self.peers.statuses) - {self.node}  # two_node: the other node, as far as it ever published
+        covered = bool(others) and all(map(self.fencer.covered, others))
         have_quorum = self.quorum.update(len(alive), covered) and seen.member
         await self.documents.adopt()
         await asyncio.to_thread(self.operator.read, self.store)
@@ -255,16 +255,8 @@ class Daemon:
         # publish: one snapshot of the init after this cycle's actions, for the alerts and the status alike
         local = self.init.status()
         self.alerts.observe(alive, local, self.hactl)  # queued for a background thread
-        peers_seen = self.peers
         self.last_view = {
-            "nodes": node_states(
-                self.node,
-                peers_seen.statuses,
-                peers_seen.problems,
-                alive,
-                peers_seen.liveness.silent_for,
-                self.fencer.state,
-            ),
+            "nodes": self.peers.states(alive, self.fencer.state),
             "quorum": {"have": have_quorum, "member": seen.member, "detail": self.quorum.reason},
             "why": decision.why,
             "claims": holders,

@@ -1,4 +1,5 @@
-"""Observing the other nodes: one read of the cluster, their statuses, who is alive, who was lost holding groups.
+"""Observing the other nodes: one read of the cluster, their statuses, who is alive, who was lost holding groups,
+and how each node shows in status.
 
 A node is alive while its published ``seq`` keeps changing on this node's own monotonic clock
 (:class:`~omha_core.liveness.Liveness`), unless the membership layer's view is proof of life (etcd's leases). A
@@ -128,3 +129,22 @@ class Peers:
                 log.warning("node %s lost while holding %s", node, ", ".join(found.groups))
                 hooks.notify_node_lost(self.pm, node=node, observer=self.me, groups=list(found.groups))
         return {node: found.incarnation for node, found in lost.items()}
+
+    def states(self, alive: set[str], fencing: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """Every node known, as status shows it: up, lost, stopped or its fencing state (``fencing``: the
+        fencer's state per node), seconds silent, and why its status was ignored."""
+        out: dict[str, Any] = {}
+        for name in sorted({self.me, *self.statuses, *self.problems}):
+            silent = 0.0 if name == self.me else self.liveness.silent_for(name)
+            state = "up" if name in alive else "lost"
+            fence = fencing.get(name)
+            if name not in alive and fence:
+                state = str(fence.get("state", state))
+            elif name not in alive and self.statuses.get(name) and self.statuses[name].shutting_down:
+                state = "stopped"
+            out[name] = {"state": state, "silent": None if silent is None else round(silent, 1)}
+            if fence and name not in alive:
+                out[name]["fencing"] = fence
+            if name in self.problems:
+                out[name]["problem"] = self.problems[name]
+        return out

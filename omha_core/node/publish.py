@@ -1,5 +1,5 @@
-"""What this node publishes: its status document, with the groups as the others must see them and its view of
-every node (``omha status`` shows these)."""
+"""What this node publishes: its status document, with the groups as the others must see them (``omha status``
+shows it; :mod:`omha_core.status` reads it back on the other nodes)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from omha_core._version import __version__
 from omha_core.backends import Store
 from omha_core.hactl import STOP_LEVEL
 from omha_core.rules import Failed
-from omha_core.status import NodeStatus
 
 
 class StatusWriter:
@@ -53,33 +52,6 @@ def published_groups(groups: dict[str, Any], holding: set[str] | None) -> dict[s
     if holding is None:
         return groups
     return {g: st if g in holding else {**st, "level": STOP_LEVEL, "state": "DONE"} for g, st in groups.items()}
-
-
-def node_states(
-    me: str,
-    statuses: Mapping[str, NodeStatus],
-    problems: Mapping[str, str],
-    alive: set[str],
-    silent_for: Callable[[str], float | None],
-    fencing: Mapping[str, Mapping[str, Any]],
-) -> dict[str, Any]:
-    """Every node this node knows of, as status shows it: up, lost, stopped or its fencing state, seconds
-    silent, and why its status was ignored (``problems``). ``fencing``: the fencer's state per node."""
-    out: dict[str, Any] = {}
-    for name in sorted({me, *statuses, *problems}):
-        silent = 0.0 if name == me else silent_for(name)
-        state = "up" if name in alive else "lost"
-        fence = fencing.get(name)
-        if name not in alive and fence:
-            state = str(fence.get("state", state))
-        elif name not in alive and statuses.get(name) and statuses[name].shutting_down:
-            state = "stopped"
-        out[name] = {"state": state, "silent": None if silent is None else round(silent, 1)}
-        if fence and name not in alive:
-            out[name]["fencing"] = fence
-        if name in problems:
-            out[name]["problem"] = problems[name]
-    return out
 
 
 def status_document(

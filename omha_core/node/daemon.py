@@ -292,6 +292,8 @@ class Daemon:
         self.stopping.set()
 
     def _view(self, alive: set[str], fenced: set[str], holders: dict[str, str], quorum: bool, now: float) -> View:
+        """Everything :func:`decide` looks at: this node's fresh local state, the others' last statuses, the
+        claims as this cycle left them, the documents, the decisions' memory and the operators' orders."""
         local = {g: Instance(level, state) for g, (level, state) in self.init.levels().items()}
         unfit = self.fitness.check(self.hactl)
         nodes = {self.node: NodeView(self.node, groups=local, unfit=unfit, failed=self._failed(now), quorum=quorum)}
@@ -378,10 +380,12 @@ class Daemon:
         )
 
     def _published_groups(self, local: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The init's groups (``local`` when just taken) as published (:func:`published_groups`)."""
         groups: dict[str, Any] = local if local is not None else self.init.status() if self.init is not None else {}
         return published_groups(groups, self.shutdown.holding(self.init))
 
     async def _publish(self, local: dict[str, Any] | None = None) -> None:
+        """Publish this node's status with the next ``seq``; from then on a predecessor publishing is a duplicate."""
         self.seq += 1
         doc = self.status_document(local)
         await asyncio.to_thread(self.writer.write, doc)

@@ -12,6 +12,7 @@ from typing import Any
 from omha_core.decide import Action
 from omha_core.fencing import Fencer
 from omha_core.node import Daemon
+from omha_core.node.publish import StatusWriter
 from omha_core.quorum import Quorum
 
 
@@ -67,8 +68,34 @@ def ignore_quorum() -> Iterator[None]:
         Quorum.update = real  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def publish_out_of_order() -> Iterator[None]:
+    """Status writes go straight to the store, not one at a time: a write still in flight when the shutdown
+    publishes the final status may land after it (the fault campaign's seed 1823, found in a real run)."""
+    real = StatusWriter.write
+
+    def write(self: StatusWriter, doc: Mapping[str, Any]) -> None:
+        self.store.publish(self.node, doc)
+
+    StatusWriter.write = write  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        StatusWriter.write = real  # type: ignore[method-assign]
+
+
+#: what each bug must be caught as: the violations (substrings of the message) it leads to. Any other violation
+#: (a group not back within the bound, say) does not count as catching it.
+CAUGHT_AS = {
+    "skip-the-claim": ("while held on",),
+    "break-claims-before-the-fence": ("never fenced", "while held on"),
+    "ignore-quorum": ("minority side", "while held on", "never fenced"),
+    "publish-out-of-order": ("stopped cleanly",),
+}
+
 BUGS = {
     "skip-the-claim": skip_the_claim,
     "break-claims-before-the-fence": break_claims_before_the_fence,
     "ignore-quorum": ignore_quorum,
+    "publish-out-of-order": publish_out_of_order,
 }

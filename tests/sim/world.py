@@ -10,16 +10,20 @@ cycle, sleep and watchdog run on a :class:`~tests.sim.vtloop.VirtualLoop`. Aroun
 - :class:`SimInit`: the local init; starts and stops take simulated time, may fail, a start may hang;
 - :class:`SimFence`: a fence device that succeeds, fails or hangs; a success powers the target off;
 - a fault scheduler (:meth:`World.schedule_faults`): crash, freeze, store partition, membership split, clock
-  skew, cltab and hactl changes, all drawn from one seeded :class:`random.Random`.
+  skew, cltab and hactl changes, and a graceful restart (the daemon's own shutdown, then a new incarnation), all
+  drawn from one seeded :class:`random.Random`.
 
-Store and device calls, which the daemon runs through :func:`asyncio.to_thread`, run inline here (after a
-simulated delay), so one seed always gives the same interleaving and the same trace (with a fixed
-``PYTHONHASHSEED``: the daemon iterates over sets of node names).
+Store and device calls, which the daemon runs through :func:`asyncio.to_thread`, run on the simulated loop, so
+one seed always gives the same interleaving and the same trace (with a fixed ``PYTHONHASHSEED``: the daemon
+iterates over sets of node names). A fast call runs inline; a slow one (a share of the calls, drawn per run)
+runs as a task of its own, as a worker thread would: cancelling its caller does not stop it, so it may land
+after calls made later.
 
 The invariants, checked at every group start and every fence: one node holding a group at a time; a group
 taken over from a node that did not stop it cleanly only after that node was fenced; no fence call started
-from a membership minority (a call started with quorum may land after a split began); and, checked at the end,
-every wanted group at its level within ``BOUND`` seconds after the last fault healed.
+from a membership minority (a call started with quorum may land after a split began); no fence of a node whose
+daemon stopped cleanly and has not run since; and, checked at the end, every wanted group at its level within
+``BOUND`` seconds after the last fault healed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from omha_core import fencing, hookimpl
@@ -112,6 +117,8 @@ class NodeStore(Store):
     def publish(self, node: str, status: Mapping[str, Any]) -> None:
         self._reach()
         self.mem.status[node] = status
+        if status.get("incarnation") != self.world.clean.get(node, status.get("incarnation")):
+            del self.world.clean[node]  # a later incarnation runs
 
     def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
         self._reach()
@@ -247,8 +254,11 @@ class SimInit:
         self.timers.clear()
 
     async def shutdown(self) -> None:
+        """Stop every group and wait until none is stopping any more, as :meth:`LocalInit.shutdown` does."""
         for g in self.groups:
             self.tell(g, STOP_LEVEL)
+        while any(s["state"] == STOPPING for s in self.groups.values()):
+            await asyncio.sleep(0.05)
 
 
 # -- fence devices -----------------------------------------------------------------------------------------
@@ -303,6 +313,10 @@ class SimNode:
     boots: int = 0
     frozen: asyncio.Event | None = None  # set while running; cleared while frozen
     skew: float = 1.0
+    #: store calls in flight in a "worker thread": they land even when their caller is cancelled
+    threads: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: seconds until the daemon starts again once its graceful stop (a ``restart`` fault) is over
+    restart_after: float = 0.0
 
 
 class World:
@@ -334,6 +348,17 @@ class World:
         self.errors: list[str] = []
         #: random failures (store calls, starts) happen until every fault heals
         self.faulty = True
+        #: this run's store: the share of its calls that are slow, and how slow at most (drawn per run, as
+        #: FoundationDB's simulation draws its knobs: a store that is often and very slow in some runs makes the
+        #: races that need a call in flight at the wrong moment common there, not one in hundreds of runs)
+        self.slow_share = self.rng.choice([0.25, 0.5])
+        self.slow_max = self.params.store_delay * self.rng.choice([1, 1, 5])
+        self.calm = (0.25, self.params.store_delay)  # from the heal on: one call in four slow, and only a little
+        #: a test's scripted slowness: (node, function, args) -> seconds the call takes, 0 for the usual draw
+        self.delay_of: Callable[[str, Callable[..., Any], tuple[Any, ...]], float] = lambda *_: 0.0
+        #: node -> its incarnation that stopped cleanly (a ``restart``), until a later incarnation publishes:
+        #: such a node holds nothing and runs nothing, and fencing it is fencing a healthy node
+        self.clean: dict[str, str] = {}
 
     # -- trace and invariants ---------------------------------------------------------------------------
     def trace(self, line: str) -> None:
@@ -372,6 +397,8 @@ class World:
         side = self.side(fencer)
         if side is not None and 2 * len(side) <= len(self.names):
             self.fail(f"{fencer} fenced {target} from a minority side {sorted(side)}")
+        if target in self.clean:
+            self.fail(f"{fencer} fenced {target}, which had stopped cleanly ({self.clean[target]}) and not run since")
 
     def fence_call(self, target: str) -> FenceResult:
         fencer = self.fencer
@@ -435,7 +462,7 @@ class World:
         await d.documents.adopt()
         watchdog = asyncio.ensure_future(d.contact.watch(d.init))
         sn.tasks.append(watchdog)
-        while True:
+        while not d.stopping.is_set():
             assert sn.frozen is not None
             await sn.frozen.wait()
             begun = d.clock()
@@ -447,13 +474,34 @@ class World:
                 self.trace(f"{sn.name} cycle failed: {type(exc).__name__}: {exc}")
                 self.errors.append(traceback.format_exc())
             await d.sleep(begun)
+        watchdog.cancel()
+        await d._shut_down()  # the real graceful stop: stop the groups, release the claims, say so
+        self.stopped_daemon(sn.name, d)
+
+    def stopped_daemon(self, name: str, d: Daemon) -> None:
+        """``d`` ended its graceful stop (a ``restart``): the machine stays up, the daemon starts again later."""
+        sn = self.nodes[name]
+        if sn.daemon is not d:
+            return
+        if d.shutdown.stopped_cleanly:
+            self.clean[name] = d.incarnation
+        how = "cleanly" if d.shutdown.stopped_cleanly else "holding groups"
+        self.trace(f"{name} stopped {how} ({d.incarnation})")
+        for g, holders in self.active.items():  # a group whose stop failed is held still, and lost uncleanly
+            if name in holders:
+                holders.discard(name)
+                self.unclean[g] = name
+        with contextlib.suppress(OSError):
+            os.close(d._lock_fd)
+        sn.daemon = sn.init = None
+        self.loop.call_later(sn.restart_after, self.boot, name)
 
     def power_off(self, name: str) -> None:
         """The machine stops: daemon and groups with it (a group it held is now lost uncleanly)."""
         sn = self.nodes[name]
         if sn.daemon is None:
             return
-        for t in sn.tasks:
+        for t in [*sn.tasks, *sn.threads]:
             t.cancel()
         for p in [*sn.daemon.fencer.pending.values(), *sn.daemon.fencer.finishing.values()]:
             if p.task is not None:
@@ -474,7 +522,7 @@ class World:
         """Draw the faults of this run; each heals after a while; all heal ``BOUND`` before the end."""
         p = self.params
         last = p.duration - BOUND - 30.0
-        kinds = ["crash", "freeze", "cut", "split", "skew", "hactl", "cltab", "fence-fail"]
+        kinds = ["crash", "freeze", "cut", "split", "skew", "hactl", "cltab", "fence-fail", "restart"]
         for _ in range(p.faults):
             at = self.rng.uniform(10.0, last - 30.0)
             length = self.rng.uniform(1.0, 25.0)
@@ -515,6 +563,9 @@ class World:
         elif kind == "fence-fail":
             self.fence_mode = "failure"
             self.loop.call_later(length, setattr, self, "fence_mode", "ok")
+        elif kind == "restart" and sn.daemon is not None and sn.frozen is not None and sn.frozen.is_set():
+            sn.restart_after = length  # the daemon stops gracefully (SIGTERM), then starts again
+            sn.daemon.stopping.set()
 
     def thaw(self, node: str, d: Daemon) -> None:
         sn = self.nodes[node]
@@ -533,6 +584,7 @@ class World:
     def heal(self) -> None:
         self.trace("all faults healed")
         self.faulty = False
+        self.slow_share, self.slow_max = self.calm
         self.cut.clear()
         self.split = None
         self.fence_mode = "ok"
@@ -605,8 +657,17 @@ def _inline_threads(world: World) -> Iterator[None]:
             world.fence_decided(CURRENT.get(), args[1])
             await asyncio.sleep(world.rng.uniform(0.5, 3.0))
             world.fencer = CURRENT.get()  # the device call runs in a thread of its own, outside the context
-        elif world.params.store_delay and world.rng.random() < 0.25:  # one store call in four is slow
-            await asyncio.sleep(world.rng.uniform(0.0, world.params.store_delay))
+        elif (delay := world.delay_of(CURRENT.get(), func, args)) or (
+            world.params.store_delay and world.rng.random() < world.slow_share
+        ):  # a slow store call runs in a "worker thread": cancelling its caller does not stop it, it lands
+            node = world.nodes.get(CURRENT.get())
+            delay = delay or world.rng.uniform(0.0, world.slow_max)
+            call = world.loop.create_task(_thread(world, delay, partial(func, *args, **kwargs)))
+            call.add_done_callback(lambda t: t.cancelled() or t.exception())  # a caller gone: nobody reads it
+            if node is not None:
+                node.threads.add(call)
+                call.add_done_callback(node.threads.discard)
+            return await asyncio.shield(call)
         node = world.nodes.get(CURRENT.get())
         if node is not None and node.frozen is not None and not node.frozen.is_set():
             await node.frozen.wait()
@@ -617,6 +678,15 @@ def _inline_threads(world: World) -> Iterator[None]:
         yield
     finally:
         asyncio.to_thread = real
+
+
+async def _thread(world: World, delay: float, call: Callable[[], Any]) -> Any:
+    """A slow store call in its worker thread: it waits out its delay (and a freeze), then runs."""
+    await asyncio.sleep(delay)
+    node = world.nodes.get(CURRENT.get())
+    if node is not None and node.frozen is not None and not node.frozen.is_set():
+        await node.frozen.wait()
+    return call()
 
 
 @dataclass
@@ -632,8 +702,8 @@ class Result:
         return f"seed {self.seed}: {self.violation}\n" + "\n".join(self.trace[-80:])
 
 
-def run(seed: int, params: Params | None = None) -> Result:
-    """One seeded run on a fresh virtual-time loop."""
+def run(seed: int, params: Params | None = None, setup: Callable[[World], None] | None = None) -> Result:
+    """One seeded run on a fresh virtual-time loop; ``setup`` may script faults of its own into the world."""
     from tests.sim.vtloop import VirtualLoop
 
     logging.getLogger("omha").setLevel(logging.CRITICAL)
@@ -647,6 +717,8 @@ def run(seed: int, params: Params | None = None) -> Result:
             world.trace(f"event loop: {context.get('message')} {context.get('exception')!r}")
 
     loop.set_exception_handler(on_error)
+    if setup is not None:
+        setup(world)
     try:
         with _inline_threads(world):
             loop.run_until_complete(world.main())

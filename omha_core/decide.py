@@ -31,27 +31,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from omha_core.cltab import Cltab
+from omha_core.group_state import (  # noqa: F401 - the states, re-exported for the decision's callers
+    CONFIGURED,
+    DONE,
+    FAILED,
+    PASSED,
+    STARTING,
+    STOPPING,
+    TRANSITIONS,
+    GroupState,
+)
 from omha_core.hactl import STOP_LEVEL
 
 PLAN, TEST = "plan", "test"
-#: group states of the local init (Cluster::Init's names)
-CONFIGURED, STARTING, STOPPING, DONE, PASSED, FAILED = "CONFIGURED", "STARTING", "STOPPING", "DONE", "PASSED", "FAILED"
-TRANSITIONS = (STARTING, STOPPING)
-
-
-@dataclass(frozen=True)
-class Instance:
-    """A group as one node reports it: its current level and state."""
-
-    level: str | None
-    state: str
-
-    @property
-    def active(self) -> bool:
-        """True while the group holds (or is taking, or releasing) resources on that node."""
-        if self.level is None or self.level == STOP_LEVEL:  # never told (None), or told to stop
-            return self.state in (STOPPING, FAILED)  # FAILED: a stop failed, its resources may still be held
-        return True
+#: a group as one node reports it (:mod:`omha_core.group_state`), under the name the decision's callers know
+Instance = GroupState
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from typing import Any
 
 from omha_core.backends import Store
 from omha_core.errors import ParseError, StoreError
+from omha_core.group_state import GroupState
 from omha_core.hactl import STOP_LEVEL, parse_hactl
 from omha_core.operator import OperatorState, read_operator
 
@@ -164,11 +165,10 @@ def cluster_report(store: Store, cluster: str = "omha", dead_after: float = 2.0)
     for group in names:
         instances: dict[str, Any] = {}
         for node, doc in docs.items():
-            g = (doc.get("groups") or {}).get(group)
-            if not isinstance(g, Mapping):
-                continue
+            g: Any = (doc.get("groups") or {}).get(group)
+            state = GroupState.read(g)
             # stopped instances are left out, but not one still stopping or whose stop FAILED (it may hold resources)
-            if g.get("level") in (None, STOP_LEVEL) and g.get("state") not in ("STOPPING", "FAILED"):
+            if state is None or not state.active:
                 continue
             instances[node] = {
                 "level": g.get("level"),

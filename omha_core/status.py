@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from omha_core.decide import Instance
+from omha_core.group_state import GroupState
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class NodeStatus:
     node: str
     incarnation: str
     seq: int
-    groups: Mapping[str, Instance] = field(default_factory=dict)
+    groups: Mapping[str, GroupState] = field(default_factory=dict)
     unfit: Mapping[str, str] = field(default_factory=dict)
     failed: Mapping[str, str] = field(default_factory=dict)
     quorum: bool = True
@@ -66,13 +66,12 @@ def parse_status(node: str, doc: Any) -> NodeStatus | StatusProblem:
         return StatusProblem(node, "status lacks a string 'incarnation' and an integer 'seq'")
     if doc.get("node") not in (None, node):
         return StatusProblem(node, f"status names another node ({doc.get('node')!r})")
-    groups: dict[str, Instance] = {}
+    groups: dict[str, GroupState] = {}
     raw_groups = doc.get("groups")
     if isinstance(raw_groups, Mapping):
         for name, g in raw_groups.items():
-            if isinstance(g, Mapping) and isinstance(g.get("state"), str):
-                level = g.get("level")
-                groups[str(name)] = Instance(level if isinstance(level, str) else None, g["state"])
+            if (state := GroupState.read(g)) is not None:
+                groups[str(name)] = state
     return NodeStatus(
         node=node,
         incarnation=inc,

@@ -35,11 +35,16 @@ import time
 from typing import Any
 
 from omha_core.cltab import STOP, Entry
+from omha_core.group_state import (  # noqa: F401 - the states, re-exported by omha_core.init
+    CONFIGURED,
+    DONE,
+    FAILED,
+    GROUP_STATES,
+    PASSED,
+    STARTING,
+    STOPPING,
+)
 from omha_core.init.process import RUNNING, Runtime, Supervised, describe_exit
-
-CONFIGURED, STARTING, STOPPING = "CONFIGURED", "STARTING", "STOPPING"
-DONE, PASSED, FAILED = "DONE", "PASSED", "FAILED"
-GROUP_STATES = (CONFIGURED, STARTING, STOPPING, DONE, PASSED, FAILED)
 
 
 class Group:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from omha_core.cltab import LEVEL_RE, NAME_RULE, Cltab
+from omha_core.group_state import GroupState
 from omha_core.init.cells import Cells
 from omha_core.init.choose import open_cells
 from omha_core.init.group import CONFIGURED, Group
@@ -159,10 +160,10 @@ class LocalInit:
         """Every group told so far: level, state, since (time.time()) and entries (see :mod:`.process`)."""
         return {name: g.status() for name, g in self._groups.items()}
 
-    def levels(self) -> dict[str, tuple[str | None, str]]:
-        """Every group told so far: (level, state), without building each entry's status as :meth:`status` does
-        (the daemon's decision reads this every cycle)."""
-        return {name: (g.level, g.state) for name, g in self._groups.items()}
+    def levels(self) -> dict[str, GroupState]:
+        """Every group told so far: its level and state, without building each entry's status as :meth:`status`
+        does (the daemon's decision reads this every cycle)."""
+        return {name: GroupState(g.level, g.state) for name, g in self._groups.items()}
 
     def level(self, group: str) -> str | None:
         """The level last told to ``group`` (None if never told)."""

@@ -42,7 +42,7 @@ from omha_core.alerts import start_alerts
 from omha_core.backends import Store
 from omha_core.cltab import Cltab
 from omha_core.config import Config
-from omha_core.decide import Action, Instance, NodeView, View, decide
+from omha_core.decide import Action, NodeView, View, decide
 from omha_core.errors import OmhaError, StoreError
 from omha_core.fencing import Fencer
 from omha_core.fitness import Fitness
@@ -294,7 +294,7 @@ class Daemon:
     def _view(self, alive: set[str], fenced: set[str], holders: dict[str, str], quorum: bool, now: float) -> View:
         """Everything :func:`decide` looks at: this node's fresh local state, the others' last statuses, the
         claims as this cycle left them, the documents, the decisions' memory and the operators' orders."""
-        local = {g: Instance(level, state) for g, (level, state) in self.init.levels().items()}
+        local = self.init.levels()
         unfit = self.fitness.check(self.hactl)
         nodes = {self.node: NodeView(self.node, groups=local, unfit=unfit, failed=self._failed(now), quorum=quorum)}
         for name, st in self.peers.statuses.items():

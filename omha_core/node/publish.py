@@ -12,6 +12,7 @@ from typing import Any
 
 from omha_core._version import __version__
 from omha_core.backends import Store
+from omha_core.group_state import GroupState
 from omha_core.hactl import STOP_LEVEL
 from omha_core.rules import Failed
 
@@ -41,7 +42,7 @@ class StatusWriter:
 def still_holding(groups: Mapping[str, Mapping[str, Any]]) -> set[str]:
     """After the init's shutdown (``groups``: its status): the groups whose stop failed, or never ended (their
     resources may still be held)."""
-    return {g for g, st in groups.items() if st.get("state") in ("FAILED", "STOPPING")}
+    return {g for g, st in groups.items() if (state := GroupState.read(st)) is not None and state.stopping_or_stuck}
 
 
 def published_groups(groups: dict[str, Any], holding: set[str] | None) -> dict[str, Any]:

@@ -203,9 +203,9 @@ class SimInit:
             self._status = {g: dict(s) for g, s in self.groups.items()}
         return self._status
 
-    def levels(self) -> dict[str, tuple[str | None, str]]:
-        """Every group's (level, state), as :meth:`omha_core.init.LocalInit.levels` gives the decision."""
-        return {g: (s["level"], s["state"]) for g, s in self.groups.items()}
+    def levels(self) -> dict[str, Instance]:
+        """Every group's level and state, as :meth:`omha_core.init.LocalInit.levels` gives the decision."""
+        return {g: Instance(s["level"], s["state"]) for g, s in self.groups.items()}
 
     def reload(self, cltab: Any) -> None:
         self._status = None

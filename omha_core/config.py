@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import voluptuous as vol
 
 from omha_core import config_validation as cv
-from omha_core.alerts import ALERT_SCHEMA
 from omha_core.errors import ConfigError
 from omha_core.secrets import SECRET_SUFFIXES as SECRET_SUFFIXES
 from omha_core.secrets import is_secret as is_secret
@@ -32,6 +31,23 @@ DEFAULT_PATH = "/etc/omha/omha.toml"
 SYSLOG_FACILITIES = (
     "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp",
     *(f"local{i}" for i in range(8)),
+)
+
+#: ``[[alerts]]`` ``select`` values: the kinds of event an alert agent receives (omha_core/alerts.py)
+KINDS = ("node", "fencing", "resource")
+#: Pacemaker's default ``timestamp-format``
+TIMESTAMP_FORMAT = "%H:%M:%S.%06N"
+
+#: one ``[[alerts]]`` entry. Here rather than in omha_core/alerts.py (which runs them, and imports logging, signal
+#: and hactl), so that reading omha.toml (``omha status``) does not import that module (CLI start-up, issue 19)
+ALERT_SCHEMA = vol.Schema(
+    {
+        vol.Required("path"): cv.path,
+        vol.Optional("recipient"): cv.string_or_list,
+        vol.Optional("timeout", default=30.0): cv.positive_float,
+        vol.Optional("select", default=list(KINDS)): [cv.one_of(*KINDS)],
+        vol.Optional("timestamp_format", default=TIMESTAMP_FORMAT): cv.string,
+    }
 )
 
 CORE_SCHEMA: dict[Any, Any] = {

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from omha_core._version import __version__
+
 # the [[alerts]] schema lives with the configuration's, so that loading omha.toml does not import this module
 from omha_core.config import ALERT_SCHEMA as ALERT_SCHEMA
 from omha_core.config import KINDS as KINDS
@@ -55,6 +56,7 @@ EXEC_DONE, EXEC_ERROR = 0, 4
 _SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: group states of the local init in which a group has reached its level
 _UP_STATES = ("DONE", "PASSED")
+
 
 def format_timestamp(fmt: str, when: float) -> str:
     """``when`` (epoch seconds) in Pacemaker's timestamp format: strftime, plus ``%N`` for the fraction of the

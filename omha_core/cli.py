@@ -15,9 +15,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from omha_core.plugins import get_plugin_manager, probe_registrations
+    from omha_core.plugins import get_registrations, probe_registrations
 
-    pm = get_plugin_manager()
+    pm = get_registrations()  # pluggy only if a plugin is anything but plain registration hooks (issue 19)
     probe_registrations(pm)  # a plugin whose registration hook raises is reported as failed
     infos = sorted(pm.infos.values(), key=lambda i: (not i.builtin, i.name))
     if args.json:

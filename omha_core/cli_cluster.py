@@ -35,7 +35,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from omha_core.cli_operator import status_check
 
         return status_check(args)
-    config, pm = setup(args)
+    config, pm = setup(args, registrations_only=True)  # the store's backend is all it needs of the plugins
     store = open_store(config, pm)
     while True:
         rep = cluster_report(store, config.cluster_name, float(config.timing["dead_after"]))

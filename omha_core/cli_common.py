@@ -20,12 +20,16 @@ if TYPE_CHECKING:
     from omha_core.config import Config
 
 
-def setup(args: argparse.Namespace) -> tuple[Config, Any]:
-    """The configuration ``args.config`` names, validated against the installed plugins, and their manager."""
-    from omha_core.config import load_config
-    from omha_core.plugins import get_plugin_manager
+def setup(args: argparse.Namespace, registrations_only: bool = False) -> tuple[Config, Any]:
+    """The configuration ``args.config`` names, validated against the installed plugins, and their manager.
 
-    pm = get_plugin_manager()
+    ``registrations_only``: the command reads no hook but the registration hooks (config sections, backends,
+    agents, devices), so the plugins are read by :func:`omha_core.plugins.get_registrations`, without pluggy when
+    it can be done (``omha status``, issue 19)."""
+    from omha_core.config import load_config
+    from omha_core.plugins import get_plugin_manager, get_registrations
+
+    pm = get_registrations() if registrations_only else get_plugin_manager()
     return load_config(args.config, pm), pm
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -21,6 +20,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     probe_registrations(pm)  # a plugin whose registration hook raises is reported as failed
     infos = sorted(pm.infos.values(), key=lambda i: (not i.builtin, i.name))
     if args.json:
+        import json  # only with --json: every import is made where it is used (CLI start-up, issue 19)
+
         print(json.dumps([i.as_dict() for i in infos], indent=2))
         return 0
     for info in infos:
@@ -33,6 +34,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import json
+
     from omha_core.cltab import Cltab
     from omha_core.config import DEFAULT_PATH, deployment_problems, load_config
     from omha_core.errors import ConfigError, OmhaError, ParseError, Problem

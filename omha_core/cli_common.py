@@ -9,7 +9,6 @@ for these. Light at import time: the CLI imports it on every command.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -51,6 +50,8 @@ def guard(func: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Names
 def emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
     """Print ``doc`` as JSON with ``--json``, else ``text``."""
     if getattr(args, "json", False):
+        import json  # only with --json (CLI start-up, issue 19)
+
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         print(text)
@@ -59,5 +60,7 @@ def emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
 def print_error(args: argparse.Namespace, message: str) -> None:
     """An error: as ``omha.error/1`` JSON on stdout with ``--json`` (and always as text on stderr)."""
     if getattr(args, "json", False):
+        import json
+
         print(json.dumps({"schema": "omha.error/1", "command": args.command, "error": message}, indent=2))
     print(f"omha {args.command}: {message}", file=sys.stderr)

@@ -23,7 +23,7 @@ Rules that keep plugins compatible across releases:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import voluptuous as vol
@@ -52,56 +52,31 @@ class HookspecMarker:
         return function
 
 
+#: the options of ``@hookimpl``, with their defaults (pluggy's): what a bare ``@hookimpl`` sets
+IMPL_OPTIONS: dict[str, Any] = {
+    "wrapper": False,
+    "hookwrapper": False,
+    "optionalhook": False,
+    "tryfirst": False,
+    "trylast": False,
+    "specname": None,
+}
+
+
 class HookimplMarker:
     """``pluggy.HookimplMarker("omha")`` without importing pluggy: it sets on the function the same ``omha_impl``
-    options, which pluggy's ``PluginManager.register`` reads (see :class:`HookspecMarker`)."""
+    options, which pluggy's ``PluginManager.register`` reads (see :class:`HookspecMarker`). Used bare
+    (``@hookimpl``) or with options (``@hookimpl(tryfirst=True)``)."""
 
     project_name = "omha"
 
-    @overload
-    def __call__(
-        self,
-        function: _F,
-        hookwrapper: bool = ...,
-        optionalhook: bool = ...,
-        tryfirst: bool = ...,
-        trylast: bool = ...,
-        specname: str | None = ...,
-        wrapper: bool = ...,
-    ) -> _F: ...
+    def __call__(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        unknown = sorted(set(options) - set(IMPL_OPTIONS))
+        if unknown:
+            raise TypeError(f"hookimpl() got unexpected option(s) {', '.join(unknown)}")
 
-    @overload
-    def __call__(
-        self,
-        function: None = ...,
-        hookwrapper: bool = ...,
-        optionalhook: bool = ...,
-        tryfirst: bool = ...,
-        trylast: bool = ...,
-        specname: str | None = ...,
-        wrapper: bool = ...,
-    ) -> Callable[[_F], _F]: ...
-
-    def __call__(
-        self,
-        function: _F | None = None,
-        hookwrapper: bool = False,
-        optionalhook: bool = False,
-        tryfirst: bool = False,
-        trylast: bool = False,
-        specname: str | None = None,
-        wrapper: bool = False,
-    ) -> _F | Callable[[_F], _F]:
         def mark(func: _F) -> _F:
-            opts = {
-                "wrapper": wrapper,
-                "hookwrapper": hookwrapper,
-                "optionalhook": optionalhook,
-                "tryfirst": tryfirst,
-                "trylast": trylast,
-                "specname": specname,
-            }
-            setattr(func, self.project_name + "_impl", opts)
+            setattr(func, self.project_name + "_impl", {**IMPL_OPTIONS, **options})
             return func
 
         return mark if function is None else mark(function)

@@ -169,16 +169,7 @@ if TYPE_CHECKING:
     #: what the registration-hook readers take: the pluggy manager, or the plugins read without it
     PluginHost: TypeAlias = "pluggy.PluginManager | Registrations"
 
-#: the options ``@hookimpl`` (without arguments) sets: a plugin whose implementations all carry exactly these can
-#: be read without pluggy (see :func:`_plain_impls`)
-_PLAIN_IMPL = {
-    "wrapper": False,
-    "hookwrapper": False,
-    "optionalhook": False,
-    "tryfirst": False,
-    "trylast": False,
-    "specname": None,
-}
+#: where ``@hookimpl`` puts its options (:data:`omha_core.hookspecs.IMPL_OPTIONS`), as pluggy's marker does
 _IMPL_ATTR = hookspecs.HookimplMarker.project_name + "_impl"
 
 
@@ -209,7 +200,7 @@ def _plain_impls(plugin: object) -> dict[str, Callable[..., Any]] | None:
                 continue  # not an implementation, for any pluggy
             func = raw.__func__ if isinstance(raw, staticmethod) else raw
             if (
-                opts != _PLAIN_IMPL
+                opts != hookspecs.IMPL_OPTIONS
                 or name not in REGISTRATION_HOOKS
                 or type(func) is not types.FunctionType
                 or func.__code__.co_argcount

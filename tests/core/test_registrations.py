@@ -9,9 +9,7 @@ core's markers set exactly what pluggy's set.
 
 from __future__ import annotations
 
-import importlib
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +27,12 @@ from omha_core.plugins import (
     probe_registrations,
     registry,
 )
+from tests.core.test_plugins import make_dist
 
 
 def install(site: Path, module: str, source: str) -> None:
-    """A plugin installed the way pip would (a module and a dist-info with its entry point)."""
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{module}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[omha]\n{module} = {module}\n")
-    importlib.invalidate_caches()
+    """A plugin installed the way pip would, under the entry-point name ``module``."""
+    make_dist(site, module, module, module, source)
 
 
 @pytest.fixture

@@ -7,9 +7,12 @@ it, ``inspect`` (issue 19, CLI start-up).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
-from omha_core.plugins import PluginInfo
+if TYPE_CHECKING:  # plugins.py imports this module (when it builds a manager), not the other way round
+    from omha_core.plugins import PluginInfo
 
 
 class OmhaPluginManager(pluggy.PluginManager):

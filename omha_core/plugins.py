@@ -169,6 +169,7 @@ if TYPE_CHECKING:
     #: what the registration-hook readers take: the pluggy manager, or the plugins read without it
     PluginHost: TypeAlias = "pluggy.PluginManager | Registrations"
 
+_ABSENT = object()
 #: where ``@hookimpl`` puts its options (:data:`omha_core.hookspecs.IMPL_OPTIONS`), as pluggy's marker does
 _IMPL_ATTR = hookspecs.HookimplMarker.project_name + "_impl"
 
@@ -190,7 +191,9 @@ def _plain_impls(plugin: object) -> dict[str, Callable[..., Any]] | None:
     found: dict[str, Callable[..., Any]] = {}
     try:
         for name in dir(plugin):
-            raw = next((ns[name] for ns in namespaces if name in ns), None)
+            raw = next((ns[name] for ns in namespaces if name in ns), _ABSENT)
+            if raw is _ABSENT:  # a name only dir() or __getattr__ knows: pluggy decides
+                return None
             if raw is None or isinstance(raw, type) or not (callable(raw) or hasattr(raw, "__func__")):
                 continue
             opts = getattr(raw, _IMPL_ATTR, None)

@@ -112,6 +112,21 @@ NOT_PLAIN = {
         def omha_fence_devices():
             return {}
         """,
+    "a hook only __getattr__ knows": """
+        from omha_core import hookimpl
+        def _make():
+            @hookimpl
+            def omha_fence_devices():
+                return {}
+            return omha_fence_devices
+        _HIDDEN = {"omha_fence_devices": _make()}
+        def __getattr__(name):
+            if name in _HIDDEN:
+                return _HIDDEN[name]
+            raise AttributeError(name)
+        def __dir__():
+            return sorted([*globals(), *_HIDDEN])
+        """,
     "an object": """
         from omha_core import hookimpl
         class Plugin:

@@ -8,7 +8,11 @@ the child, less disturbed by other processes on a shared machine), each as a mul
 
 Target (issue 19): ``omha status`` and ``omha plugins`` at most 3x ``python -c pass``.
 
-Usage: ``python bench/bench_cli_ab.py [--runs 30] [--keep DIR] BEFORE_REV AFTER_REV``
+``--floors`` adds, in the same interleaving, the imports that no version of ``omha status`` can skip, from the
+same interpreter: ``re`` (pip's console-script wrapper imports it), ``argparse``, ``json`` and ``tomllib``; and
+those with ``voluptuous``, which validates omha.toml.
+
+Usage: ``python bench/bench_cli_ab.py [--runs 30] [--keep DIR [--reuse]] [--floors] BEFORE_REV AFTER_REV``
 (e.g. ``python bench/bench_cli_ab.py main HEAD``).
 """
 
@@ -59,18 +63,27 @@ def main() -> int:
     ap.add_argument("after")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--keep", help="build the venvs here and keep them (default: a temporary directory)")
+    ap.add_argument("--floors", action="store_true", help="also time the imports omha status cannot skip")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: use the venvs an earlier --keep run built there")
     args = ap.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="omha-cli-ab-"))
     try:
-        bins = {"before": install(args.before, base / "before"), "after": install(args.after, base / "after")}
+        if args.reuse:
+            bins = {side: base / side / "venv" / "bin" for side in ("before", "after")}
+        else:
+            bins = {"before": install(args.before, base / "before"), "after": install(args.after, base / "after")}
         cfg = base / "cfg"
-        (cfg / "shared").mkdir(parents=True)
+        (cfg / "shared").mkdir(parents=True, exist_ok=True)
         (cfg / "omha.toml").write_text(f'node = "n1"\n[sharedfs]\npath = "{cfg / "shared"}"\n')
         cmds = {"python -c pass": [str(bins["before"] / "python"), "-c", "pass"]}
         for what in ("status", "plugins"):
             for side, b in bins.items():
                 extra = ["-c", "omha.toml", "status"] if what == "status" else ["plugins"]
                 cmds[f"omha {what}, {side}"] = [str(b / "omha"), *extra]
+        if args.floors:
+            stdlib = "import re, argparse, json, tomllib"
+            cmds[f"python -c '{stdlib}'"] = [str(bins["before"] / "python"), "-c", stdlib]
+            cmds[f"python -c '{stdlib}, voluptuous'"] = [str(bins["before"] / "python"), "-c", f"{stdlib}, voluptuous"]
         for cmd in cmds.values():  # warm the page cache (and fail early)
             run(cmd, cfg)
         samples: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}

@@ -12,18 +12,17 @@ from typing import TYPE_CHECKING, Any
 from omha_core._version import __version__
 
 if TYPE_CHECKING:
-    import pluggy
-
     from omha_core.api import HA
+    from omha_core.hookspecs import HookimplMarker
 
-    hookimpl: pluggy.HookimplMarker
+    hookimpl: HookimplMarker
 
 __all__ = ["HA", "__version__", "hookimpl"]
 
 
 def __getattr__(name: str) -> Any:
     # Resolved on first use, so that `import omha_core` (and `omha --help`) stays cheap: HA pulls in the store and
-    # config machinery, hookimpl pluggy. hookimpl is defined beside the hookspecs; this is its old import path.
+    # config machinery. hookimpl is defined beside the hookspecs; this is its old import path.
     if name == "hookimpl":
         from omha_core.hookspecs import hookimpl
 

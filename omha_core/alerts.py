@@ -34,22 +34,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import voluptuous as vol
-
-from omha_core import config_validation as cv
 from omha_core._version import __version__
+
+# the [[alerts]] schema lives with the configuration's, so that loading omha.toml does not import this module
+from omha_core.config import ALERT_SCHEMA as ALERT_SCHEMA
+from omha_core.config import KINDS as KINDS
+from omha_core.config import TIMESTAMP_FORMAT as TIMESTAMP_FORMAT
 from omha_core.hactl import STOP_LEVEL
 
-if TYPE_CHECKING:  # the config schema imports this module: the rest only when a daemon runs alerts
+if TYPE_CHECKING:  # only when a daemon runs alerts
     import queue
     import subprocess
     import threading
 
 log = logging.getLogger("omha.alerts")
 
-KINDS = ("node", "fencing", "resource")
-#: Pacemaker's default ``timestamp-format``
-TIMESTAMP_FORMAT = "%H:%M:%S.%06N"
 #: events waiting for the alert thread; more are dropped (with a warning) rather than slow the daemon down
 QUEUE_SIZE = 256
 #: Pacemaker's execution status codes (``CRM_alert_status``)
@@ -57,16 +56,6 @@ EXEC_DONE, EXEC_ERROR = 0, 4
 _SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: group states of the local init in which a group has reached its level
 _UP_STATES = ("DONE", "PASSED")
-
-ALERT_SCHEMA = vol.Schema(
-    {
-        vol.Required("path"): cv.path,
-        vol.Optional("recipient"): cv.string_or_list,
-        vol.Optional("timeout", default=30.0): cv.positive_float,
-        vol.Optional("select", default=list(KINDS)): [cv.one_of(*KINDS)],
-        vol.Optional("timestamp_format", default=TIMESTAMP_FORMAT): cv.string,
-    }
-)
 
 
 def format_timestamp(fmt: str, when: float) -> str:

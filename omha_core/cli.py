@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -15,12 +14,14 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from omha_core.plugins import get_plugin_manager, probe_registrations
+    from omha_core.plugins import get_registrations, probe_registrations
 
-    pm = get_plugin_manager()
+    pm = get_registrations()  # pluggy only if a plugin is anything but plain registration hooks (issue 19)
     probe_registrations(pm)  # a plugin whose registration hook raises is reported as failed
     infos = sorted(pm.infos.values(), key=lambda i: (not i.builtin, i.name))
     if args.json:
+        import json  # only with --json: every import is made where it is used (CLI start-up, issue 19)
+
         print(json.dumps([i.as_dict() for i in infos], indent=2))
         return 0
     for info in infos:
@@ -33,6 +34,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import json
+
     from omha_core.cltab import Cltab
     from omha_core.config import DEFAULT_PATH, deployment_problems, load_config
     from omha_core.errors import ConfigError, OmhaError, ParseError, Problem
@@ -94,6 +97,41 @@ def _cmd_check(args: argparse.Namespace) -> int:
     elif not errors:
         print(f"ok: {', '.join(checked) if checked else 'nothing to check'}")
     return 1 if errors else 0
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, asking shutil for the terminal's width only when it formats something.
+
+    argparse builds a formatter for every argument it adds, only to check the argument's metavar, and the width
+    lookup imports shutil (with bz2, lzma and zlib, ~2 ms of every command, issue 19). Until help or an error is
+    printed the width is a placeholder; then it is what argparse's own formatter gets from the terminal."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        self._deferred = width is None
+        super().__init__(prog, indent_increment, max_help_position, 80 if width is None else width)
+        self._requested = (indent_increment, max_help_position)
+
+    def format_help(self) -> str:
+        if self._deferred:
+            argparses = argparse.HelpFormatter(self._prog, *self._requested)  # with the terminal's width
+            self._width, self._max_help_position = argparses._width, argparses._max_help_position
+            self._deferred = False
+        return super().format_help()
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser formatting with :class:`_HelpFormatter`; its subcommands' parsers are of its class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        if "prog" not in kwargs and self.usage is None and not self._get_positional_actions():
+            # what argparse formats as the subcommands' prog from a usage line without positionals (the prog
+            # alone), given without formatting one, which would look the terminal's width up
+            kwargs["prog"] = self.prog
+        return super().add_subparsers(**kwargs)
 
 
 class _Ignored:
@@ -159,7 +197,7 @@ def command_in(argv: list[str]) -> str | None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser with every subcommand, or with just the command ``only`` (what ``main`` runs)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="omha",
         description="omha: a cluster-wide init. Keeps each resource group of cltab running on exactly one "
         "fit node, at the level hactl asks for.",
@@ -169,7 +207,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub: Any = parser.add_subparsers(dest="command", metavar="COMMAND")
     if only is not None:
         sub = _OnlyCommand(sub, only)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "-c", "--config", dest="sub_config", help="omha.toml (default: $OMHA_CONFIG or /etc/omha/omha.toml)"
     )

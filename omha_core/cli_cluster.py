@@ -7,7 +7,6 @@ daemon runs locally (``shutdown`` is the exception: it talks to this machine's d
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -29,13 +28,15 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
     from omha_core.report import cluster_report, format_report
 
     if args.check:
         from omha_core.cli_operator import status_check
 
         return status_check(args)
-    config, pm = setup(args)
+    config, pm = setup(args, registrations_only=True)  # the store's backend is all it needs of the plugins
     store = open_store(config, pm)
     while True:
         rep = cluster_report(store, config.cluster_name, float(config.timing["dead_after"]))
@@ -117,6 +118,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
     from omha_core.errors import ParseError
     from omha_core.report import adopted_version
     from omha_core.validate import check_document
@@ -159,6 +162,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def control(path: str, cmd: str, timeout: float = 5.0) -> dict[str, Any]:
     """Send one command to a daemon's control socket and return its reply."""
+    import json
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -206,6 +210,8 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 
 @guard
 def cmd_fence(args: argparse.Namespace) -> int:
+    import json
+
     from omha_core.errors import OmhaError
     from omha_core.fencing import build_devices, fence_levels, secret_values
 

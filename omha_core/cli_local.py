@@ -27,7 +27,7 @@ def add_local_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     local = sub.add_parser(
         "local", parents=[common], help="Cluster::Init alone: run a cltab on this machine, no cluster (like clinit)"
     )
-    paths = argparse.ArgumentParser(add_help=False)
+    paths = type(common)(add_help=False)  # the CLI's parser class (its formatter imports no shutil)
     paths.add_argument("--cltab", default=DEFAULT_CLTAB, help=f"the cltab (default {DEFAULT_CLTAB})")
     paths.add_argument("--socket", help=f"control socket (default: the cltab's :::socket: line, else {DEFAULT_SOCKET})")
     cmds = local.add_subparsers(dest="local_command", metavar="COMMAND", required=True)

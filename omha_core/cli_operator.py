@@ -277,7 +277,7 @@ def status_check(args: argparse.Namespace) -> int:
 
     perf: dict[str, int] = {}
     try:
-        config, pm = setup(args)
+        config, pm = setup(args, registrations_only=True)
         rep = cluster_report(open_store(config, pm), config.cluster_name, float(config.timing["dead_after"]))
     except Exception as exc:  # a monitoring probe must answer UNKNOWN, not crash
         code, summary = UNKNOWN, f"cannot read the cluster status: {exc}"

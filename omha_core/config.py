@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import voluptuous as vol
 
 from omha_core import config_validation as cv
-from omha_core.alerts import ALERT_SCHEMA
 from omha_core.errors import ConfigError
 from omha_core.secrets import SECRET_SUFFIXES as SECRET_SUFFIXES
 from omha_core.secrets import is_secret as is_secret
@@ -26,12 +25,31 @@ from omha_core.secrets import redact as redact
 if TYPE_CHECKING:
     import pluggy
 
+    from omha_core.plugins import PluginHost
+
 DEFAULT_PATH = "/etc/omha/omha.toml"
 
 #: ``[daemon] log_facility`` values (those of syslog(3))
 SYSLOG_FACILITIES = (
     "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp",
     *(f"local{i}" for i in range(8)),
+)
+
+#: ``[[alerts]]`` ``select`` values: the kinds of event an alert agent receives (omha_core/alerts.py)
+KINDS = ("node", "fencing", "resource")
+#: Pacemaker's default ``timestamp-format``
+TIMESTAMP_FORMAT = "%H:%M:%S.%06N"
+
+#: one ``[[alerts]]`` entry. Here rather than in omha_core/alerts.py (which runs them, and imports logging, signal
+#: and hactl), so that reading omha.toml (``omha status``) does not import that module (CLI start-up, issue 19)
+ALERT_SCHEMA = vol.Schema(
+    {
+        vol.Required("path"): cv.path,
+        vol.Optional("recipient"): cv.string_or_list,
+        vol.Optional("timeout", default=30.0): cv.positive_float,
+        vol.Optional("select", default=list(KINDS)): [cv.one_of(*KINDS)],
+        vol.Optional("timestamp_format", default=TIMESTAMP_FORMAT): cv.string,
+    }
 )
 
 CORE_SCHEMA: dict[Any, Any] = {
@@ -155,7 +173,7 @@ def config_path(explicit: str | None = None) -> str:
     return explicit or os.environ.get("OMHA_CONFIG") or DEFAULT_PATH
 
 
-def load_config(path: str | None = None, pm: pluggy.PluginManager | None = None) -> Config:
+def load_config(path: str | None = None, pm: PluginHost | None = None) -> Config:
     """Read and validate ``omha.toml``; raise :class:`ConfigError` listing every problem."""
     path = config_path(path)
     try:
@@ -170,7 +188,7 @@ def load_config(path: str | None = None, pm: pluggy.PluginManager | None = None)
     return validate_config(raw, path, pm)
 
 
-def validate_config(raw: Mapping[str, Any], path: str = "omha.toml", pm: pluggy.PluginManager | None = None) -> Config:
+def validate_config(raw: Mapping[str, Any], path: str = "omha.toml", pm: PluginHost | None = None) -> Config:
     """Validate an already-parsed configuration mapping; raise :class:`ConfigError` listing every problem."""
     pm = pm or _plugin_manager()
     schema = dict(CORE_SCHEMA)
@@ -212,7 +230,7 @@ def _section(data: Mapping[str, Any], raw: Mapping[str, Any], name: str) -> Mapp
 
 
 def _check_devices(
-    devices: list[Mapping[str, Any]], path: str, pm: pluggy.PluginManager, problems: list[str]
+    devices: list[Mapping[str, Any]], path: str, pm: PluginHost, problems: list[str]
 ) -> list[dict[str, Any]]:
     """Validate each ``[[fencing.devices]]`` against its kind's schema; return the validated devices."""
     if not devices:  # no device kind to look up: loading every device plugin's classes would only cost time
@@ -246,7 +264,7 @@ def _check_devices(
     return checked
 
 
-def _check_backends(cluster: Mapping[str, Any], path: str, pm: pluggy.PluginManager, problems: list[str]) -> None:
+def _check_backends(cluster: Mapping[str, Any], path: str, pm: PluginHost, problems: list[str]) -> None:
     """``[cluster] store`` and ``membership`` name installed backends."""
     from omha_core import hooks
     from omha_core.plugins import broken_hint
@@ -270,7 +288,7 @@ def deployment_problems(config: Config) -> list[str]:
     return []
 
 
-def _check_agent_sections(agents: Mapping[str, Any], path: str, pm: pluggy.PluginManager, problems: list[str]) -> None:
+def _check_agent_sections(agents: Mapping[str, Any], path: str, pm: PluginHost, problems: list[str]) -> None:
     """Each ``[agents.<name>]`` names an installed agent and only the options that agent declares."""
     if not agents:  # nothing to check: do not load every agent plugin's classes (omha status start-up, issue 19)
         return
@@ -293,7 +311,7 @@ def _check_agent_sections(agents: Mapping[str, Any], path: str, pm: pluggy.Plugi
             )
 
 
-def registry_sections(pm: pluggy.PluginManager) -> dict[str, tuple[Any, str]]:
+def registry_sections(pm: PluginHost) -> dict[str, tuple[Any, str]]:
     """Plugin config sections: section name -> (schema, plugin name)."""
     from omha_core import hooks
 

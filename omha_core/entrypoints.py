@@ -12,17 +12,33 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
 class EntryPoint:
-    """One entry point of an installed distribution."""
+    """One entry point of an installed distribution. (A plain class, not a dataclass, nor a named tuple, whose
+    class is built by ``exec``: ``omha plugins`` imports neither dataclasses nor inspect, issue 19.)"""
 
-    name: str
-    value: str
-    distribution: str | None
-    version: str | None
+    __slots__ = ("distribution", "name", "value", "version")
+
+    def __init__(self, name: str, value: str, distribution: str | None, version: str | None) -> None:
+        self.name, self.value, self.distribution, self.version = name, value, distribution, version
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EntryPoint):
+            return NotImplemented
+        return (self.name, self.value, self.distribution, self.version) == (
+            other.name,
+            other.value,
+            other.distribution,
+            other.version,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.value, self.distribution, self.version))
+
+    def __repr__(self) -> str:
+        fields = f"name={self.name!r}, value={self.value!r}, distribution={self.distribution!r}"
+        return f"EntryPoint({fields}, version={self.version!r})"
 
     def load(self) -> object:
         """Import the module (and attribute, for ``module:attr`` values) the entry point names."""

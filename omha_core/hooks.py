@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from omha_core.backends import Membership, Store
     from omha_core.config import Config
     from omha_core.fence_devices import FenceDevice, FenceResult
+    from omha_core.plugins import PluginHost
     from omha_core.resources import ResourceAgent
 
 #: name -> (what was registered, the plugin that registered it)
@@ -35,27 +36,27 @@ Registry = dict[str, tuple[Any, str]]
 # -- registration hooks: the merged name -> (object, plugin) maps --------------------------------------------
 
 
-def config_schemas(pm: pluggy.PluginManager) -> Registry:
+def config_schemas(pm: PluginHost) -> Registry:
     """``omha.toml`` sections added by plugins: section -> (schema, plugin)."""
     return registry(pm, "omha_config_schema")
 
 
-def store_backends(pm: pluggy.PluginManager) -> Registry:
+def store_backends(pm: PluginHost) -> Registry:
     """Status-store backends: name -> (factory taking the config, plugin)."""
     return registry(pm, "omha_store_backends")
 
 
-def membership_backends(pm: pluggy.PluginManager) -> Registry:
+def membership_backends(pm: PluginHost) -> Registry:
     """Membership backends: name -> (factory taking the config and the store, plugin)."""
     return registry(pm, "omha_membership_backends")
 
 
-def resource_agents(pm: pluggy.PluginManager) -> Registry:
+def resource_agents(pm: PluginHost) -> Registry:
     """Resource agents: name -> (:class:`~omha_core.resources.ResourceAgent` subclass, plugin)."""
     return registry(pm, "omha_resource_agents")
 
 
-def fence_devices(pm: pluggy.PluginManager) -> Registry:
+def fence_devices(pm: PluginHost) -> Registry:
     """Fence device kinds: kind -> (:class:`~omha_core.fence_devices.FenceDevice` subclass, plugin)."""
     return registry(pm, "omha_fence_devices")
 
@@ -63,19 +64,19 @@ def fence_devices(pm: pluggy.PluginManager) -> Registry:
 # -- one registered thing by name (a ConfigError listing what is installed when it is missing) -----------------
 
 
-def store_backend(pm: pluggy.PluginManager, name: str) -> Callable[[Config], Store]:
+def store_backend(pm: PluginHost, name: str) -> Callable[[Config], Store]:
     """The factory of the store backend ``name`` (``[cluster] store``); what it builds is checked to be a
     :class:`~omha_core.backends.Store` (see :func:`_checked_factory`)."""
     return _checked_factory(pm, "omha_store_backends", name, "store backend")
 
 
-def membership_backend(pm: pluggy.PluginManager, name: str) -> Callable[[Config, Store], Membership]:
+def membership_backend(pm: PluginHost, name: str) -> Callable[[Config, Store], Membership]:
     """The factory of the membership backend ``name`` (``[cluster] membership``); what it builds is checked to
     be a :class:`~omha_core.backends.Membership`."""
     return _checked_factory(pm, "omha_membership_backends", name, "membership backend")
 
 
-def _checked_factory(pm: pluggy.PluginManager, hook: str, name: str, what: str) -> Any:
+def _checked_factory(pm: PluginHost, hook: str, name: str, what: str) -> Any:
     """``name``'s factory from ``hook``, wrapped so that an object it builds that is not an instance of the hook's
     base class is a :class:`ConfigError` naming the backend and its plugin.
 
@@ -99,13 +100,13 @@ def _checked_factory(pm: pluggy.PluginManager, hook: str, name: str, what: str) 
     return build
 
 
-def resource_agent(pm: pluggy.PluginManager, name: str) -> type[ResourceAgent]:
+def resource_agent(pm: PluginHost, name: str) -> type[ResourceAgent]:
     """The agent class of ``@name``."""
     cls: type[ResourceAgent] = lookup(pm, "omha_resource_agents", name, "resource agent")
     return cls
 
 
-def fence_device(pm: pluggy.PluginManager, kind: str) -> type[FenceDevice]:
+def fence_device(pm: PluginHost, kind: str) -> type[FenceDevice]:
     """The device class of ``kind``."""
     cls: type[FenceDevice] = lookup(pm, "omha_fence_devices", kind, "fence device kind")
     return cls

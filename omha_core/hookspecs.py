@@ -23,9 +23,7 @@ Rules that keep plugins compatible across releases:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
-import pluggy
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import voluptuous as vol
@@ -35,11 +33,60 @@ if TYPE_CHECKING:
     from omha_core.fence_devices import FenceDevice, FenceResult
     from omha_core.resources import ResourceAgent
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class HookspecMarker:
+    """``pluggy.HookspecMarker("omha")`` without importing pluggy: it sets on the function the same ``omha_spec``
+    options, which pluggy's ``PluginManager.add_hookspecs`` reads. Every plugin imports this module, and ``omha
+    status`` and ``omha plugins`` read the registration hooks without pluggy (issue 19, CLI start-up);
+    tests/core/test_plugins.py checks both markers against pluggy's own."""
+
+    project_name = "omha"
+
+    def __call__(self, function: _F, firstresult: bool = False, historic: bool = False) -> _F:
+        if historic and firstresult:
+            raise ValueError("cannot have a historic firstresult hook")
+        opts = {"firstresult": firstresult, "historic": historic, "warn_on_impl": None, "warn_on_impl_args": None}
+        setattr(function, self.project_name + "_spec", opts)
+        return function
+
+
+#: the options of ``@hookimpl``, with their defaults (pluggy's): what a bare ``@hookimpl`` sets
+IMPL_OPTIONS: dict[str, Any] = {
+    "wrapper": False,
+    "hookwrapper": False,
+    "optionalhook": False,
+    "tryfirst": False,
+    "trylast": False,
+    "specname": None,
+}
+
+
+class HookimplMarker:
+    """``pluggy.HookimplMarker("omha")`` without importing pluggy: it sets on the function the same ``omha_impl``
+    options, which pluggy's ``PluginManager.register`` reads (see :class:`HookspecMarker`). Used bare
+    (``@hookimpl``) or with options (``@hookimpl(tryfirst=True)``)."""
+
+    project_name = "omha"
+
+    def __call__(self, function: Callable[..., Any] | None = None, **options: Any) -> Any:
+        unknown = sorted(set(options) - set(IMPL_OPTIONS))
+        if unknown:
+            raise TypeError(f"hookimpl() got unexpected option(s) {', '.join(unknown)}")
+
+        def mark(func: _F) -> _F:
+            setattr(func, self.project_name + "_impl", {**IMPL_OPTIONS, **options})
+            return func
+
+        return mark if function is None else mark(function)
+
+
 #: marks a hook specification (the core's side of the contract)
-hookspec = pluggy.HookspecMarker("omha")
+hookspec = HookspecMarker()
 #: marks a plugin's implementation of a hook; defined beside the specifications so that both sides of the
 #: contract live in one module. ``omha_core.hookimpl`` and ``omha_core.metrics.hookimpl`` are this object.
-hookimpl = pluggy.HookimplMarker("omha")
+hookimpl = HookimplMarker()
 
 # ---------------------------------------------------------------------------------------------------------
 # Configuration

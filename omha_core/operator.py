@@ -17,7 +17,6 @@ leaves the cluster running as before, without standing orders.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +27,8 @@ from omha_core.backends import OPERATOR_DOCUMENT
 from omha_core.errors import ConflictError, OmhaError, StoreError
 
 if TYPE_CHECKING:
+    import logging  # only named in annotations: omha status reads the operator state (CLI start-up, issue 19)
+
     from omha_core.backends import Store
 
 SCHEMA = "omha.operator/1"

@@ -20,14 +20,16 @@ import pytest
 
 #: run one CLI command in a fresh interpreter, then print the names of every module it imported
 PROBE = """
-import contextlib, io, json, sys
+import contextlib, io, sys
 from omha_core.cli import main
 with contextlib.redirect_stdout(io.StringIO()) as out:
     try:
         rc = main(sys.argv[1:])
     except SystemExit as exc:  # --help
         rc = exc.code
-print(json.dumps({"rc": rc, "out": out.getvalue(), "modules": sorted(sys.modules)}))
+modules = sorted(sys.modules)  # before this probe imports json
+import json
+print(json.dumps({"rc": rc, "out": out.getvalue(), "modules": modules}))
 """
 
 #: modules neither command needs; each costs several ms to tens of ms at start-up
@@ -43,6 +45,12 @@ HEAVY = (
     "uuid",  # with platform
     "xml",  # the OCF plugin's meta-data parser
 )
+
+
+#: what ``omha status`` does without (issue 19): pluggy, the alert runner (and its logging), shutil
+STATUS_UNUSED = ("pluggy", "omha_core.alerts", "omha_core.plugin_manager", "logging", "shutil")
+#: what ``omha plugins`` does without, in addition
+PLUGINS_UNUSED = ("pluggy", "inspect", "dataclasses", "json", "shutil", "tomllib")
 
 
 def imported(tmp_path: Path, *args: str) -> tuple[str, set[str]]:
@@ -82,6 +90,9 @@ def test_cli_command_does_not_import_heavy_modules(tmp_path: Path, command: str)
         # the builtins register through omha_core.builtin.hooks; only the store in use is imported
         builtins = sorted(m for m in modules if m.startswith("omha_core.builtin."))
         assert builtins == ["omha_core.builtin.hooks", "omha_core.builtin.sharedfs"]
+        # the plugins are read without pluggy (plugins.get_registrations), the alert runner is not loaded with
+        # the configuration's schema, and building the parser asks shutil for no terminal width
+        assert sorted(m for m in modules if m.split(".")[0] in STATUS_UNUSED or m in STATUS_UNUSED) == []
     elif command == "plugins":
         assert "builtin.sharedfs" in out and "fence_powerstrip" in out  # every plugin listed, installed ones too
         assert "omha_fence_powerstrip" in modules  # ...and loaded (its load error would be listed)
@@ -92,6 +103,10 @@ def test_cli_command_does_not_import_heavy_modules(tmp_path: Path, command: str)
         assert imported_parts == ["omha_core.builtin.hooks"]
         assert sorted(m for m in modules if m.split(".")[0] == "voluptuous" or m == "omha_core.config") == []
         assert "logging" not in modules  # imported by plugins.py only when a plugin fails
+        # listing reads the registration hooks without pluggy, and nothing on the way uses dataclasses
+        # (which import inspect), json (text output) or shutil (argparse's terminal width, looked up only when
+        # help is printed)
+        assert sorted(m for m in modules if m.split(".")[0] in PLUGINS_UNUSED) == []
     else:
         assert "status" in out and "plugins" in out
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY) == []

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from omha_core.config import Config
+
+T = TypeVar("T")
 
 #: the documents a store versions and the core adopts after validation
 DOCUMENTS: tuple[str, ...] = ("cltab", "hactl")
@@ -45,6 +47,31 @@ class Versioned:
     version: str
     order: int = 0
     origin: str = ""
+
+
+def newest_valid(
+    name: str, versions: Iterable[Versioned], check: Callable[[Versioned], T], until: str | None = None
+) -> tuple[tuple[Versioned, T] | None, list[str]]:
+    """The newest valid version of a document, and why the newer ones were refused: the one place that decides it
+    (the daemon adopting cltab and hactl, ``omha status`` reading hactl).
+
+    ``versions`` of document ``name`` come newest first (as :meth:`Store.documents` gives them). ``check``
+    returns a version's parsed form or raises :class:`~omha_core.errors.OmhaError` (a
+    :class:`~omha_core.errors.ParseError` with its problems) for an invalid one. The scan stops at version
+    ``until`` (the one already adopted): then nothing is found, only the errors of the newer versions refused."""
+    from omha_core.errors import OmhaError, ParseError
+
+    errors: list[str] = []
+    for doc in versions:
+        if until is not None and doc.version == until:
+            break
+        try:
+            return (doc, check(doc)), errors
+        except ParseError as exc:
+            errors.extend(str(p) for p in exc.problems)
+        except OmhaError as exc:
+            errors.append(f"{doc.origin or name}: {exc}")
+    return None, errors
 
 
 class Store(ABC):

@@ -35,7 +35,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from omha_core.backends import Store
+from omha_core.backends import Store, newest_valid
 from omha_core.errors import ParseError, StoreError
 from omha_core.group_state import GroupState
 from omha_core.hactl import STOP_LEVEL, parse_hactl
@@ -47,13 +47,8 @@ CLOCK_SLACK = 2.0
 
 def newest_valid_hactl(store: Store) -> tuple[dict[str, str], str | None, list[str]]:
     """The newest valid hactl in the store: (wanted, version, errors of newer invalid versions)."""
-    errors: list[str] = []
-    for doc in store.documents("hactl"):
-        try:
-            return parse_hactl(doc.text, doc.origin or "hactl"), doc.version, errors
-        except ParseError as exc:
-            errors.extend(str(p) for p in exc.problems)
-    return {}, None, errors
+    found, errors = newest_valid("hactl", store.documents("hactl"), lambda d: parse_hactl(d.text, d.origin or "hactl"))
+    return (found[1], found[0].version, errors) if found is not None else ({}, None, errors)
 
 
 def adopted_version(store: Store, name: str) -> tuple[str | None, str | None]:

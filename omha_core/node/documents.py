@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import pluggy
 
-from omha_core.backends import DOCUMENTS, Store, Versioned
+from omha_core.backends import DOCUMENTS, Store, Versioned, newest_valid
 from omha_core.cltab import Cltab
 from omha_core.config import Config
-from omha_core.errors import OmhaError, ParseError, StoreError
+from omha_core.errors import StoreError
 from omha_core.validate import check_document
 
 log = logging.getLogger("omha.daemon")
@@ -77,24 +78,15 @@ class Documents:
             except Exception as exc:  # a store failure, or a backend plugin's bug: the last good version runs on
                 out[name] = (None, [str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"], False)
                 continue
-            errors: list[str] = []
-            chosen = None
-            for doc in candidates:
-                if doc.version == self.versions[name]:
-                    break
-                try:
-                    parsed = check_document(name, doc.text, doc.origin or name, self.pm, self.config)
-                except ParseError as exc:
-                    errors.extend(str(p) for p in exc.problems)
-                    continue
-                except OmhaError as exc:
-                    errors.append(f"{doc.origin or name}: {exc}")
-                    continue
-                chosen = (doc, parsed)
-                break
+            chosen, errors = newest_valid(
+                name, candidates, partial(self._check, name), until=self.versions[name]
+            )
             newest = bool(candidates) and candidates[0].version == self.versions[name]
             out[name] = (chosen, errors, newest)
         return out
+
+    def _check(self, name: str, doc: Versioned) -> Parsed:
+        return check_document(name, doc.text, doc.origin or name, self.pm, self.config)
 
     def _apply(self, parsed: Parsed) -> None:
         if isinstance(parsed, Cltab):

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from omha_core.errors import OmhaError, ParseError
+
 if TYPE_CHECKING:
     from omha_core.config import Config
 
@@ -59,8 +61,6 @@ def newest_valid(
     returns a version's parsed form or raises :class:`~omha_core.errors.OmhaError` (a
     :class:`~omha_core.errors.ParseError` with its problems) for an invalid one. The scan stops at version
     ``until`` (the one already adopted): then nothing is found, only the errors of the newer versions refused."""
-    from omha_core.errors import OmhaError, ParseError
-
     errors: list[str] = []
     for doc in versions:
         if until is not None and doc.version == until:

@@ -14,8 +14,10 @@ from pathlib import Path
 from omha_core.localcluster import LocalCluster
 
 
-def guarded(cluster_dir: Path, group: str, command: str = "sleep 100000") -> str:
-    """A cltab command that runs ``command`` holding the group's safety lock, recording who ran it.
+def guarded(cluster_dir: Path, group: str, command: str = "sleep 100000", stamp: bool = False) -> str:
+    """A cltab command that runs ``command`` holding the group's safety lock, recording who ran it (``start NODE
+    PID``, or ``OVERLAP NODE PID`` when another instance held the lock; with ``stamp``, each line also carries
+    the wall-clock time, ``start NODE PID EPOCH``).
 
     The (empty) safety log is created now: its existence marks the group as guarded, so that
     :meth:`Cluster.running` waits for the log line of a start even before the first one."""
@@ -23,9 +25,10 @@ def guarded(cluster_dir: Path, group: str, command: str = "sleep 100000") -> str
     log = cluster_dir / "safety" / f"{group}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.touch()
+    who = "$OMHA_NODE $$ $(date +%s.%N)" if stamp else "$OMHA_NODE $$"
     inner = (
-        f'exec 9>>{lock}; if flock -n 9; then echo "start $OMHA_NODE $$" >> {log}; exec {command}; '
-        f'else echo "OVERLAP $OMHA_NODE $$" >> {log}; exit 1; fi'
+        f'exec 9>>{lock}; if flock -n 9; then echo "start {who}" >> {log}; exec {command}; '
+        f'else echo "OVERLAP {who}" >> {log}; exit 1; fi'
     )
     return f"sh -c {shlex.quote(inner)}"
 

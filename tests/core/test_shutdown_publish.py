@@ -6,12 +6,15 @@ shutdown's final status ("stopped", every group at ``stop``) overtook a publicat
 one ("shutting down", the group still active) landed last. The others then saw a node gone while holding a
 group and fenced it, although it had stopped cleanly (the fault campaign's seed 1823, a node restarted after a
 clock jump). A store whose writes land out of order is the fault injected here: a real shared-directory store
-whose publications made while stopping take longer than the final one.
+where a publication made while stopping is held until the final status has landed (or, when the daemon keeps
+its writes in order and the final one cannot land meanwhile, for ``HOLD`` seconds). Holding on that event rather
+than for a fixed time makes the overtaking certain without the fix, however loaded the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +23,15 @@ from omha_core.config import load_config
 from omha_core.daemon import Daemon, open_backends
 from omha_core.plugins import get_plugin_manager
 
-#: the beat's publication lands this long after it was made: after the final one, unless the shutdown waits
-SLOW = 0.6
+#: how long a publication made while stopping is held at most: far longer than the group takes to stop, so that
+#: one is in flight whenever the stop ends
+HOLD = 3.0
 
 
 def test_the_final_status_is_the_last_one_left_in_the_store(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
-    # stops in 0.3 s: long enough for the beat during the shutdown to publish, shorter than SLOW
+    # stops in 0.3 s: long enough for the beat during the shutdown to publish, far shorter than HOLD
     server = "sh -c 'trap \"sleep 0.3; exit 0\" TERM; while :; do sleep 0.05; done'"
     (shared / "cltab").write_text(f"web:srv:run:respawn:{server}\n")
     (shared / "hactl").write_text("web run\n")
@@ -42,12 +46,15 @@ def test_the_final_status_is_the_last_one_left_in_the_store(tmp_path: Path) -> N
     store = daemon.store
     publish = store.publish
     landed: list[dict[str, Any]] = []
+    final_landed = threading.Event()
 
     def out_of_order(node: str, doc: dict[str, Any]) -> None:
         if doc["shutting_down"] and not doc["stopped"]:
-            time.sleep(SLOW)
+            final_landed.wait(HOLD)
         publish(node, doc)
         landed.append(doc)
+        if doc["stopped"]:
+            final_landed.set()
 
     store.publish = out_of_order  # type: ignore[method-assign]
 

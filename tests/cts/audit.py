@@ -17,7 +17,6 @@ a group held by a fenced node started elsewhere only after the fence record's ti
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import time
 import uuid
@@ -27,24 +26,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from omha_testing.cluster import Cluster
+from omha_testing.cluster import Cluster, guarded
 
 from omha_core.init.cgroups import cgroup2_parent
 
 
 def cts_guarded(cluster_dir: Path, group: str, command: str = "sleep 100000") -> str:
-    """Like :func:`omha_testing.cluster.guarded`, the start lines also carrying the wall-clock time of the start
+    """:func:`omha_testing.cluster.guarded`, the start lines also carrying the wall-clock time of the start
     (``start NODE PID EPOCH``), so that the audit can order a takeover after the fence record."""
-    lock = cluster_dir / "safety" / f"{group}.lock"
-    log = cluster_dir / "safety" / f"{group}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.touch()
-    inner = (
-        f'exec 9>>{lock}; if flock -n 9; then echo "start $OMHA_NODE $$ $(date +%s.%N)" >> {log}; '
-        f"exec {command}; "
-        f'else echo "OVERLAP $OMHA_NODE $$ $(date +%s.%N)" >> {log}; exit 1; fi'
-    )
-    return f"sh -c {shlex.quote(inner)}"
+    return guarded(cluster_dir, group, command, stamp=True)
 
 
 @dataclass

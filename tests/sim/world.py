@@ -577,6 +577,13 @@ class World:
         ctx.run(CURRENT.set, node)
         sn.tasks.append(self.loop.create_task(d.contact.watch(d.init), context=ctx))
 
+    async def thawed(self) -> None:
+        """Until the node whose code runs now is not frozen: a frozen node's store and device calls wait, as its
+        threads would."""
+        node = self.nodes.get(CURRENT.get())
+        if node is not None and node.frozen is not None and not node.frozen.is_set():
+            await node.frozen.wait()
+
     def unsplit(self) -> None:
         self.split = None
         self.trace("split healed")
@@ -668,9 +675,7 @@ def _inline_threads(world: World) -> Iterator[None]:
                 node.threads.add(call)
                 call.add_done_callback(node.threads.discard)
             return await asyncio.shield(call)
-        node = world.nodes.get(CURRENT.get())
-        if node is not None and node.frozen is not None and not node.frozen.is_set():
-            await node.frozen.wait()
+        await world.thawed()
         return func(*args, **kwargs)
 
     asyncio.to_thread = to_thread
@@ -683,9 +688,7 @@ def _inline_threads(world: World) -> Iterator[None]:
 async def _thread(world: World, delay: float, call: Callable[[], Any]) -> Any:
     """A slow store call in its worker thread: it waits out its delay (and a freeze), then runs."""
     await asyncio.sleep(delay)
-    node = world.nodes.get(CURRENT.get())
-    if node is not None and node.frozen is not None and not node.frozen.is_set():
-        await node.frozen.wait()
+    await world.thawed()
     return call()
 
 

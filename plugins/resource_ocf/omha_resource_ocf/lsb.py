@@ -116,7 +116,7 @@ class LsbAgent(ScriptAgent):
         if outcome.rc != 0 or outcome.timed_out:
             raise ResourceError(f"@lsb {self.name} start: {describe(outcome, timeout, 'start')}")
         probe, timeout = self.status()
-        while probe.rc == LSB_NOT_RUNNING and not probe.timed_out and time.monotonic() < deadline:
+        while probe.rc == LSB_NOT_RUNNING and time.monotonic() < deadline:
             time.sleep(STATUS_POLL)
             probe, timeout = self.status()
         if probe.rc != LSB_RUNNING:

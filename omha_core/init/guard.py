@@ -22,6 +22,12 @@ idempotent, so one that the monitor already did is harmless), removes the cgroup
 This file runs as a script (``python -I -S guard.py GRACE [--cgroup DIR] [--marker PREFIX]``), so it imports
 nothing but the standard library; the daemon imports it too, for the primitives below (process groups, cgroup
 files, environment markers).
+
+Its size (about 460 lines, over the core's ~400) is earned: a script run with ``-I -S`` from wherever the
+package lies cannot import sibling modules without putting the package on ``sys.path`` and loading
+``omha_core.init`` with what it imports, in a process that must stay small and start fast (about 10 MB RSS per
+node, see ``bench/README.md``). Its four parts (process groups, cgroup v2, environment markers, the guard
+program) are kept apart by the section rules below.
 """
 
 from __future__ import annotations

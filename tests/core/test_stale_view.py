@@ -11,8 +11,15 @@ Here: three daemons with a real fence device (``command`` powering a local node 
 own mount namespace; the test puts a copy of the shared directory over its view. Its writes go to the copy, so it
 keeps "heartbeating" there while nobody sees it, and it sees nobody but one late heartbeat of ``n2`` (so that
 the peers are lost a fixed 0.25 s apart rather than by the luck of their heartbeat phases). ``n3`` has a short
-``dead_after`` (1 s), the others a long one (6 s): ``n3`` judges its peers lost well before they judge it, so a
+``dead_after`` (3 s), the others a long one (8 s): ``n3`` judges its peers lost well before they judge it, so a
 fence by ``n3`` cannot be pre-empted by the others fencing ``n3`` first.
+
+The rule holds only if, in the stale view, the peers' last heartbeats lie less than ``isolate_after``
+(``dead_after / 2``) apart. Here they lie up to ~0.7 s apart (the 0.25 s late copy, the 0.2 s heartbeat phase of
+each peer and ``n3``'s own 0.2 s cycle): with ``dead_after`` 1 s (``isolate_after`` 0.5 s, as this test first
+had) the node could fence legitimately by the rule, and did in one CI run in about fifteen. With 3 s
+(``isolate_after`` 1.5 s) the margin is twice the gap, and the test still fails without the rule (checked by
+setting ``isolate_after`` to ``dead_after``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from omha_core.localcluster import fence_device
 pytestmark = pytest.mark.slow
 
 GROUPS = ("g1", "g2", "g3")
+N3_TIMING = {"dead_after": 3.0, "settle": 1.0}
 
 
 class StaleViewCluster(Cluster):
@@ -41,7 +49,7 @@ class StaleViewCluster(Cluster):
     def write_config(self, node: str) -> None:
         timing = self.sections["timing"]
         if node == "n3":
-            self.sections["timing"] = {**timing, "dead_after": 1.0, "settle": 1.0}
+            self.sections["timing"] = {**timing, **N3_TIMING}
         try:
             super().write_config(node)
         finally:
@@ -60,7 +68,7 @@ def cluster(tmp_path: Path) -> Iterator[StaleViewCluster]:
         hactl="".join(f"{g} run\n" for g in GROUPS),
         devices=[fence_device(tmp_path, ["n1", "n2", "n3"])],
         config={
-            "timing": {"heartbeat": 0.2, "dead_after": 6.0, "settle": 1.0},
+            "timing": {"heartbeat": 0.2, "dead_after": 8.0, "settle": 1.0},
             "fencing": {"action": "off"},
             "quorum": {"policy": "majority", "expected": 3},
         },
@@ -110,8 +118,8 @@ def test_a_node_with_a_stale_view_of_the_store_fences_no_healthy_peer(cluster: S
     time.sleep(0.25)
     view = Path(f"/proc/{c.procs['n3'].pid}/root") / c.shared.relative_to("/") / "nodes" / "n2" / "status.json"
     shutil.copyfile(c.shared / "nodes" / "n2" / "status.json", view)
-    # n3 judges its peers lost after 1 s; the others would judge n3 lost only after 6 s
-    time.sleep(4.0)
+    # n3 judges its peers lost after 3 s; the others would judge n3 lost only after 8 s
+    time.sleep(5.5)
     fenced: Any = (c.tmp / "n3" / "omha.log").read_text()
     assert c.procs["n1"].poll() is None and c.procs["n2"].poll() is None, f"a healthy peer was fenced:\n{fenced}"
     assert "fencing (off)" not in fenced, fenced

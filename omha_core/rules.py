@@ -91,9 +91,9 @@ def waiting_since(waiting: Mapping[str, float], view: View, now: float) -> dict[
     if view.settling:
         return {}
     out = dict(waiting)
+    running = {g for n in view.nodes.values() if n.alive for g, inst in n.groups.items() if inst.active}
     for group in view.wanted:
-        running = any(n.alive and group in n.groups and n.groups[group].active for n in view.nodes.values())
-        if running or group in view.claims:
+        if group in running or group in view.claims:
             out.pop(group, None)
         else:
             out.setdefault(group, now)
@@ -127,8 +127,8 @@ def track_moves(view: View, at_level: Set[str], seen_holder: Mapping[str, str]) 
             arrived.append((group, seen.get(group), want))
         elif not at:
             here.discard(group)
-        for name, node in view.nodes.items():
-            g = node.groups.get(group)
-            if g is not None and g.active and g.level == want:
+    for name, node in view.nodes.items():  # the last node (in the view's order) holding it at level wins
+        for group, g in node.groups.items():
+            if g.active and group in view.wanted and g.level == view.wanted[group]:
                 seen[group] = name
     return Moves(frozenset(here), seen, tuple(arrived))

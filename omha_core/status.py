@@ -55,8 +55,11 @@ def _str_map(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def parse_status(node: str, doc: Any) -> NodeStatus | StatusProblem:
-    """Validate ``doc`` as ``node``'s status; garbage gives a :class:`StatusProblem`."""
+def parse_status(node: str, doc: Any, previous: NodeStatus | None = None) -> NodeStatus | StatusProblem:
+    """Validate ``doc`` as ``node``'s status; garbage gives a :class:`StatusProblem`.
+
+    ``previous``, the node's status parsed last cycle, lends its groups when the published groups are equal (a
+    node's groups stay the same from one heartbeat to the next, and are most of the parsing)."""
     if isinstance(doc, Exception):
         return StatusProblem(node, str(doc))
     if not isinstance(doc, Mapping):
@@ -66,12 +69,13 @@ def parse_status(node: str, doc: Any) -> NodeStatus | StatusProblem:
         return StatusProblem(node, "status lacks a string 'incarnation' and an integer 'seq'")
     if doc.get("node") not in (None, node):
         return StatusProblem(node, f"status names another node ({doc.get('node')!r})")
-    groups: dict[str, GroupState] = {}
+    groups: Mapping[str, GroupState] = {}
     raw_groups = doc.get("groups")
-    if isinstance(raw_groups, Mapping):
-        for name, g in raw_groups.items():
-            if (state := GroupState.read(g)) is not None:
-                groups[str(name)] = state
+    if previous is not None and raw_groups == previous.raw.get("groups"):
+        groups = previous.groups
+    elif isinstance(raw_groups, Mapping):
+        read = ((str(name), GroupState.read(g)) for name, g in raw_groups.items())
+        groups = {name: state for name, state in read if state is not None}
     return NodeStatus(
         node=node,
         incarnation=inc,

@@ -163,7 +163,7 @@ class LocalInit:
     def levels(self) -> dict[str, GroupState]:
         """Every group told so far: its level and state, without building each entry's status as :meth:`status`
         does (the daemon's decision reads this every cycle)."""
-        return {name: GroupState(g.level, g.state) for name, g in self._groups.items()}
+        return {name: GroupState.of(g.level, g.state) for name, g in self._groups.items()}
 
     def level(self, group: str) -> str | None:
         """The level last told to ``group`` (None if never told)."""

@@ -81,7 +81,7 @@ class Peers:
         for node, doc in raw.items():
             if node == self.me:
                 continue
-            parsed = parse_status(node, doc)
+            parsed = parse_status(node, doc, self.statuses.get(node))
             if isinstance(parsed, StatusProblem):
                 if self.problems.get(node) != parsed.message:
                     log.warning("ignoring status of %s: %s", node, parsed.message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -27,6 +28,9 @@ from omha_core.status import NodeStatus, parse_status
 )
 def test_active_is_whether_the_group_may_hold_resources(level: str | None, state: str, active: bool) -> None:
     assert GroupState(level, state).active is active
+    # computed at construction: the shared instances and a replaced copy agree
+    assert GroupState.of(level, state).active is active and GroupState.of(level, state) is GroupState.of(level, state)
+    assert dataclasses.replace(GroupState("run", DONE), level=level, state=state).active is active
 
 
 @pytest.mark.parametrize(

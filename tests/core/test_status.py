@@ -41,3 +41,18 @@ def test_status_naming_another_node_is_refused() -> None:
 def test_any_json_is_handled(doc: Any) -> None:
     result = parse_status("n1", doc)
     assert isinstance(result, NodeStatus | StatusProblem)
+
+
+def test_a_status_whose_groups_did_not_change_keeps_the_parsed_groups_and_one_that_did_is_read_again() -> None:
+    doc: dict[str, Any] = {"incarnation": "a", "seq": 1, "groups": {"web": {"level": "run", "state": "DONE"}}}
+    first = parse_status("n2", doc)
+    assert isinstance(first, NodeStatus)
+    same = parse_status("n2", {**doc, "seq": 2, "groups": {"web": {"level": "run", "state": "DONE"}}}, first)
+    assert isinstance(same, NodeStatus) and same.seq == 2 and same.groups is first.groups
+    stopping = {"web": {"level": "stop", "state": "FAILED"}, "db": {"level": "run", "state": "STARTING"}}
+    changed = parse_status("n2", {**doc, "seq": 3, "groups": stopping}, same)
+    assert isinstance(changed, NodeStatus)
+    assert changed.groups["web"].level == "stop" and changed.groups["web"].stopping_or_stuck
+    assert changed.groups["db"].state == "STARTING" and changed.groups["db"].active
+    gone = parse_status("n2", {**doc, "seq": 4, "groups": "garbage"}, changed)
+    assert isinstance(gone, NodeStatus) and gone.groups == {}

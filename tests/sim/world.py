@@ -205,7 +205,7 @@ class SimInit:
 
     def levels(self) -> dict[str, Instance]:
         """Every group's level and state, as :meth:`omha_core.init.LocalInit.levels` gives the decision."""
-        return {g: Instance(s["level"], s["state"]) for g, s in self.groups.items()}
+        return {g: Instance.of(s["level"], s["state"]) for g, s in self.groups.items()}
 
     def reload(self, cltab: Any) -> None:
         self._status = None

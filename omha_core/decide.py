@@ -26,7 +26,6 @@ and a lost node's claims are only broken once it is fenced, so no group runs at 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ from omha_core.group_state import (  # noqa: F401 - the states, re-exported for 
     GroupState,
 )
 from omha_core.hactl import STOP_LEVEL
+from omha_core.ranking import Loads, rank
 
 PLAN, TEST = "plan", "test"
 #: a group as one node reports it (:mod:`omha_core.group_state`), under the name the decision's callers know
@@ -119,43 +119,6 @@ class Decision:
     why: dict[str, str] = field(default_factory=dict)
 
 
-def rank_key(group: str, node: str, load: int) -> tuple[int, str]:
-    """The order in which nodes are candidates for ``group``: fewest groups first, then a per-group hash."""
-    return (load, hashlib.sha256(f"{group}\0{node}".encode()).hexdigest())
-
-
-def _rank(group: str, candidates: list[str], load: Mapping[str, int], me: str) -> tuple[str, int | None]:
-    """The best candidate for ``group`` and this node's place among them (None when not one), in
-    :func:`rank_key` order, hashing only the nodes whose load ties with the best's or with this node's.
-
-    At 100 nodes x 1,000 groups, sorting every candidate by :func:`rank_key` for every group not running was
-    most of a cycle. The hash prefix ``group\0`` is hashed once per group, and raw digests compare in the same
-    order as their hex spelling, so the result is exactly that of the sort."""
-    base = hashlib.sha256(f"{group}\0".encode())
-    digests: dict[str, bytes] = {}
-
-    def digest(node: str) -> bytes:
-        if node not in digests:
-            h = base.copy()
-            h.update(node.encode())
-            digests[node] = h.digest()
-        return digests[node]
-
-    loads = {n: load.get(n, 0) for n in candidates}
-    lowest = min(loads.values())
-    tied = [n for n, v in loads.items() if v == lowest]
-    best = tied[0] if len(tied) == 1 else min(tied, key=digest)
-    if me not in loads:
-        return best, None
-    mine = loads[me]
-    ahead = sum(1 for v in loads.values() if v < mine)
-    equal = [n for n, v in loads.items() if v == mine and n != me]
-    if equal:
-        own = digest(me)
-        ahead += sum(1 for n in equal if digest(n) < own)
-    return best, ahead
-
-
 @dataclass(frozen=True)
 class _Index:
     """What every group's decision looks up, computed once per :func:`decide` rather than once per group."""
@@ -206,11 +169,12 @@ def decide(view: View) -> Decision:
     result = Decision()
     defined = set(view.cltab.groups)
     groups = list(dict.fromkeys([*view.wanted, *me.groups, *(g for g, n in view.claims.items() if n == view.me)]))
-    load = {name: 0 for name, node in view.nodes.items() if node.alive}
+    counts = {name: 0 for name, node in view.nodes.items() if node.alive}
     for holder in view.claims.values():
-        if holder in load:
-            load[holder] += 1
+        if holder in counts:
+            counts[holder] += 1
     index = _index(view)
+    load = Loads(counts, index.eligible)
 
     for group in groups:
         want = view.wanted.get(group)
@@ -233,7 +197,7 @@ def _decide_group(
     want: str | None,
     inst: Instance,
     claimant: str | None,
-    load: dict[str, int],
+    load: Loads,
     result: Decision,
     index: _Index,
 ) -> list[Action]:
@@ -326,7 +290,7 @@ def _maybe_start(
     group: str,
     want: str,
     claimant: str | None,
-    load: dict[str, int],
+    load: Loads,
     result: Decision,
     index: _Index,
 ) -> list[Action]:
@@ -373,16 +337,19 @@ def _maybe_start(
         return []
     target = view.prefer.get(group)
     if target in candidates:  # moved there by an operator: only that node claims it
-        load[target] = load.get(target, 0) + 1
+        load.add(target)
         if view.me == target:
             return [Action("claim", group, None, "moved here (omha move)"), Action("tell", group, PLAN, "claimed")]
         result.why[group] = f"waiting for {target} to start it (omha move)"
         return []
-    best, rank = _rank(group, candidates, load, view.me)
-    load[best] = load.get(best, 0) + 1  # later groups in this cycle see the assignment
-    if rank is None:
+    if candidates is index.eligible:  # no node left out: ranked from the load buckets
+        best, place = load.rank_eligible(group, view.me)
+    else:
+        best, place = rank(group, candidates, load.counts, view.me)
+    load.add(best)  # later groups in this cycle see the assignment
+    if place is None:
         return []
-    if rank == 0 or view.waiting.get(group, 0.0) >= rank * view.spread_delay:
+    if place == 0 or view.waiting.get(group, 0.0) >= place * view.spread_delay:
         return [Action("claim", group, None, "wanted and running nowhere"), Action("tell", group, PLAN, "claimed")]
     result.why[group] = f"waiting for {best} to start it"
     return []

@@ -109,7 +109,11 @@ def wait_out_previous(
 def impostor(raw: Mapping[str, Any], node: str, incarnations: Collection[str]) -> str | None:
     """A message when the status under our node name was written by an incarnation not in ``incarnations``
     (ours, and the dead predecessor :func:`wait_out_previous` found), else None."""
-    parsed = parse_status(node, raw.get(node)) if raw.get(node) is not None else None
+    doc = raw.get(node)
+    inc = doc.get("incarnation") if isinstance(doc, Mapping) else None
+    if doc is None or (isinstance(inc, str) and inc in incarnations):
+        return None  # ours (the usual case, every cycle): no need to parse the rest
+    parsed = parse_status(node, doc)
     if not isinstance(parsed, NodeStatus) or parsed.incarnation in incarnations:
         return None
     return f"another omha daemon publishes as node {node!r} ({describe(parsed)})"

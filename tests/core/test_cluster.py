@@ -16,7 +16,7 @@ import pytest
 from omha_testing import require_commands
 from omha_testing.cluster import Cluster, guarded
 
-from omha_core.decide import rank_key
+from omha_core.ranking import rank_key
 
 pytestmark = pytest.mark.slow
 

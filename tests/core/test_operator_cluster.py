@@ -14,7 +14,7 @@ import pytest
 from omha_testing import require_commands
 from omha_testing.cluster import Cluster, guarded, web_cltab
 
-from omha_core.decide import rank_key
+from omha_core.ranking import rank_key
 from tests.core.json_schemas import validated
 
 pytestmark = pytest.mark.slow

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from omha_core.status import NodeStatus, StatusProblem, parse_status
+from omha_core.uniqueness import impostor
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -56,3 +58,21 @@ def test_a_status_whose_groups_did_not_change_keeps_the_parsed_groups_and_one_th
     assert changed.groups["db"].state == "STARTING" and changed.groups["db"].active
     gone = parse_status("n2", {**doc, "seq": 4, "groups": "garbage"}, changed)
     assert isinstance(gone, NodeStatus) and gone.groups == {}
+
+
+@pytest.mark.parametrize(
+    ("doc", "found"),
+    [
+        (None, False),  # nothing published yet
+        ({"incarnation": "mine", "seq": 3}, False),  # our own
+        ({"incarnation": "before", "seq": 9}, False),  # the dead predecessor found at start-up
+        ({"incarnation": "other", "seq": 1, "pid": 42}, True),  # a second daemon under our name
+        ({"incarnation": ["mine"], "seq": 1}, False),  # garbage is no proof of another daemon
+        ("garbage", False),
+    ],
+)
+def test_a_status_under_our_name_from_another_incarnation_is_an_impostor(doc: Any, found: bool) -> None:
+    message = impostor({"n1": doc} if doc is not None else {}, "n1", {"mine", "before"})
+    assert (message is not None) is found, message
+    if found:
+        assert message is not None and "incarnation other, pid 42" in message

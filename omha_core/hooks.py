@@ -2,11 +2,10 @@
 
 A misspelt hook name at a call site used to be found only when the call ran (``getattr(pm.hook, ...)``); here
 each hook has one function whose name and signature mypy checks, and the hook-name strings live in this module
-alone. The containment rules stay those of :mod:`omha_core.plugins`: a registration hook that raises marks its
-plugin broken and is skipped (:func:`~omha_core.plugins.registry`); every implementation of a notification is
-called even if another raised, and each failure is logged with its plugin's name
-(:func:`~omha_core.plugins.notify`); a fitness implementation that raises is reported to the caller, which
-counts it as a veto (:func:`~omha_core.plugins.call_each`).
+alone. The containment rules: a registration hook that raises marks its plugin broken and is skipped
+(:func:`~omha_core.plugins.registry`); every implementation of a notification is called even if another raised,
+and each failure is logged with its plugin's name (:func:`notify`); a fitness implementation that raises is
+reported to the caller, which counts it as a veto (:func:`call_each`).
 
 Nothing here imports the daemon, asyncio or voluptuous: the CLI and the agent child process use it too.
 """
@@ -17,7 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from omha_core.errors import ConfigError
-from omha_core.plugins import CONTRACTS, call_each, lookup, notify, registry
+from omha_core.plugins import CONTRACTS, lookup, plugin_error, registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -144,3 +143,46 @@ def notify_fence_failed(pm: pluggy.PluginManager, node: str, errors: list[str]) 
 def notify_group_moved(pm: pluggy.PluginManager, group: str, from_node: str | None, to_node: str, level: str) -> None:
     """Tell the plugins that ``group`` reached ``level`` on ``to_node``."""
     notify(pm, "omha_group_moved", group=group, from_node=from_node, to_node=to_node, level=level)
+
+
+# -- calling every implementation, each contained ------------------------------------------------------------
+
+
+def call_each(
+    pm: pluggy.PluginManager, hook: str, **kwargs: Any
+) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+    """Call every implementation of ``hook``, one by one, each contained.
+
+    pluggy's own call stops at the first implementation that raises; here one plugin's exception never keeps
+    the others from being called. Returns ``(results, failures)``: (plugin name, result) for each non-None
+    result, and (plugin name, ``"ExcType: message"``) for each implementation that raised. Logging the failures
+    is the caller's business (it knows how often the hook is called)."""
+    out: list[tuple[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
+        try:
+            result = impl.function(**args)
+        except Exception as exc:
+            failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+            continue
+        if result is not None:
+            out.append((impl.plugin_name, result))
+    return out, failures
+
+
+def call_tagged(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call every implementation of ``hook``; return (plugin name, result) for each non-None result.
+    An implementation that raises is logged with its plugin's name and skipped (see :func:`call_each`)."""
+    out, failures = call_each(pm, hook, **kwargs)
+    for plugin, error in failures:
+        plugin_error("plugin %s: %s failed: %s", plugin, hook, error)
+    return out
+
+
+def notify(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
+    """Call every implementation of a notification hook; each one that raises is logged with its plugin's
+    name, and the others are still called (what hookspecs.py promises)."""
+    _, failures = call_each(pm, hook, **kwargs)
+    for plugin, error in failures:
+        plugin_error("plugin %s: %s failed: %s", plugin, hook, error)

@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _error(message: str, *args: object) -> None:
+def plugin_error(message: str, *args: object) -> None:
     """Log an error as ``omha.plugins``; logging (with traceback and tokenize, ~5 ms) is imported only when a
     plugin fails, not by every command that lists or loads plugins (issue 19, CLI start-up)."""
     import logging
@@ -354,7 +354,7 @@ def _mark_broken(pm: PluginHost, plugin: str, error: str) -> None:
     info = infos.get(plugin) if isinstance(infos, dict) else None
     if info is not None and error in (info.error or ""):
         return
-    _error("plugin %s: %s (skipped)", plugin, error)
+    plugin_error("plugin %s: %s (skipped)", plugin, error)
     if info is not None:
         info.error = f"{info.error}; {error}" if info.error else error
 
@@ -372,43 +372,3 @@ def lookup(pm: PluginHost, hook: str, name: str, what: str) -> Any:
         known = ", ".join(sorted(reg)) or "none"
         raise ConfigError(f"unknown {what} {name!r}: installed are {known}{broken_hint(pm)}")
     return reg[name][0]
-
-
-def call_each(
-    pm: pluggy.PluginManager, hook: str, **kwargs: Any
-) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
-    """Call every implementation of ``hook``, one by one, each contained.
-
-    pluggy's own call stops at the first implementation that raises; here one plugin's exception never keeps
-    the others from being called. Returns ``(results, failures)``: (plugin name, result) for each non-None
-    result, and (plugin name, ``"ExcType: message"``) for each implementation that raised. Logging the failures
-    is the caller's business (it knows how often the hook is called)."""
-    out: list[tuple[str, Any]] = []
-    failures: list[tuple[str, str]] = []
-    for impl in getattr(pm.hook, hook).get_hookimpls():
-        args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
-        try:
-            result = impl.function(**args)
-        except Exception as exc:
-            failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
-            continue
-        if result is not None:
-            out.append((impl.plugin_name, result))
-    return out, failures
-
-
-def call_tagged(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call every implementation of ``hook``; return (plugin name, result) for each non-None result.
-    An implementation that raises is logged with its plugin's name and skipped (see :func:`call_each`)."""
-    out, failures = call_each(pm, hook, **kwargs)
-    for plugin, error in failures:
-        _error("plugin %s: %s failed: %s", plugin, hook, error)
-    return out
-
-
-def notify(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> None:
-    """Call every implementation of a notification hook; each one that raises is logged with its plugin's
-    name, and the others are still called (what hookspecs.py promises)."""
-    _, failures = call_each(pm, hook, **kwargs)
-    for plugin, error in failures:
-        _error("plugin %s: %s failed: %s", plugin, hook, error)

@@ -11,7 +11,8 @@ import pytest
 from omha_core.config import validate_config
 from omha_core.errors import ConfigError
 from omha_core.fitness import Fitness
-from omha_core.plugins import get_plugin_manager, lookup, notify, registry
+from omha_core.hooks import notify
+from omha_core.plugins import get_plugin_manager, lookup, registry
 from tests.core.test_plugins import make_dist, site  # noqa: F401 - the fixture
 
 BROKEN_REGISTRATIONS = """

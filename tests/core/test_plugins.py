@@ -13,7 +13,8 @@ import pytest
 
 from omha_core import hookimpl, hookspecs
 from omha_core.errors import ConfigError
-from omha_core.plugins import call_tagged, get_plugin_manager, lookup, registry
+from omha_core.hooks import call_tagged
+from omha_core.plugins import get_plugin_manager, lookup, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("omha_"))

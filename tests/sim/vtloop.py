@@ -21,8 +21,8 @@ class _Selector(selectors.SelectSelector):
         self.loop: VirtualLoop | None = None
 
     def select(self, timeout: float | None = None) -> list[Any]:
-        if self.loop is not None and timeout:
-            if timeout is None:
+        if self.loop is not None:
+            if timeout is None:  # nothing ready and no timer: a real loop would block for ever
                 raise RuntimeError("simulation deadlock: nothing scheduled")
             self.loop.now += timeout
         return []

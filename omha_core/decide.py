@@ -342,10 +342,10 @@ def _maybe_start(
             return [Action("claim", group, None, "moved here (omha move)"), Action("tell", group, PLAN, "claimed")]
         result.why[group] = f"waiting for {target} to start it (omha move)"
         return []
-    if candidates is index.eligible:  # no node left out: ranked from the load buckets
-        best, place = load.rank_eligible(group, view.me)
-    else:
+    if out:
         best, place = rank(group, candidates, load.counts, view.me)
+    else:  # no node left out: ranked from the load buckets
+        best, place = load.rank_eligible(group, view.me)
     load.add(best)  # later groups in this cycle see the assignment
     if place is None:
         return []

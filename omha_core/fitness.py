@@ -29,15 +29,11 @@ class Fitness:
         #: plugin name -> "plugin X failed: ..." (the latest failure), while it keeps failing
         self.errors: dict[str, str] = {}
         self._logged: dict[tuple[str, str], str] = {}
-        #: what the latest :meth:`check` found (None before the first): the status publishes what the cycle's
-        #: decision saw, without asking the plugins a second time
-        self.latest: dict[str, str] | None = None
+        #: what the latest :meth:`check` found (None before the first)
+        self._latest: dict[str, str] | None = None
 
     def check(self, groups: Iterable[str]) -> dict[str, str]:
         """Group -> the reason this node is unfit for it (vetoes and failures of the plugins)."""
-        if not self.pm.hook.omha_node_fitness.get_hookimpls():  # nothing to ask (most clusters)
-            self.latest = {}
-            return {}
         unfit: dict[str, str] = {}
         errors: dict[str, str] = {}
         failing: dict[tuple[str, str], str] = {}
@@ -58,5 +54,10 @@ class Fitness:
             log.info("%s: plugin %s's omha_node_fitness works again", group, plugin)
         self._logged = failing
         self.errors = errors
-        self.latest = unfit
+        self._latest = unfit
         return unfit
+
+    def latest(self, groups: Iterable[str]) -> dict[str, str]:
+        """What the latest :meth:`check` found, asking now only if it never ran: the status publishes what the
+        cycle's decision saw, without asking the plugins a second time in the same cycle."""
+        return self._latest if self._latest is not None else self.check(groups)

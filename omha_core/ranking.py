@@ -37,25 +37,6 @@ def _digests(group: str) -> Callable[[str], bytes]:
     return digest
 
 
-def rank(group: str, candidates: list[str], load: Mapping[str, int], me: str) -> tuple[str, int | None]:
-    """The best of ``candidates`` for ``group`` and this node's place among them (None when not one), in
-    :func:`rank_key` order (a node missing from ``load`` carries no group)."""
-    digest = _digests(group)
-    loads = {n: load.get(n, 0) for n in candidates}
-    lowest = min(loads.values())
-    tied = [n for n, v in loads.items() if v == lowest]
-    best = tied[0] if len(tied) == 1 else min(tied, key=digest)
-    if me not in loads:
-        return best, None
-    mine = loads[me]
-    ahead = sum(1 for v in loads.values() if v < mine)
-    equal = [n for n, v in loads.items() if v == mine and n != me]
-    if equal:
-        own = digest(me)
-        ahead += sum(1 for n in equal if digest(n) < own)
-    return best, ahead
-
-
 class Loads:
     """Groups per live node as one :func:`~omha_core.decide.decide` call assigns them, with the ``eligible``
     nodes (the candidates for a group no node vetoed) also kept in buckets by load.
@@ -82,7 +63,9 @@ class Loads:
             self._buckets.setdefault(was + 1, set()).add(node)
 
     def rank_eligible(self, group: str, me: str) -> tuple[str, int | None]:
-        """:func:`rank` among every eligible node (there must be one), from the buckets."""
+        """The best eligible node for ``group`` (there must be one) and this node's place among them (None when
+        not one), in :func:`rank_key` order, from the buckets: only the nodes whose load ties with the best's or
+        with this node's are hashed."""
         digest = _digests(group)
         tied = self._buckets[min(self._buckets)]
         best = next(iter(tied)) if len(tied) == 1 else min(tied, key=digest)
@@ -94,3 +77,10 @@ class Loads:
             own = digest(me)
             ahead += sum(1 for n in equal if n != me and digest(n) < own)
         return best, ahead
+
+
+def rank(group: str, candidates: list[str], load: Mapping[str, int], me: str) -> tuple[str, int | None]:
+    """The best of ``candidates`` for ``group`` and this node's place among them (None when not one), in
+    :func:`rank_key` order (a node missing from ``load`` carries no group): for a group some nodes are left out
+    of, where :meth:`Loads.rank_eligible` does not apply."""
+    return Loads({n: load.get(n, 0) for n in candidates}, candidates).rank_eligible(group, me)

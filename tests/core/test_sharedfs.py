@@ -160,3 +160,37 @@ def test_a_read_only_shared_directory_is_a_store_error_naming_the_path(tmp_path:
             s.put_document("hactl", "web run\n", None)
     finally:
         subprocess.run(["umount", str(tmp_path)], check=True)
+
+
+def test_a_status_larger_than_one_read_is_read_whole(tmp_path: Path) -> None:
+    """Statuses, claims and fence records are read with plain ``os.read`` calls (issue 19: ``open()``'s text
+    layers cost an idle daemon a fifth of its CPU): a status of 500 entries is ~80 kB, more than one read."""
+    writer = SharedDirStore(validate_config({"node": "n2", "sharedfs": {"path": str(tmp_path)}}))
+    writer.open()
+    doc = {
+        "node": "n2",
+        "seq": 7,
+        "groups": {f"g{i}": {"level": "run", "state": "DONE", "pad": "x" * 90} for i in range(2000)},
+    }
+    writer.publish("n2", doc)
+    assert (tmp_path / "nodes" / "n2" / "status.json").stat().st_size > 3 * 65536
+    assert store(tmp_path).statuses()["n2"] == doc
+
+
+def test_garbage_claims_and_fence_records_read_as_unknown_not_raised(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    (tmp_path / "claims" / "web.json").write_bytes(b"\xff\xfe{")
+    (tmp_path / "claims" / "db.json").write_text("[1]")
+    (tmp_path / "fence" / "n3.json").write_bytes(b"\x00")
+    assert s.claims() == {"web": {"node": "?", "incarnation": "?"}, "db": {"node": "?", "incarnation": "?"}}
+    assert s.fence_records() == {}
+
+
+def test_publish_makes_the_node_directory_again_when_it_was_removed(tmp_path: Path) -> None:
+    """The node's directory is made by the first write only (not checked every heartbeat); one removed by hand
+    is made again, not turned into a store failure that would isolate the node."""
+    s = store(tmp_path)
+    s.publish("n1", {"node": "n1", "seq": 1})
+    subprocess.run(["rm", "-rf", str(tmp_path / "nodes" / "n1")], check=True)
+    s.publish("n1", {"node": "n1", "seq": 2})
+    assert s.statuses()["n1"]["seq"] == 2

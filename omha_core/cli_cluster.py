@@ -91,9 +91,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     try:
         for name, path in (("cltab", args.cltab), ("hactl", args.hactl)):
             if path:
-                with open(path, encoding="utf-8") as fh:
-                    texts[name] = fh.read()
-                check_document(name, texts[name], path, pm, config, warnings)
+                with open(path, "rb") as fh:  # bytes: the check names the line of a byte that is not UTF-8
+                    data = fh.read()
+                check_document(name, data, path, pm, config, warnings)
+                texts[name] = data.decode("utf-8")
         for warning in warnings:  # what the original accepted but is sloppy (a group alone on its hactl line...)
             print(f"warning: {warning}", file=sys.stderr)
     except ParseError as exc:

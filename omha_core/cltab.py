@@ -119,13 +119,23 @@ class Cltab:
 
 
 def decode_text(data: str | bytes, filename: str) -> str:
+    """``data`` as text; bytes that are not UTF-8 are an error naming the line and the byte. A store hands over
+    text read with ``surrogateescape`` (it must not fail on the file it reads): such escapes are the same
+    error, so a daemon refuses the file as ``omha check`` does, instead of running it."""
     if isinstance(data, str):
-        return data
+        bad = _ESCAPED_BYTE.search(data)
+        if bad is None:
+            return data
+        data = data.encode("utf-8", "surrogateescape")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ParseError([Problem(filename, line, f"not valid UTF-8 text (byte {exc.start})")]) from None
+
+
+#: a byte that was not UTF-8, as ``surrogateescape`` decodes it
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def text_lines(text: str) -> list[str]:

@@ -56,7 +56,7 @@ def _mtime(path: str) -> float:
 def _version(text: str) -> str:
     import hashlib  # not at import time: `omha --help` / `omha plugins` load this module
 
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]  # the bytes, as read
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -190,6 +190,7 @@ class SharedDirStore(Store):
 
     def _read_document(self, path: str) -> Versioned | None:
         try:
+            # bytes that are not UTF-8 round-trip: the validation names their line (cltab.decode_text)
             text = _read_bytes(path).decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             return None

@@ -3,6 +3,7 @@ and tolerance of garbage."""
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import subprocess
 from pathlib import Path
@@ -194,3 +195,15 @@ def test_publish_makes_the_node_directory_again_when_it_was_removed(tmp_path: Pa
     subprocess.run(["rm", "-rf", str(tmp_path / "nodes" / "n1")], check=True)
     s.publish("n1", {"node": "n1", "seq": 2})
     assert s.statuses()["n1"]["seq"] == 2
+
+
+def test_a_document_that_is_not_utf8_is_listed_with_the_digest_of_its_bytes(tmp_path: Path) -> None:
+    """A cltab carried over from the original may hold Latin-1 bytes (a comment, a command's argument). The store
+    read it with ``surrogateescape`` but hashed it as UTF-8, which raised UnicodeEncodeError: the daemons logged
+    "refused invalid cltab: UnicodeEncodeError: ... surrogates not allowed" instead of the line and byte at fault
+    (``tests/core/test_latin1_cltab.py``). Listing it must not fail; its version is the digest of its bytes."""
+    raw = "# caf\xe9 du coin\nweb:ip:run:respawn:sleep 100\n".encode("latin-1")
+    (tmp_path / "cltab").write_bytes(raw)
+    (doc,) = store(tmp_path).documents("cltab")
+    assert doc.version == hashlib.sha256(raw).hexdigest()[:16]
+    assert doc.text.encode("utf-8", "surrogateescape") == raw

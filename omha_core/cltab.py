@@ -118,13 +118,16 @@ class Cltab:
         return any(e.mode == "test" and e.matches(level) for e in self.group_entries(group))
 
 
+#: a byte that was not UTF-8, as ``surrogateescape`` decodes it
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def decode_text(data: str | bytes, filename: str) -> str:
     """``data`` as text; bytes that are not UTF-8 are an error naming the line and the byte. A store hands over
     text read with ``surrogateescape`` (it must not fail on the file it reads): such escapes are the same
     error, so a daemon refuses the file as ``omha check`` does, instead of running it."""
     if isinstance(data, str):
-        bad = _ESCAPED_BYTE.search(data)
-        if bad is None:
+        if not _ESCAPED_BYTE.search(data):
             return data
         data = data.encode("utf-8", "surrogateescape")
     try:
@@ -132,10 +135,6 @@ def decode_text(data: str | bytes, filename: str) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ParseError([Problem(filename, line, f"not valid UTF-8 text (byte {exc.start})")]) from None
-
-
-#: a byte that was not UTF-8, as ``surrogateescape`` decodes it
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def text_lines(text: str) -> list[str]:

@@ -77,8 +77,8 @@ class Peers:
         return Reading(self.store.statuses(), self.store.claims(), self.store.fence_records(), up, member)
 
     def beat_and_read(self) -> Reading:
-        """This node's heartbeat, then :meth:`read`: both in one worker thread, one hand-off a cycle fewer than
-        two (an idle daemon's cycle costs little else, issue 19)."""
+        """This node's heartbeat, then :meth:`read`, both in one worker thread: a hand-off costs ~0.1 ms of CPU,
+        and an idle daemon's whole cycle only ~5 ms (issue 19)."""
         self.membership.heartbeat()
         return self.read()
 

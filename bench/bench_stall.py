@@ -7,7 +7,9 @@ A watcher (this process) polls every node's published status every 50 ms and rec
 wall time between two successive publications (``time`` in the status, written by the daemon). Only a gap
 between two publications whose ``seq`` differ by one is a gap the daemon made; when the watcher itself was held
 up long enough to miss a publication (``seq`` jumped), the interval is counted apart ("unobserved"), with the
-longest such span, since it would otherwise pass for a daemon stall. At the end each daemon's log is searched
+longest such span, since it would otherwise pass for a daemon stall. It also keeps the longest silence of a
+peer each daemon published (its own view, which ``dead_after`` is compared with: the gap plus the observer's
+phase). ``--timing`` measures a candidate default instead of omha's. At the end each daemon's log is searched
 for the signs of a failover: "lost while holding", "fencing", "fenced", "moved from", "stopping every local
 group", "claim lost". Exits 1 when a false failover was seen.
 """
@@ -48,6 +50,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
+def parse_timing(text: str) -> dict[str, float]:
+    """``'dead_after=1.2,heartbeat=0.4'`` -> ``{"dead_after": 1.2, "heartbeat": 0.4}``."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"--timing {text!r}: expected key=seconds[,key=seconds...]")
+    return {k.strip(): float(v) for k, v in pairs}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", 600)))
@@ -55,10 +65,14 @@ def main() -> int:
     ap.add_argument("--groups", type=int, default=4)
     ap.add_argument("--stress", default="--cpu 2 --io 2 --hdd 1 --hdd-bytes 256M")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) for inspection")
+    ap.add_argument(
+        "--timing", default="", help="[timing] over the defaults: 'dead_after=1.2,heartbeat=0.4' (a candidate default)"
+    )
     args = ap.parse_args()
     if not shutil.which("stress-ng"):  # a fresh machine: install it as `make test` installs its packages
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         subprocess.run([os.path.join(root, "scripts", "install-system-packages"), "stress-ng"], check=True)
+    timing = {"heartbeat": 0.5, "dead_after": 2.0, "settle": 2.0}  # omha's defaults (LocalCluster's are faster)
     tmp = Path(tempfile.mkdtemp(prefix="omha-bench-stall-"))
     names = [f"n{i}" for i in range(1, args.nodes + 1)]
     groups = [f"g{i}" for i in range(1, args.groups + 1)]
@@ -67,14 +81,15 @@ def main() -> int:
         names,
         cltab="".join(f"{g}:{g}srv:run:respawn:exec sleep 100000\n" for g in groups),
         hactl="".join(f"{g} run\n" for g in groups),
-        # omha's defaults (LocalCluster's own are faster, for tests)
-        config={"timing": {"heartbeat": 0.5, "dead_after": 2.0, "settle": 2.0}, "fencing": {"action": "off"}},
+        config={"timing": {**timing, **parse_timing(args.timing)}, "fencing": {"action": "off"}},
         devices=[fence_device(tmp, names)],
     )
     stress: subprocess.Popen[bytes] | None = None
     gaps: dict[str, list[float]] = {n: [] for n in names}
     #: (span, publications) where the watcher missed at least one publication
     unobserved: list[tuple[float, int]] = []
+    #: (observer, peer) -> the longest silence of peer the observer published (what dead_after is compared with)
+    silence: dict[tuple[str, str], float] = {}
     try:
         cluster.start()
         deadline = time.monotonic() + 60
@@ -102,7 +117,11 @@ def main() -> int:
                 st = read_status(cluster.shared, n)
                 if not st:
                     continue
-                seq, when = int(st.get("seq", 0)), float(st.get("time", 0.0))  # type: ignore[arg-type]
+                seq, when = int(st.get("seq", 0)), float(st.get("time", 0.0))  # type: ignore[call-overload, arg-type]
+                view = st.get("view")
+                for peer, seen in (view.get("nodes", {}) if isinstance(view, dict) else {}).items():
+                    if peer != n and isinstance(seen, dict) and isinstance(seen.get("silent"), (int, float)):
+                        silence[(n, peer)] = max(silence.get((n, peer), 0.0), float(seen["silent"]))
                 if n in last and seq == last[n][0] + 1:
                     gaps[n].append(when - last[n][1])
                 elif n in last and seq > last[n][0]:
@@ -151,6 +170,12 @@ def main() -> int:
         for n in names:
             if gaps[n]:
                 print(f"  {n}: max {max(gaps[n]):.2f} s, p99 {percentile(gaps[n], 0.99):.2f} s")
+    if silence:
+        (observer, peer), longest = max(silence.items(), key=lambda kv: kv[1])
+        print(
+            f"longest silence a daemon published of a peer: {longest:.1f} s ({observer} of {peer}; published each"
+            f" cycle, to 0.1 s) against dead_after {cluster.sections['timing']['dead_after']:g} s"
+        )
     if unobserved:
         span, steps = max(unobserved)
         print(

@@ -59,6 +59,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench import _pinger  # noqa: E402
+from bench.bench_stall import parse_timing  # noqa: E402
 from omha_core.localcluster import LocalCluster  # noqa: E402
 
 VIP = "192.0.2.10"
@@ -295,7 +296,9 @@ class Keepalived(System):
 class Omha(System):
     """Two ``omha daemon`` processes at the default timings, each in its node namespace, with a fence device."""
 
-    def __init__(self, name: str, tmp: Path, test_entry: bool, fenced: bool = True) -> None:
+    def __init__(
+        self, name: str, tmp: Path, test_entry: bool, fenced: bool = True, timing: dict[str, float] | None = None
+    ) -> None:
         super().__init__(name, tmp)
         lines = [f"web:ipt:test:test:@vip {VIP}/24\n"] if test_entry else []
         nodes = list(self.seg.ns)
@@ -318,8 +321,8 @@ class Omha(System):
             else [],
             wrap={n: ["ip", "netns", "exec", ns] for n, ns in self.seg.ns.items()},
         )
-        # omha's defaults, not LocalCluster's fast test timings
-        self.cluster.sections["timing"] = {}
+        # omha's defaults (or what --timing says), not LocalCluster's fast test timings
+        self.cluster.sections["timing"] = dict(timing or {})
         self.cluster.sections["init"] = {}
         for node in nodes:
             self.cluster.write_config(node)
@@ -421,6 +424,12 @@ def main() -> int:
         help="then run bench_stall.py for this many seconds: 5 daemons at the same defaults under stress-ng, "
         "no fault; 0 skips it (default 600)",
     )
+    parser.add_argument(
+        "--timing",
+        default="",
+        help="omha's [timing] instead of its defaults, for both the trials and the stall run: "
+        "'dead_after=1.2,heartbeat=0.4' (to measure a candidate default; the goal counts at the defaults)",
+    )
     parser.add_argument("--pinger", help=argparse.SUPPRESS)
     parser.add_argument("--old", help=argparse.SUPPRESS)
     parser.add_argument("--new", help=argparse.SUPPRESS)
@@ -447,7 +456,9 @@ def main() -> int:
             if row == "keepalived":
                 systems.append(Keepalived(row, tmp))
             else:
-                systems.append(Omha(row, tmp, test_entry=row.startswith("omha+test"), fenced="unfenced" not in row))
+                systems.append(
+                    Omha(row, tmp, row.startswith("omha+test"), "unfenced" not in row, parse_timing(opts.timing))
+                )
         for system in systems:
             for node in system.seg.ns:
                 system.start(node)
@@ -483,6 +494,7 @@ def main() -> int:
         return 0
     # the goal holds only together with no false failover at the same defaults under load: measure that now
     stall = [sys.executable, os.path.join(ROOT, "bench", "bench_stall.py"), "--duration", f"{opts.stall:g}"]
+    stall += ["--timing", opts.timing] if opts.timing else []
     print(f"\nfalse failovers under load, same defaults: {' '.join(stall[1:])}", flush=True)
     return subprocess.run(stall, check=False).returncode
 

@@ -156,7 +156,8 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     every = [g for n in names for g in gaps[n]]
     false = sum(len(v) for v in signs.values())
-    print(f"\n{args.nodes} daemons, {args.groups} groups, default timings, {args.duration:g} s under: {args.stress}")
+    shown = f"timing {args.timing}" if args.timing else "default timings"
+    print(f"\n{args.nodes} daemons, {args.groups} groups, {shown}, {args.duration:g} s under: {args.stress}")
     print(f"group moves seen: {len(moves)} {moves}")
     print(f"failover signs in the logs: {false}")
     for lines in signs.values():

@@ -421,7 +421,7 @@ def main() -> int:
         "--stall",
         type=float,
         default=600,
-        help="then run bench_stall.py for this many seconds: 5 daemons at the same defaults under stress-ng, "
+        help="then run bench_stall.py for this many seconds: 5 daemons at the same timings under stress-ng, "
         "no fault; 0 skips it (default 600)",
     )
     parser.add_argument(
@@ -495,7 +495,7 @@ def main() -> int:
     # the goal holds only together with no false failover at the same defaults under load: measure that now
     stall = [sys.executable, os.path.join(ROOT, "bench", "bench_stall.py"), "--duration", f"{opts.stall:g}"]
     stall += ["--timing", opts.timing] if opts.timing else []
-    print(f"\nfalse failovers under load, same defaults: {' '.join(stall[1:])}", flush=True)
+    print(f"\nfalse failovers under load, same timings: {' '.join(stall[1:])}", flush=True)
     return subprocess.run(stall, check=False).returncode
 
 

@@ -2,6 +2,7 @@
 the disk, with no fault injected. Any group moving, any node declared lost, any fence is a false failover.
 
     python bench/bench_stall.py [--duration 600] [--nodes 5] [--groups 4] [--stress "--cpu 2 --io 2 --hdd 1"]
+                                [--timing dead_after=1.5]
 
 A watcher (this process) polls every node's published status every 50 ms and records the heartbeat gaps: the
 wall time between two successive publications (``time`` in the status, written by the daemon). Only a gap

@@ -294,7 +294,8 @@ class Keepalived(System):
 
 
 class Omha(System):
-    """Two ``omha daemon`` processes at the default timings, each in its node namespace, with a fence device."""
+    """Two ``omha daemon`` processes at the default timings (or ``--timing``'s), each in its node namespace, with
+    a fence device."""
 
     def __init__(
         self, name: str, tmp: Path, test_entry: bool, fenced: bool = True, timing: dict[str, float] | None = None

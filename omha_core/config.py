@@ -106,6 +106,7 @@ CORE_SCHEMA: dict[Any, Any] = {
         vol.Optional("stop_timeout", default=60.0): cv.positive_float,
         vol.Optional("wait_failure", default="fail"): cv.one_of("fail", "continue"),
         vol.Optional("cgroup", default="auto"): cv.one_of("auto", "off"),
+        vol.Optional("agent_host", default="auto"): cv.one_of("auto", "off"),
     },
     vol.Optional("fencing", default={}): {
         vol.Optional("action", default="reboot"): cv.one_of("off", "reboot"),

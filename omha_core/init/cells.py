@@ -48,6 +48,8 @@ class Cell(ABC):
 
     #: the child's pid (and process group), once started
     pid: int = 0
+    #: the cell's ``cgroup.procs`` file, where a process moves itself into it (None: not a cgroup)
+    procs: str | None = None
 
     @abstractmethod
     def prepare(self, argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:

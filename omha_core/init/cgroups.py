@@ -29,6 +29,7 @@ class CgroupCell(Cell):
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.procs = os.path.join(path, "cgroup.procs")
         os.mkdir(path)
 
     def prepare(self, argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:

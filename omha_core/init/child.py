@@ -21,11 +21,14 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from omha_core.init.cells import Cell, Cells
 from omha_core.init.guard import group_alive, signal_group
 from omha_core.init.output import LineLogger
+
+if TYPE_CHECKING:
+    from omha_core.init.host import AgentHost, Link
 
 #: every catchable signal: reset to its default action in the child
 _DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
@@ -87,6 +90,8 @@ class Child:
     :param guard: told about the process group so that it dies with the daemon.
     :param cells: where to make the child's cell (None: its process group only, as for the guard itself).
     :param stdin_fd: a file descriptor for its stdin instead of ``/dev/null``.
+    :param host: the agent host, to fork a resource-agent action (``python -m omha_core.agent ...``) into a cgroup
+        cell instead of starting Python for it (:mod:`omha_core.init.host`); other programs are started as usual.
     :raises OSError: the program could not be started, or its cell not made.
     """
 
@@ -101,20 +106,29 @@ class Child:
         guard: Registry | None = None,
         cells: Cells | None = None,
         stdin_fd: int | None = None,
+        host: AgentHost | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.label = label
         self.logger = logger
         self.cell: Cell | None = None
+        #: the link to the agent host that forked this child and reports its exit (None: the init's own child)
+        self.host: Link | None = None
+        pidfd = -1
         if cells is not None:
             self.cell = cells.new(label)
-            argv, env = self.cell.prepare(argv, env)
-        try:
-            self.pid, out = _spawn(argv, env, stdin_fd)
-        except BaseException:
-            if self.cell is not None:
-                self.cell.remove()
-            raise
+            hosted = None if host is None else self._from_host(host, cells, argv, env)
+            if hosted is not None:
+                self.pid, out, pidfd = hosted
+            else:
+                argv, env = self.cell.prepare(argv, env)
+        if pidfd < 0:
+            try:
+                self.pid, out = _spawn(argv, env, stdin_fd)
+            except BaseException:
+                if self.cell is not None:
+                    self.cell.remove()
+                raise
         self.pgid = self.pid
         if self.cell is not None:
             self.cell.attach(self.pid)
@@ -127,6 +141,10 @@ class Child:
         if guard is not None:
             guard.add(self.pgid)
         self.output = LineLogger(out, label, logger, self.loop)
+        if pidfd >= 0:
+            self._pidfd = pidfd
+            self.loop.add_reader(self._pidfd, self._reap)
+            return
         try:
             self._pidfd = os.pidfd_open(self.pid)
         except OSError:
@@ -138,12 +156,42 @@ class Child:
             raise
         self.loop.add_reader(self._pidfd, self._reap)
 
+    def _from_host(
+        self, host: AgentHost, cells: Cells, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[int, int, int] | None:
+        """Have ``host`` fork ``argv`` into this child's cell if it is an agent action and the cell a cgroup; its
+        pid, the read end of its output pipe and its pidfd, or None to start it as a process of its own."""
+        from omha_core.init.host import HostError, agent_argv
+
+        action = agent_argv(argv)
+        assert self.cell is not None
+        if action is None or self.cell.procs is None or not host.usable():
+            return None
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid, pidfd, self.host = host.fork(action, env, self.cell.procs, w)
+        except HostError:
+            os.close(r)
+            # the host may have forked it before it failed: nothing of that cell may run on; start afresh
+            self.cell.signal(signal.SIGKILL)
+            self.cell.remove()  # if still busy, the init's close removes it with its whole tree
+            self.cell = cells.new(self.label)
+            return None
+        finally:
+            os.close(w)
+        return pid, _above_stdio(r), pidfd
+
     @property
     def alive(self) -> bool:
         """True until the process itself has exited (its group may outlive it)."""
         return self.returncode is None
 
     def _reap(self) -> None:
+        if self.host is not None:  # its parent, the host, reaps it and reports how it ended
+            self.loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self.host.wait_status(self.pid, self._reported)
+            return
         try:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:
@@ -153,6 +201,18 @@ class Child:
             return
         self.loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
+        self._ended(status)
+
+    def _reported(self, status: int | None) -> None:
+        """The host's report of how this child ended (None: the host is gone without saying)."""
+        if status is None:
+            self.logger.warning(
+                "%s: pid %d exited, but the agent host is gone: exit status unknown", self.label, self.pid
+            )
+            status = 255 << 8
+        self._ended(status)
+
+    def _ended(self, status: int) -> None:
         self.returncode = os.waitstatus_to_exitcode(status)
         self.exited.set_result(self.returncode)
         if self._on_exit is not None:

@@ -23,6 +23,7 @@ from omha_core.init.cells import Cells
 from omha_core.init.choose import open_cells
 from omha_core.init.group import CONFIGURED, Group
 from omha_core.init.guardlink import GuardLink
+from omha_core.init.host import AgentHost
 from omha_core.init.options import InitOptions
 from omha_core.init.process import Runtime
 
@@ -99,6 +100,10 @@ class LocalInit:
             raise
         self._rt.guard = self._guard
         self._rt.cells = self._cells
+        if self._cells.kind == "cgroup" and self.options.agent_host == "auto":
+            self._rt.host = AgentHost(self.logger, self._cells, self._rt.env)
+            if any(e.agent is not None for e in self.cltab.entries):
+                self._rt.host.usable()  # start it now: the first failover should not wait for its imports
 
     def _group(self, name: str) -> Group:
         group = self._groups.get(name)
@@ -181,6 +186,11 @@ class LocalInit:
         return self._cells.kind if self._cells is not None else None
 
     @property
+    def agent_host_pid(self) -> int | None:
+        """The agent host's pid while it runs (None: none, or agent actions start a process each)."""
+        return self._rt.host.pid if self._rt.host is not None else None
+
+    @property
     def guard_pid(self) -> int | None:
         """The guard process's pid (for tests and ``omha status``)."""
         return self._guard.pid if self._guard is not None else None
@@ -199,6 +209,8 @@ class LocalInit:
             if g.procs or g.retired or g.pending():
                 g.tell(None)
                 await self.wait_settled(name)
+        if self._rt.host is not None:
+            await self._rt.host.close()
         if self._guard is not None:
             await self._guard.close()
         if self._cells is not None:

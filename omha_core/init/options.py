@@ -36,6 +36,9 @@ class InitOptions:
     :param cgroup: ``auto``: hold each child and all its descendants in a cgroup v2 of its own when this machine
         allows it (a writable ``cgroup2`` mount), else track them by an environment marker; ``off``: always the
         marker (see :mod:`omha_core.init.cells`).
+    :param agent_host: ``auto``: where children are held in cgroups, resource-agent actions are forked by a
+        long-lived agent host that has imported the agents already, instead of each starting Python (see
+        :mod:`omha_core.init.host`); ``off``: every action starts a process of its own.
     """
 
     stop_grace: tuple[float, float, float] = (0.0, 5.0, 10.0)
@@ -47,6 +50,7 @@ class InitOptions:
     stop_timeout: float = 60.0
     wait_failure: str = "fail"
     cgroup: str = "auto"
+    agent_host: str = "auto"
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> InitOptions:
@@ -66,6 +70,7 @@ class InitOptions:
             "stop_timeout": cv.positive_float,
             "wait_failure": cv.one_of("fail", "continue"),
             "cgroup": cv.one_of("auto", "off"),
+            "agent_host": cv.one_of("auto", "off"),
         }
         values: dict[str, Any] = {}
         for key, value in options.items():

@@ -14,7 +14,8 @@ Entry states (``status()["…"]["entries"][tag]["state"]``):
 
 ``exit`` is the last exit status: a number, negative ``-N`` when killed by signal ``N``, None before any exit.
 
-Resource-agent entries (``@name args``) run ``python -m omha_core.agent NAME ACTION ARGS``: ``wait``/``once``
+Resource-agent entries (``@name args``) run ``python -m omha_core.agent NAME ACTION ARGS`` (forked by the agent
+host instead of started, where the init has one: :mod:`omha_core.init.host`): ``wait``/``once``
 run ``acquire`` and, when stopped, ``release``; ``respawn`` runs ``respawn`` (acquire, then monitor; exit 3
 when the resource is lost, so it is restarted under the same throttle; SIGTERM makes it release and exit);
 ``test`` runs ``check``. ``acquire``, ``check`` and ``release`` are killed after ``agent_timeout`` seconds.
@@ -42,6 +43,7 @@ from typing import Any, Protocol
 from omha_core.cltab import Entry
 from omha_core.init.cells import Cells
 from omha_core.init.child import Child, Registry
+from omha_core.init.host import AgentHost
 from omha_core.init.options import InitOptions
 from omha_core.secrets import redact_command
 
@@ -57,6 +59,7 @@ EXIT_NOT_STARTED = 127
 EXIT_AGENT_USAGE = 2
 
 _hold_keys = count(1)
+
 
 class Guard(Registry, Protocol):
     """The guard as the entries see it: process groups to kill, and agent resources to release, if the daemon dies."""
@@ -78,6 +81,8 @@ class Runtime:
     guard: Guard | None = None
     #: where every child's processes are held (a cgroup each, or an environment marker)
     cells: Cells | None = None
+    #: forks agent actions instead of starting Python for each (None: every action is a process of its own)
+    host: AgentHost | None = None
 
 
 class Supervised:
@@ -202,6 +207,7 @@ class Supervised:
                 on_exit=self._exited,
                 guard=self.rt.guard,
                 cells=self.rt.cells,
+                host=self.rt.host,
             )
         except (OSError, ValueError) as exc:
             self.rt.logger.error("%s: cannot start %s: %s", self.label, self.shown, exc)
@@ -355,7 +361,13 @@ class Supervised:
         timeout = self.rt.options.agent_timeout
         try:
             child = Child(
-                self._argv("release"), self.label, self.rt.logger, self._env(), guard=self.rt.guard, cells=self.rt.cells
+                self._argv("release"),
+                self.label,
+                self.rt.logger,
+                self._env(),
+                guard=self.rt.guard,
+                cells=self.rt.cells,
+                host=self.rt.host,
             )
         except (OSError, ValueError) as exc:
             self.rt.logger.error("%s: cannot start release: %s", self.label, exc)

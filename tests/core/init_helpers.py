@@ -54,16 +54,23 @@ async def running_init(
     *,
     config_path: str | None = None,
     on_change: Callable[[], None] | None = None,
+    env: dict[str, str] | None = None,
     **options: Any,
 ) -> AsyncIterator[tuple[LocalInit, Records]]:
-    """A started :class:`LocalInit` on ``cltab`` (text) with ``FAST`` stops unless overridden, and its log."""
+    """A started :class:`LocalInit` on ``cltab`` (text) with ``FAST`` stops unless overridden, and its log;
+    ``env`` is added to every child's environment."""
     records = Records()
     logger = logging.getLogger(f"omha.test.init{next(_ids)}")
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     logger.addHandler(records)
     init = LocalInit(
-        parse_cltab(cltab), options={**FAST, **options}, logger=logger, config_path=config_path, on_change=on_change
+        parse_cltab(cltab),
+        options={**FAST, **options},
+        logger=logger,
+        env=env,
+        config_path=config_path,
+        on_change=on_change,
     )
     await init.start()
     try:

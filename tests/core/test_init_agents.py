@@ -115,8 +115,8 @@ def test_an_agent_that_takes_too_long_is_killed_and_fails_the_group(tmp_path: Pa
     cltab = f"g:slow:run:wait:@file {marker}\ng:after:run:once:touch {tmp_path}/after\n"
 
     async def scenario() -> None:
-        # a Python start-up alone takes longer than 10 ms
-        async with running_init(cltab, agent_timeout=0.01) as (init, records):
+        # a Python start-up alone takes longer than 10 ms (test_agent_host.py times out a forked action)
+        async with running_init(cltab, agent_timeout=0.01, agent_host="off") as (init, records):
             init.tell("g", "run")
             assert await init.wait_settled("g", 30) == FAILED
             assert records.has("g/slow: acquire did not finish within agent_timeout (0.01s); killing it")

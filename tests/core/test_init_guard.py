@@ -46,13 +46,16 @@ async def main():
         cltab = parse_cltab(fh.read())
     init = LocalInit(cltab, options={"stop_grace": [0, 0.3, 0.3], **json.loads(sys.argv[2])})
     await init.start()
+    while init.agent_host_pid is not None and not init._rt.host.ready:  # agent actions forked, as in a daemon
+        await asyncio.sleep(0.01)
     for group in cltab.groups:
         init.tell(group, "run")
     for group in cltab.groups:
         await init.wait_settled(group, 30)
     guard = init.guard_pid
     cells = init._cells
-    print(json.dumps({"guard": guard, "status": init.status(), "cgroup": getattr(cells, "root", None)}), flush=True)
+    print(json.dumps({"guard": guard, "host": init.agent_host_pid, "status": init.status(),
+                      "cgroup": getattr(cells, "root", None)}), flush=True)
     while True:
         await asyncio.sleep(0.02)
         if init.guard_pid not in (guard, None):
@@ -155,6 +158,8 @@ def test_sigkill_of_the_daemon_kills_children_and_grandchildren(tmp_path: Path, 
     # the guard sends SIGTERM first: the resource agent released its resource
     assert not marker.exists()
     poll(lambda: not pid_alive(report["guard"]), what="the guard to exit")
+    if report["host"] is not None:  # the agent host, which forked the @file monitor, died with the rest
+        poll(lambda: not pid_alive(report["host"]), what="the agent host to die")
 
 
 def test_a_killed_guard_is_restarted_and_still_guards(tmp_path: Path, daemon_factory: Any) -> None:

@@ -1,0 +1,191 @@
+"""The agent host: a long-lived process that runs resource-agent actions by forking, not by starting Python.
+
+``python -m omha_core.agent_host``, started by the local init (:mod:`omha_core.init.host`) with a
+``SOCK_SEQPACKET`` socket on its stdin. Each action of an ``@name args`` entry (acquire, check, release,
+respawn) used to be ``python -m omha_core.agent ...``: a new interpreter that imports omha and the agent's
+plugin before doing a few milliseconds of work, 0.1 to 0.5 s on the failover's critical path. The host has
+imported all that once; an action is a ``fork()`` of it that runs :func:`omha_core.agent.run`.
+
+What the init asks, and what it gets (one JSON document per message):
+
+- ``{"argv": [NAME, ACTION, ARGS], "env": {...}, "procs": PATH}`` with the write end of the entry's output pipe
+  attached (``SCM_RIGHTS``). The host forks; the child, before it runs anything, starts a new session (its
+  process group is its own, as ``posix_spawn(setsid)`` gave it), moves itself into the entry's cgroup (writing
+  to ``PATH``, the cell's ``cgroup.procs``: a cgroup holds a process whatever its parent is), puts stdin on
+  ``/dev/null`` and stdout/stderr on the pipe, resets every signal and the signal mask, takes ``env`` as its
+  environment and closes every other descriptor. Only then does the host answer ``{"pid": PID}`` with a pidfd of
+  the child attached, so the init can signal the child's group and cell from the moment it knows the pid, and
+  the pidfd names this very process even after it is reaped. A child that cannot enter its cgroup says why on
+  its stderr and exits 126 without running the action, as the init's ``/bin/sh`` does.
+- ``{"exit": PID, "status": STATUS}``, sent when a child exited: the host is its parent and reaps it at once
+  (``STATUS`` as ``waitpid`` gives it).
+- ``{"ready": true}``, sent once, when the imports are done: the init asks nothing of a host before that (its
+  event loop waits for each answer, and must not wait for imports).
+
+The host is single-threaded (forking a threaded process is unsafe) and keeps no state between actions that
+an action could change: each child is a copy. When its socket closes (the init stopped, or the daemon died)
+the host exits; children still running are not its to stop: each is in its own cgroup, which the init stops,
+and which the guard kills if the daemon dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import traceback
+from typing import Any, NoReturn
+
+from omha_core import agent
+
+#: the exit status of a child that could not enter its cgroup (it ran nothing), as in :mod:`.init.cgroups`
+EXIT_NO_CGROUP = 126
+#: the largest message the init sends (the environment is most of it)
+MAX_MESSAGE = 1 << 20
+
+
+def preload() -> None:
+    """Import every agent class the daemon named in ``$OMHA_AGENT_CLASSES`` (and what they import), so that no
+    forked action imports it again."""
+    for word in os.environ.get(agent.CLASSES_ENV, "").split():
+        name = word.partition("=")[0]
+        try:
+            agent._class_from_env(name)
+        except Exception as exc:  # an action of this agent will say it; the others must still work
+            print(f"agent host: cannot import agent {name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    import tomllib  # noqa: F401 (agent options are read from omha.toml in every action)
+
+
+def _enter(procs: str) -> str | None:
+    """Move this process into the cgroup whose ``cgroup.procs`` is ``procs``; None, or why it failed."""
+    try:
+        fd = os.open(procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")  # "0": the writing process itself
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return f"cannot move into the cgroup {os.path.dirname(procs)}: {exc.strerror}"
+    return None
+
+
+def _child(request: dict[str, Any], out: int, ready: int, keep_open: list[Any]) -> NoReturn:
+    """The forked action: become what ``posix_spawn`` would have made it, tell the host, run the agent."""
+    code = agent.EXIT_FAILED
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        for obj in keep_open:  # the host's socket and selector: closed here, not by a garbage collection later
+            obj.close()
+        os.closerange(3, ready)
+        os.closerange(ready + 1, os.sysconf("SC_OPEN_MAX"))
+        for sig in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # a signal Python may not touch
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by every Python at start-up (an error, not death)
+            signal.signal(sig, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        os.environ.clear()
+        os.environ.update(request["env"])
+        why = _enter(request["procs"])
+        os.write(ready, b".")
+        os.close(ready)
+        if why is not None:
+            print(why, file=sys.stderr)
+            code = EXIT_NO_CGROUP
+        else:
+            name, action, args = request["argv"]
+            sys.argv = [agent.__file__, name, action, args]
+            code = agent.run(name, action, args)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _fork(request: dict[str, Any], out: int, keep_open: list[Any]) -> tuple[int, int]:
+    """Fork the action of ``request``; return its pid and a pidfd, once it runs in its own session and cgroup."""
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        _child(request, out, w, keep_open)
+    os.close(w)
+    try:
+        os.read(r, 1)  # "." once it is set up; nothing (EOF) if it died before: its exit is reported as usual
+    finally:
+        os.close(r)
+    return pid, os.pidfd_open(pid)
+
+
+def serve(sock: socket.socket) -> None:
+    """Answer the init on ``sock`` until it closes it."""
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    children: dict[int, int] = {}  # pidfd -> pid
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is sock:
+                try:
+                    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 1)
+                except ConnectionResetError:
+                    data, fds = b"", []
+                if not data:
+                    return
+                try:
+                    request = json.loads(data)
+                    if len(fds) != 1:
+                        raise ValueError("expected the output pipe with the request")
+                    pid, pidfd = _fork(request, fds[0], [sock, sel])
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    sock.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+                    continue
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                socket.send_fds(sock, [json.dumps({"pid": pid}).encode()], [pidfd])
+                children[pidfd] = pid
+                sel.register(pidfd, selectors.EVENT_READ)
+            else:
+                pidfd = int(key.fd)
+                pid, status = os.waitpid(children[pidfd], os.WNOHANG)
+                if pid == 0:
+                    continue
+                sel.unregister(pidfd)
+                os.close(pidfd)
+                del children[pidfd]
+                sock.send(json.dumps({"exit": pid, "status": status}).encode())
+
+
+def main() -> int:
+    """Entry point: serve the init on the socket that is this process's stdin."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sock = socket.socket(fileno=os.dup(0))
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    preload()
+    try:
+        sock.send(b'{"ready": true}')
+        serve(sock)
+    except BrokenPipeError:
+        pass  # the init closed its end while we answered
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The agent host (omha_core/agent_host.py, omha_core/init/host.py): resource-agent actions forked by a long-lived
+process instead of each starting Python, with every promise a started action had.
+
+Each property is checked both ways (``agent_host`` ``auto`` and ``off``), so a difference between a forked and a
+started action shows as a failure of one of the two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omha_core.init import DONE, FAILED, PASSED, LocalInit
+from omha_core.init import host as host_module
+from tests.core import probe_agent
+from tests.core.init_helpers import require_cgroup2, run, running_init, wait_until
+
+ROOT = str(Path(__file__).resolve().parents[2])
+#: the children find the probe agent by name, as the daemon tells them where installed agents live
+ENV = {"OMHA_AGENT_CLASSES": probe_agent.CLASSES, "PYTHONPATH": ROOT}
+
+
+#: signals ignored in every Python agent however it is made: SIGPIPE and SIGXFSZ (Python ignores them at start-up)
+#: and glibc's internal signals 32 and 33 (its posix_spawn ignores them in the new process, and exec keeps that)
+IGNORED_ANYWAY = 1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1) | 1 << 31 | 1 << 32
+
+
+@pytest.fixture(params=["auto", "off"])
+def host_mode(request: pytest.FixtureRequest) -> str:
+    require_cgroup2()
+    mode: str = request.param
+    return mode
+
+
+async def host_ready(init: LocalInit, mode: str = "auto") -> None:
+    """Wait until the init's agent host is ready (before that, actions are started as processes of their own)."""
+    if mode == "auto":
+        await wait_until(lambda: init._rt.host is not None and init._rt.host.ready, what="the agent host")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def test_an_action_is_made_as_a_started_one_is(tmp_path: Path, host_mode: str) -> None:
+    marker = tmp_path / "held"
+    cltab = f"g:res:run:respawn:@probe {marker}\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=ENV, agent_host=host_mode) as (init, _records):
+            await host_ready(init, host_mode)
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == DONE
+            await wait_until(marker.exists, what="the probe to acquire")
+            me = _read(marker)
+            host = init.agent_host_pid
+            entry = init.status()["g"]["entries"]["res"]
+            assert me["pid"] == entry["pid"]
+            if host_mode == "auto":
+                assert host is not None and me["ppid"] == host  # forked by the host: no Python start
+            else:
+                assert host is None and me["ppid"] == os.getpid()
+            assert me["sid"] == me["pgid"] == me["pid"]  # a session and a process group of its own
+            assert me["cgroup"].endswith(".g.res")  # its own cell, not the host's
+            fds = me["fds"]
+            assert fds["0"] == "/dev/null" and fds["1"] == fds["2"] and fds["1"].startswith("pipe:")
+            if host_mode == "auto":
+                assert sorted(fds) == ["0", "1", "2"]  # nothing of the host's (its socket, other pidfds) leaks
+            assert me["sigblk"] == 0
+            assert me["sigign"] & ~IGNORED_ANYWAY == 0, hex(me["sigign"])
+            assert me["env"]["OMHA_GROUP"] == "g" and me["env"]["OMHA_TAG"] == "res"
+            assert me["env"]["OMHA_LEVEL"] == "run"
+            init.tell("g", "stop")
+            assert await init.wait_settled("g", 30) == DONE
+            assert not marker.exists()  # SIGTERM made the monitor release
+
+    run(scenario())
+
+
+def test_exit_statuses_reach_the_init(tmp_path: Path, host_mode: str) -> None:
+    cltab = (
+        f"ok:t1:run:test:@probe {tmp_path}/x\n"
+        f"bad:t2:run:test:@probe {tmp_path}/missing/x\n"  # check fails: exit 1
+        "usage:t3:run:test:@probe relative\n"  # invalid arguments: exit 2
+    )
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=ENV, agent_host=host_mode) as (init, _records):
+            await host_ready(init, host_mode)
+            for group in ("ok", "bad", "usage"):
+                init.tell(group, "run")
+            assert await init.wait_settled("ok", 30) == PASSED
+            assert await init.wait_settled("bad", 30) == FAILED
+            assert await init.wait_settled("usage", 30) == FAILED
+            status = init.status()
+            assert status["ok"]["entries"]["t1"]["exit"] == 0
+            assert status["bad"]["entries"]["t2"]["exit"] == 1
+            assert status["usage"]["entries"]["t3"]["exit"] == 2
+
+    run(scenario())
+
+
+def test_an_action_past_agent_timeout_is_killed(tmp_path: Path, host_mode: str) -> None:
+    marker = tmp_path / "held"
+    cltab = f"g:slow:run:wait:@probe {marker} sleep=300\ng:after:run:once:touch {tmp_path}/after\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=ENV, agent_host=host_mode, agent_timeout=2) as (init, records):
+            await host_ready(init, host_mode)
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == FAILED
+            assert records.has("g/slow: acquire did not finish within agent_timeout (2s); killing it")
+            entry = init.status()["g"]["entries"]["slow"]
+            # SIGTERM reached the agent itself, which says so and exits 1 (an acquire cut short is never "done")
+            assert entry["state"] == "failed" and entry["exit"] == 1
+            assert records.has(f"g/slow: @probe {marker} sleep=300: acquire interrupted by a signal")
+            assert not (tmp_path / "after").exists()
+
+    run(scenario())
+
+
+def test_a_killed_host_costs_no_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_cgroup2()
+    monkeypatch.setattr(host_module, "RESTART_DELAY", 0.0)
+    marker = tmp_path / "held"
+    cltab = f"g:res:run:respawn:@probe {marker}\nh:once:run:wait:@probe {tmp_path}/h\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=ENV) as (init, records):
+            await host_ready(init)
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == DONE
+            await wait_until(marker.exists, what="the probe to acquire")
+            host = init.agent_host_pid
+            first = _read(marker)
+            assert host is not None and first["ppid"] == host
+            os.kill(host, signal.SIGKILL)
+            await wait_until(lambda: init.agent_host_pid is None, what="the init to see the host gone")
+            assert records.has("agent host: the agent host")
+            # the monitor forked by the dead host still runs, in its cell, supervised by its pidfd
+            assert os.path.exists(f"/proc/{first['pid']}")
+            # an action asked for now is started as a process of its own (the host restarts later)
+            init.tell("h", "run")
+            assert await init.wait_settled("h", 30) == DONE
+            assert _read(tmp_path / "h")["ppid"] == os.getpid()
+            # the orphaned monitor's exit is still noticed; its status is lost with the host, so it counts as a
+            # failure (255) and the respawn entry starts it again
+            marker.unlink()
+            await wait_until(
+                lambda: marker.exists() and _read(marker)["pid"] != first["pid"], what="the monitor to be respawned"
+            )
+            assert records.has(f"g/res: pid {first['pid']} exited, but the agent host is gone: exit status unknown")
+            # that start began a new host; once ready, it forks the next action
+            await host_ready(init)
+            assert init.agent_host_pid not in (None, host)
+            init.tell("h", "stop")
+            assert await init.wait_settled("h", 30) == DONE
+            init.tell("h", "run")
+            assert await init.wait_settled("h", 30) == DONE
+            assert _read(tmp_path / "h")["ppid"] == init.agent_host_pid
+            init.tell("g", "stop")
+            assert await init.wait_settled("g", 30) == DONE
+            assert not marker.exists()
+
+    run(scenario())
+
+
+def test_the_host_is_started_only_for_a_cltab_with_agents(tmp_path: Path) -> None:
+    require_cgroup2()
+
+    async def scenario() -> None:
+        async with running_init("g:s:run:once:true\n", env=ENV) as (init, _records):
+            assert init.agent_host_pid is None
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == DONE
+            assert init.agent_host_pid is None
+        async with running_init(f"g:a:run:wait:@probe {tmp_path}/a\n", env=ENV) as (init, _records):
+            assert init.agent_host_pid is not None
+        async with running_init(f"g:a:run:wait:@probe {tmp_path}/a\n", env=ENV, cgroup="off") as (init, _records):
+            assert init.agent_host_pid is None  # markers: a fork cannot carry one (/proc/PID/environ)
+
+    run(scenario())
+
+
+def test_the_host_has_no_python_start_per_action() -> None:
+    """The host's imports are done once: a forked action imports nothing of omha or the agent again."""
+    import subprocess
+
+    code = (
+        "import sys, omha_core.agent_host as h, os\n"
+        f"os.environ['OMHA_AGENT_CLASSES'] = {probe_agent.CLASSES!r}\n"
+        "h.preload()\n"
+        "print('tests.core.probe_agent' in sys.modules, 'tomllib' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_a_stuck_host_is_given_up_on_and_the_action_started(tmp_path: Path) -> None:
+    require_cgroup2()
+    cltab = f"g:a:run:wait:@probe {tmp_path}/a\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=ENV) as (init, records):
+            await host_ready(init)
+            host = init.agent_host_pid
+            assert host is not None
+            os.kill(host, signal.SIGSTOP)
+            init.tell("g", "run")  # the init waits up to ANSWER_TIMEOUT for the host, then starts the action itself
+            assert await init.wait_settled("g", 30) == DONE
+            assert records.has("agent host: the agent host did not answer within 1 s")
+            assert _read(tmp_path / "a")["ppid"] == os.getpid()
+            await wait_until(lambda: not os.path.exists(f"/proc/{host}"), what="the stuck host to be killed")
+
+    run(scenario())
+
+
+def test_an_action_asked_before_the_host_is_ready_is_started(tmp_path: Path) -> None:
+    require_cgroup2()
+    cltab = f"g:a:run:wait:@probe {tmp_path}/a\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=ENV) as (init, _records):
+            assert init.agent_host_pid is not None
+            init.tell("g", "run")  # the loop has not run since the start: the host cannot have said it is ready
+            assert await init.wait_settled("g", 30) == DONE
+            assert _read(tmp_path / "a")["ppid"] == os.getpid()
+
+    run(scenario())

@@ -38,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from omha_testing.lan import Lan, Node  # noqa: E402
+from omha_testing.netns import as_node  # noqa: E402
 
 from bench import _pinger  # noqa: E402
 from omha_core.localcluster import LocalCluster, power_off  # noqa: E402
@@ -130,7 +131,7 @@ def main() -> int:
         cltab=cltab(not opts.no_test_entry),
         hactl="web run\n",
         config={"cluster": {"name": f"bench-vip-{os.getpid()}"}, "timing": timing, "quorum": {"policy": "ignore"}},
-        wrap={name: ["ip", "netns", "exec", node.ns] for name, node in nodes.items()},
+        wrap={name: as_node(node.ns) for name, node in nodes.items()},
     )
     what = "without" if opts.no_test_entry else "with"
     print(

@@ -210,6 +210,16 @@ class LocalCluster:
                 proc.kill()
                 proc.wait()
         kill_strays(str(self.tmp))
+        self.remove_cgroup_trees()
+
+    def remove_cgroup_trees(self) -> list[str]:
+        """Remove the emptied cgroup trees of this cluster's inits (a node powered off and not started again
+        leaves its last one); call once every daemon is stopped."""
+        from omha_core.init.cgroups import remove_emptied_trees
+        from omha_core.init.owners import scope_of
+
+        scopes = {scope_of(node, os.path.abspath(self.tmp / node / "state")) for node in self.names}
+        return remove_emptied_trees(scopes)
 
 
 def node_processes(cluster: str, node: str) -> list[int]:

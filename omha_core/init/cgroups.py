@@ -156,6 +156,32 @@ class CgroupCells(Cells):
 STALE_RE = re.compile(rf"^omha-(?:({owners.SCOPE_PATTERN})-)?(\d+)-(?:(\d+)-)?[0-9a-f]+$")
 
 
+def remove_emptied_trees(scopes: set[str]) -> list[str]:
+    """Remove the empty cgroup trees that inits of ``scopes`` left in this process's cgroup; return their paths.
+
+    An init removes its tree when it stops, and one that starts removes what dead inits of its scope left; but
+    a node powered off for good (its daemon and guard killed, never started again: a test, a benchmark) leaves
+    its last init's tree behind, empty. Whoever ran those nodes cleans up with this once they are all stopped.
+    Trees still holding a process, and trees of live inits, are left alone.
+    """
+    parent, _ = cgroup2_parent()
+    removed: list[str] = []
+    if parent is None:
+        return removed
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return removed
+    for name in names:
+        match = STALE_RE.match(name)
+        if match is None or match[1] not in scopes or owners.owner_alive(int(match[2]), match[3]):
+            continue
+        path = os.path.join(parent, name)
+        if not guard.cgroup_populated(path) and guard.remove_cgroup(path):
+            removed.append(path)
+    return removed
+
+
 def cgroup2_parent() -> tuple[str | None, str]:
     """The directory of this process's own cgroup on a writable cgroup v2 mount, or None and why not."""
     own = None

@@ -21,6 +21,7 @@ from typing import Any
 
 from omha_testing.cluster import Cluster
 from omha_testing.etcd import EtcdCluster, EtcdLocalCluster, EtcdMember
+from omha_testing.netns import as_node
 
 from omha_core.localcluster import _running, kill_strays, node_processes
 from tests.chaos import clock, nemesis, site
@@ -173,7 +174,7 @@ class Campaign:
             self.lan = Lan(self.logdir, self.names)
             self.lan.open()
             cltab += f"gv:vip:run:respawn:@vip {VIP}/{PREFIX}\n"
-            wrap = {n: ["ip", "netns", "exec", self.lan.ns[n], *wrap[n]] for n in self.names}
+            wrap = {n: [*as_node(self.lan.ns[n]), *wrap[n]] for n in self.names}
         if {"store_ro", "store_full"} & set(self.opt.weights) and self.opt.store == "sharedfs":
             # each daemon in its own mount namespace, the shared directory bind-mounted onto itself there, so
             # that the store_ro fault can remount one node's view read-only

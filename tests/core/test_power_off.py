@@ -17,7 +17,10 @@ import time
 import uuid
 from pathlib import Path
 
-from omha_core.localcluster import _running, node_processes, power_off
+from omha_core.init.cgroups import cgroup2_parent
+from omha_core.init.owners import scope_of
+from omha_core.localcluster import LocalCluster, _running, node_processes, power_off
+from tests.core.init_helpers import require_cgroup2
 
 #: a stand-in for a daemon caught mid-respawn: its child is forked, and execs a marked process only later
 MID_SPAWN = textwrap.dedent(
@@ -61,3 +64,26 @@ def test_power_off_kills_a_child_forked_before_the_cut_that_execs_after_it(tmp_p
             daemon.wait()
         for pid in node_processes(cluster, "n1"):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_node_powered_off_for_good_leaves_no_cgroup_tree(tmp_path: Path) -> None:
+    """Its daemon and guard die together, so nobody removes the init's cgroup tree but whoever ran the node: the
+    development machine had 39 such empty trees from earlier test runs."""
+    require_cgroup2()
+    parent, _ = cgroup2_parent()
+    assert parent is not None
+    scope = scope_of("n1", os.path.abspath(tmp_path / "n1" / "state"))
+
+    def trees() -> list[str]:
+        return [name for name in os.listdir(parent) if name.startswith(f"omha-{scope}-")]
+
+    cluster = LocalCluster(tmp_path, 1, cltab="g:s:run:respawn:sleep 300\n", hactl="g run\n")
+    try:
+        cluster.start()
+        cluster.wait_running("g")
+        assert trees(), "the node's init holds its children in a cgroup tree"
+        assert power_off(tmp_path, "n1")
+        assert trees(), "a power cut leaves the tree (nothing of the node runs to remove it)"
+    finally:
+        cluster.stop()
+    assert not trees()

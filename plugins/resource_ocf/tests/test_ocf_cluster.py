@@ -28,6 +28,7 @@ import pytest
 from omha_testing.cluster import Cluster
 from omha_testing.disks import Disk
 from omha_testing.lan import Lan, link_up, plug_puller, wait_for
+from omha_testing.netns import as_node
 
 from omha_core.localcluster import power_off
 
@@ -72,7 +73,7 @@ def test_ipaddr2_and_filesystem_fail_over_and_alerts_record_it(lan: Lan, disk: D
         hactl="web run\n",
         config={"quorum": {"policy": "ignore"}, "fencing": {"action": "off"}},
         devices=[plug_puller(tmp_path, nodes)],
-        wrap={name: ["ip", "netns", "exec", node.ns] for name, node in nodes.items()},
+        wrap={name: as_node(node.ns) for name, node in nodes.items()},
     )
     for name in c.names:
         path = c.config_path(name)

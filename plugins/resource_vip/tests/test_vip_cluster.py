@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 from omha_testing.cluster import Cluster
 from omha_testing.lan import Lan, Node, link_up, plug_puller, wait_for
+from omha_testing.netns import as_node
 
 from omha_core.localcluster import power_off
 
@@ -82,7 +83,7 @@ def vip_cluster(lan: Lan, tmp_path: Path) -> Iterator[MakeCluster]:
             hactl="web run\n",
             config=config,
             devices=[plug_puller(tmp_path, nodes)] if fenced else [],
-            wrap={name: ["ip", "netns", "exec", node.ns] for name, node in nodes.items()},
+            wrap={name: as_node(node.ns) for name, node in nodes.items()},
         )
         made.append(c)
         return c, nodes

@@ -21,6 +21,9 @@ The same VIP 192.0.2.10/24 is served on each segment by one system at its defaul
 - ``omha``: the same without the ``test`` entry.
 - ``omha+test-unfenced``, ``omha-unfenced`` (only when asked for with ``--rows``): the same without a fence
   device, taken over at once (``unfenced_grace`` 0): the fence's own cost is the difference.
+- ``omha+test-spawn``, ``omha-spawn`` (only when asked for): the same with ``[init] agent_host = "off"``, each
+  agent action a Python process of its own instead of a fork of the agent host: the host's gain is the
+  difference.
 
 Each trial takes the node that holds the VIP and either cuts its power (``power``: its link goes down and every
 process in its namespace gets SIGKILL at once; its addresses are flushed before it comes back, as after a real
@@ -58,6 +61,8 @@ from pathlib import Path
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from omha_testing.netns import as_node  # noqa: E402
+
 from bench import _pinger  # noqa: E402
 from bench.bench_stall import parse_timing  # noqa: E402
 from omha_core.localcluster import LocalCluster  # noqa: E402
@@ -70,6 +75,8 @@ OWN = {"n1": "192.0.2.2", "n2": "192.0.2.3"}
 ROWS = ("keepalived", "omha+test", "omha")
 #: also accepted by --rows: the same omha systems without a fence device (taken over after unfenced_grace, 0 s)
 UNFENCED_ROWS = ("omha+test-unfenced", "omha-unfenced")
+#: also accepted by --rows: the same omha systems with every agent action started as a process of its own
+SPAWN_ROWS = ("omha+test-spawn", "omha-spawn")
 HOW = ("power", "kill")
 
 
@@ -298,7 +305,13 @@ class Omha(System):
     a fence device."""
 
     def __init__(
-        self, name: str, tmp: Path, test_entry: bool, fenced: bool = True, timing: dict[str, float] | None = None
+        self,
+        name: str,
+        tmp: Path,
+        test_entry: bool,
+        fenced: bool = True,
+        timing: dict[str, float] | None = None,
+        agent_host: bool = True,
     ) -> None:
         super().__init__(name, tmp)
         lines = [f"web:ipt:test:test:@vip {VIP}/24\n"] if test_entry else []
@@ -320,11 +333,11 @@ class Omha(System):
             ]
             if fenced
             else [],
-            wrap={n: ["ip", "netns", "exec", ns] for n, ns in self.seg.ns.items()},
+            wrap={n: as_node(ns) for n, ns in self.seg.ns.items()},
         )
         # omha's defaults (or what --timing says), not LocalCluster's fast test timings
         self.cluster.sections["timing"] = dict(timing or {})
-        self.cluster.sections["init"] = {}
+        self.cluster.sections["init"] = {} if agent_host else {"agent_host": "off"}
         for node in nodes:
             self.cluster.write_config(node)
 
@@ -414,7 +427,7 @@ def main() -> int:
     parser.add_argument(
         "--rows",
         default=",".join(ROWS),
-        help=f"which systems (default {','.join(ROWS)}; also {', '.join(UNFENCED_ROWS)})",
+        help=f"which systems (default {','.join(ROWS)}; also {', '.join(UNFENCED_ROWS + SPAWN_ROWS)})",
     )
     parser.add_argument("--how", default=",".join(HOW), help="power, kill or both (default)")
     parser.add_argument("--keep", action="store_true", help="keep the logs (the temporary directory) for a look")
@@ -457,9 +470,8 @@ def main() -> int:
             if row == "keepalived":
                 systems.append(Keepalived(row, tmp))
             else:
-                systems.append(
-                    Omha(row, tmp, row.startswith("omha+test"), "unfenced" not in row, parse_timing(opts.timing))
-                )
+                fenced, hosted = "unfenced" not in row, "spawn" not in row
+                systems.append(Omha(row, tmp, row.startswith("omha+test"), fenced, parse_timing(opts.timing), hosted))
         for system in systems:
             for node in system.seg.ns:
                 system.start(node)

@@ -1,0 +1,104 @@
+"""Benchmark: a resource-agent action forked by the agent host against one started as ``python -m omha_core.agent``.
+
+Two local inits run side by side in one event loop, one with ``[init] agent_host = "auto"`` (the default: actions
+forked by the host) and one with ``"off"`` (each action a new Python process), both with every installed agent
+named to their children as the daemon names them (``$OMHA_AGENT_CLASSES``). Each trial, interleaved: tell the
+group ``run`` and time until it is DONE (the ``acquire`` ran and exited 0), then ``stop`` until it is DONE again
+(the ``release``). Agents: ``@file`` (the action's own work well under a millisecond: what is left is what the
+init adds) and, where resource-agents is installed, ``@ocf heartbeat:Dummy`` (a shell script's start and stop).
+
+Reports medians and p90 in milliseconds, the ratio, and the host's resident memory.
+
+Usage: ``.venv/bin/python bench/bench_agent_host.py [--trials 30]`` (as root: cgroup v2 cells are needed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import tempfile
+import time
+
+DUMMY = "/usr/lib/ocf/resource.d/heartbeat/Dummy"
+MODES = ("auto", "off")
+
+
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+def rss_mb(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run(trials: int, tmp: str) -> None:
+    from omha_core.agent import CLASSES_ENV, classes_env
+    from omha_core.cltab import parse_cltab
+    from omha_core.init import DONE, LocalInit
+    from omha_core.plugins import get_plugin_manager
+
+    env = {CLASSES_ENV: classes_env(get_plugin_manager())}
+    agents = {"file": f"@file {tmp}/marker-MODE"}
+    if os.path.exists(DUMMY) and "ocf=" in env[CLASSES_ENV]:
+        agents["ocf"] = f"@ocf heartbeat:Dummy state={tmp}/dummy-MODE.state"
+    logger = logging.getLogger("bench")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    inits: dict[str, LocalInit] = {}
+    for mode in MODES:
+        lines = "".join(f"{name}:{name}:run:wait:{cmd.replace('MODE', mode)}\n" for name, cmd in agents.items())
+        init = LocalInit(parse_cltab(lines), options={"agent_host": mode}, logger=logger, env=env)
+        await init.start()
+        inits[mode] = init
+    await asyncio.sleep(2.0)  # the host's own start-up (its imports) is not an action's
+    times: dict[tuple[str, str, str], list[float]] = {}
+    try:
+        for _ in range(trials):
+            for name in agents:
+                for mode in MODES:
+                    init = inits[mode]
+                    for level, action in (("run", "acquire"), ("stop", "release")):
+                        start = time.perf_counter()
+                        init.tell(name, level)
+                        state = await init.wait_settled(name, 60)
+                        took = (time.perf_counter() - start) * 1000
+                        if state != DONE:
+                            raise SystemExit(f"{name} {mode} {action}: group {state}")
+                        times.setdefault((name, action, mode), []).append(took)
+        print("| agent | action | host (ms, median / p90) | started (ms, median / p90) | host / started |")
+        print("| --- | --- | --- | --- | --- |")
+        for name in agents:
+            for action in ("acquire", "release"):
+                hosted, started = times[(name, action, "auto")], times[(name, action, "off")]
+                ratio = statistics.median(hosted) / statistics.median(started)
+                print(
+                    f"| @{name} | {action} | {statistics.median(hosted):.1f} / {p90(hosted):.1f} | "
+                    f"{statistics.median(started):.1f} / {p90(started):.1f} | {ratio:.2f}x |"
+                )
+        print(f"\nagent host RSS: {rss_mb(inits['auto'].agent_host_pid):.1f} MB; trials: {trials} per row, interleaved")
+    finally:
+        for init in inits.values():
+            await init.shutdown()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=30)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="omha-bench-host-") as tmp:
+        asyncio.run(run(args.trials, tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

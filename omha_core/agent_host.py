@@ -8,15 +8,16 @@ imported all that once; an action is a ``fork()`` of it that runs :func:`omha_co
 
 What the init asks, and what it gets (one JSON document per message):
 
-- ``{"argv": [NAME, ACTION, ARGS], "env": {...}, "procs": PATH}`` with the write end of the entry's output pipe
-  attached (``SCM_RIGHTS``). The host forks; the child, before it runs anything, starts a new session (its
-  process group is its own, as ``posix_spawn(setsid)`` gave it), moves itself into the entry's cgroup (writing
-  to ``PATH``, the cell's ``cgroup.procs``: a cgroup holds a process whatever its parent is), puts stdin on
-  ``/dev/null`` and stdout/stderr on the pipe, resets every signal and the signal mask, takes ``env`` as its
-  environment and closes every other descriptor. Only then does the host answer ``{"pid": PID}`` with a pidfd of
-  the child attached, so the init can signal the child's group and cell from the moment it knows the pid, and
-  the pidfd names this very process even after it is reaped. A child that cannot enter its cgroup says why on
-  its stderr and exits 126 without running the action, as the init's ``/bin/sh`` does.
+- ``{"argv": [NAME, ACTION, ARGS], "env": {...}, "procs": PATH, "cwd": DIR}`` with the write end of the entry's
+  output pipe attached (``SCM_RIGHTS``). The host forks; the child, before it runs anything, starts a new
+  session (its process group is its own, as ``posix_spawn(setsid)`` gave it), moves itself into the entry's
+  cgroup (writing to ``PATH``, the cell's ``cgroup.procs``: a cgroup holds a process whatever its parent is),
+  puts stdin on ``/dev/null`` and stdout/stderr on the pipe, resets every signal and the signal mask, takes
+  ``env`` as its environment and ``DIR`` as its working directory, and closes every other descriptor. Only then
+  does the host answer ``{"pid": PID}`` with a pidfd of the child attached, so the init can signal the child's
+  group and cell from the moment it knows the pid, and the pidfd names this very process even after it is
+  reaped. A child that cannot enter its cgroup says why on its stderr and exits 126 without running the action,
+  as the init's ``/bin/sh`` does.
 - ``{"exit": PID, "status": STATUS}``, sent when a child exited: the host is its parent and reaps it at once
   (``STATUS`` as ``waitpid`` gives it).
 - ``{"ready": true}``, sent once, when the imports are done: the init asks nothing of a host before that (its
@@ -95,6 +96,7 @@ def _child(request: dict[str, Any], out: int, ready: int, keep_open: list[Any]) 
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         os.environ.clear()
         os.environ.update(request["env"])
+        os.chdir(request.get("cwd", "/"))  # the daemon's, as a started process has it
         why = _enter(request["procs"])
         os.write(ready, b".")
         os.close(ready)

@@ -178,7 +178,7 @@ class AgentHost:
         if link is None or link.sock is None:
             raise HostError("the agent host is not running")
         sock = link.sock
-        request = json.dumps({"argv": list(argv), "env": dict(env), "procs": procs}).encode()
+        request = json.dumps({"argv": list(argv), "env": dict(env), "procs": procs, "cwd": os.getcwd()}).encode()
         deadline = time.monotonic() + ANSWER_TIMEOUT
         try:
             socket.send_fds(sock, [request], [out])

@@ -3,9 +3,9 @@
 Named to the init's children through ``$OMHA_AGENT_CLASSES`` (``probe=tests.core.probe_agent:ProbeAgent``), as
 the daemon names installed agents, so that both the agent host and a started ``python -m omha_core.agent``
 can find it. ``acquire`` writes what the process sees of itself to PATH as JSON (pid, parent, session,
-process group, cgroup, open descriptors, blocked and ignored signals, its environment's OMHA variables,
-what stdin is), then sleeps ``sleep`` seconds (to be timed out); ``release`` removes PATH; ``check`` passes
-unless PATH's directory is missing.
+process group, cgroup, working directory, open descriptors, blocked and ignored signals, its environment's
+OMHA variables, what stdin is), then sleeps ``sleep`` seconds (to be timed out); ``release`` removes PATH;
+``check`` passes unless PATH's directory is missing.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def describe_self() -> dict[str, object]:
             if os.path.exists(f"/proc/self/fd/{fd}")
         },
         "stdin": os.readlink("/proc/self/fd/0"),
+        "cwd": os.getcwd(),
         "sigblk": int(_status_field("SigBlk"), 16),
         "sigign": int(_status_field("SigIgn"), 16),
         "env": {k: v for k, v in os.environ.items() if k.startswith("OMHA_") and k != "OMHA_AGENT_CLASSES"},

@@ -49,13 +49,14 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def test_an_action_is_made_as_a_started_one_is(tmp_path: Path, host_mode: str) -> None:
+def test_an_action_is_made_as_a_started_one_is(tmp_path: Path, host_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "held"
     cltab = f"g:res:run:respawn:@probe {marker}\n"
 
     async def scenario() -> None:
         async with running_init(cltab, env=ENV, agent_host=host_mode) as (init, _records):
             await host_ready(init, host_mode)
+            monkeypatch.chdir(tmp_path)  # the daemon's working directory now, not the one the host started in
             init.tell("g", "run")
             assert await init.wait_settled("g", 30) == DONE
             await wait_until(marker.exists, what="the probe to acquire")
@@ -74,6 +75,7 @@ def test_an_action_is_made_as_a_started_one_is(tmp_path: Path, host_mode: str) -
             if host_mode == "auto":
                 assert sorted(fds) == ["0", "1", "2"]  # nothing of the host's (its socket, other pidfds) leaks
             assert me["sigblk"] == 0
+            assert me["cwd"] == str(tmp_path)
             assert me["sigign"] & ~IGNORED_ANYWAY == 0, hex(me["sigign"])
             assert me["env"]["OMHA_GROUP"] == "g" and me["env"]["OMHA_TAG"] == "res"
             assert me["env"]["OMHA_LEVEL"] == "run"

@@ -21,14 +21,11 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from omha_core.init.cells import Cell, Cells
 from omha_core.init.guard import group_alive, signal_group
 from omha_core.init.output import LineLogger
-
-if TYPE_CHECKING:
-    from omha_core.init.host import AgentHost, Link
 
 #: every catchable signal: reset to its default action in the child
 _DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
@@ -42,6 +39,22 @@ class Registry(Protocol):
     def add(self, pgid: int) -> None: ...
 
     def remove(self, pgid: int) -> None: ...
+
+
+class ExitReporter(Protocol):
+    """Who reports the exit status of a child the init did not start itself (the agent host's link)."""
+
+    def wait_status(self, pid: int, callback: Callable[[int | None], None]) -> None: ...
+
+
+class Forker(Protocol):
+    """Who forks a child for the init instead of its being started (the agent host, :mod:`omha_core.init.host`)."""
+
+    def accepts(self, argv: Sequence[str]) -> bool: ...
+
+    def fork(
+        self, argv: Sequence[str], env: Mapping[str, str], procs: str, out: int
+    ) -> tuple[int, int, ExitReporter]: ...
 
 
 def _above_stdio(fd: int) -> int:
@@ -106,14 +119,14 @@ class Child:
         guard: Registry | None = None,
         cells: Cells | None = None,
         stdin_fd: int | None = None,
-        host: AgentHost | None = None,
+        host: Forker | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.label = label
         self.logger = logger
         self.cell: Cell | None = None
         #: the link to the agent host that forked this child and reports its exit (None: the init's own child)
-        self.host: Link | None = None
+        self.host: ExitReporter | None = None
         pidfd = -1
         if cells is not None:
             self.cell = cells.new(label)
@@ -157,20 +170,17 @@ class Child:
         self.loop.add_reader(self._pidfd, self._reap)
 
     def _from_host(
-        self, host: AgentHost, cells: Cells, argv: Sequence[str], env: Mapping[str, str]
+        self, host: Forker, cells: Cells, argv: Sequence[str], env: Mapping[str, str]
     ) -> tuple[int, int, int] | None:
-        """Have ``host`` fork ``argv`` into this child's cell if it is an agent action and the cell a cgroup; its
-        pid, the read end of its output pipe and its pidfd, or None to start it as a process of its own."""
-        from omha_core.init.host import HostError, agent_argv
-
-        action = agent_argv(argv)
+        """Have ``host`` fork ``argv`` into this child's cell if it takes it and the cell is a cgroup; its pid, the
+        read end of its output pipe and its pidfd, or None to start it as a process of its own."""
         assert self.cell is not None
-        if action is None or self.cell.procs is None or not host.usable():
+        if self.cell.procs is None or not host.accepts(argv):
             return None
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            pid, pidfd, self.host = host.fork(action, env, self.cell.procs, w)
-        except HostError:
+            pid, pidfd, self.host = host.fork(argv, env, self.cell.procs, w)
+        except OSError:
             os.close(r)
             # the host may have forked it before it failed: nothing of that cell may run on; start afresh
             self.cell.signal(signal.SIGKILL)

@@ -149,6 +149,10 @@ class AgentHost:
         self._child.loop.add_reader(ours.fileno(), self._readable, link)
         self.logger.debug("agent host started (pid %d)", self._child.pid)
 
+    def accepts(self, argv: Sequence[str]) -> bool:
+        """True when ``argv`` is an agent action and the host can fork it now."""
+        return agent_argv(argv) is not None and self.usable()
+
     def usable(self) -> bool:
         """True when an action may be asked of the host now (starting a new host if the last one failed long
         enough ago; a host is used once it has said it is ready)."""
@@ -165,20 +169,23 @@ class AgentHost:
         return False
 
     def fork(self, argv: Sequence[str], env: Mapping[str, str], procs: str, out: int) -> tuple[int, int, Link]:
-        """Have the host fork agent action ``argv`` (``[NAME, ACTION, ARGS]``) with ``env``, inside the cgroup
-        whose ``cgroup.procs`` is ``procs``, its output on ``out``; return its pid, a pidfd of it, and the link
-        that will report its exit.
+        """Have the host fork agent action ``argv`` (as the init would start it, see :meth:`accepts`) with ``env``,
+        inside the cgroup whose ``cgroup.procs`` is ``procs``, its output on ``out``; return its pid, a pidfd of it,
+        and the link that will report its exit.
 
         Blocks until the host answers (a fork: a millisecond or two), at most :data:`ANSWER_TIMEOUT` seconds.
 
         :raises HostError: the host did not fork it; the caller must kill the cell (a child may have started)
             and start the action itself.
         """
+        action = agent_argv(argv)
         link = self._link
+        if action is None:
+            raise HostError(f"not an agent action: {argv!r}")
         if link is None or link.sock is None:
             raise HostError("the agent host is not running")
         sock = link.sock
-        request = json.dumps({"argv": list(argv), "env": dict(env), "procs": procs, "cwd": os.getcwd()}).encode()
+        request = json.dumps({"argv": action, "env": dict(env), "procs": procs, "cwd": os.getcwd()}).encode()
         deadline = time.monotonic() + ANSWER_TIMEOUT
         try:
             socket.send_fds(sock, [request], [out])

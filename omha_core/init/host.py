@@ -55,7 +55,12 @@ def agent_argv(argv: Sequence[str]) -> list[str] | None:
 
 
 class Link:
-    """The socket to one host process, and the exit statuses of the children it forked."""
+    """The socket to one host process, and the exit statuses of the children it forked.
+
+    A status is handed to its waiter in a callback of its own (``call_soon``), never from inside
+    :meth:`AgentHost.fork`: the waiter's entry may start its next action at once, and a fork asked for while
+    another waits for its answer would read that answer as its own.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock: socket.socket | None = sock
@@ -84,7 +89,7 @@ class Link:
         pid, status = int(message["exit"]), int(message["status"])
         waiter = self.waiters.pop(pid, None)
         if waiter is not None:
-            waiter(status)
+            asyncio.get_running_loop().call_soon(waiter, status)
         else:
             self.statuses[pid] = status
 
@@ -96,7 +101,7 @@ class Link:
             sock.close()
         waiters, self.waiters = self.waiters, {}
         for callback in waiters.values():
-            callback(None)
+            asyncio.get_running_loop().call_soon(callback, None)
 
 
 class AgentHost:
@@ -187,11 +192,13 @@ class AgentHost:
         sock = link.sock
         request = json.dumps({"argv": action, "env": dict(env), "procs": procs, "cwd": os.getcwd()}).encode()
         deadline = time.monotonic() + ANSWER_TIMEOUT
+        poll = select.poll()  # not select(): a daemon with many entries has descriptors above FD_SETSIZE
+        poll.register(sock, select.POLLIN)
         try:
             socket.send_fds(sock, [request], [out])
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([sock], [], [], left)[0]:
+                if left <= 0 or not poll.poll(left * 1000):
                     raise HostError(f"the agent host did not answer within {ANSWER_TIMEOUT:g} s")
                 data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
                 if not data:

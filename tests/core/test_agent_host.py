@@ -7,8 +7,10 @@ started action shows as a failure of one of the two.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -234,5 +236,61 @@ def test_an_action_asked_before_the_host_is_ready_is_started(tmp_path: Path) -> 
             init.tell("g", "run")  # the loop has not run since the start: the host cannot have said it is ready
             assert await init.wait_settled("g", 30) == DONE
             assert _read(tmp_path / "a")["ppid"] == os.getpid()
+
+    run(scenario())
+
+
+def test_a_host_socket_above_fd_setsize_still_works(tmp_path: Path) -> None:
+    """A daemon holding many entries has descriptors above 1024, where select() cannot wait (it raised, and every
+    action was started instead)."""
+    require_cgroup2()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2048 if hard == resource.RLIM_INFINITY else min(2048, hard)
+    if wanted < 1200:
+        pytest.skip(f"the open-files limit ({hard}) is too low")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the host's socket comes above them
+    cltab = f"g:a:run:wait:@probe {tmp_path}/a\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=ENV) as (init, records):
+            await host_ready(init)
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == DONE
+            assert _read(tmp_path / "a")["ppid"] == init.agent_host_pid, records.messages
+
+    try:
+        run(scenario())
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_exit_status_is_handed_over_in_a_callback_of_its_own() -> None:
+    """An exit read while a fork waits for its answer must not run the waiter there: the waiter's entry may ask
+    for its next action at once, and that fork would read the first one's answer as its own."""
+    import socket as socket_module
+
+    from omha_core.init.host import Link
+
+    async def scenario() -> None:
+        ours, theirs = socket_module.socketpair(socket_module.AF_UNIX, socket_module.SOCK_SEQPACKET)
+        try:
+            link = Link(ours)
+            got: list[int | None] = []
+            link.wait_status(42, got.append)
+            link.received({"exit": 42, "status": 7})
+            assert got == []  # not from inside the reading
+            await asyncio.sleep(0)
+            assert got == [7]
+            link.wait_status(43, got.append)
+            asyncio.get_running_loop().add_reader(ours.fileno(), lambda: None)
+            link.close()
+            assert got == [7]
+            await asyncio.sleep(0)
+            assert got == [7, None]  # the host is gone: the status is lost, and said to be
+        finally:
+            theirs.close()
 
     run(scenario())

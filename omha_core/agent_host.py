@@ -96,7 +96,10 @@ def _child(request: dict[str, Any], out: int, ready: int, keep_open: list[Any]) 
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         os.environ.clear()
         os.environ.update(request["env"])
-        os.chdir(request.get("cwd", "/"))  # the daemon's, as a started process has it
+        try:
+            os.chdir(request.get("cwd", "/"))  # the daemon's, as a started process has it
+        except OSError:
+            pass  # removed meanwhile: a started process would run in it all the same; the host's will do
         why = _enter(request["procs"])
         os.write(ready, b".")
         os.close(ready)

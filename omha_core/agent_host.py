@@ -73,6 +73,15 @@ def _enter(procs: str) -> str | None:
     return None
 
 
+def _name_self(name: str) -> None:
+    """Show ``name`` as this process's name (``ps -e``, ``top``; its command line stays the host's)."""
+    try:
+        with open("/proc/self/comm", "w") as fh:
+            fh.write(name[:15])  # the kernel keeps 15 bytes
+    except OSError:
+        pass  # cosmetic
+
+
 def _child(request: dict[str, Any], out: int, ready: int, keep_open: list[Any]) -> NoReturn:
     """The forked action: become what ``posix_spawn`` would have made it, tell the host, run the agent."""
     code = agent.EXIT_FAILED
@@ -109,6 +118,7 @@ def _child(request: dict[str, Any], out: int, ready: int, keep_open: list[Any]) 
         else:
             name, action, args = request["argv"]
             sys.argv = [agent.__file__, name, action, args]
+            _name_self(f"@{name} {action}")
             code = agent.run(name, action, args)
     except BaseException:
         traceback.print_exc()

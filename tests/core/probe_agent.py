@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from omha_core.errors import ResourceError
 from omha_core.fsutil import atomic_write
@@ -48,6 +49,7 @@ def describe_self() -> dict[str, object]:
         },
         "stdin": os.readlink("/proc/self/fd/0"),
         "cwd": os.getcwd(),
+        "comm": Path("/proc/self/comm").read_text().strip(),
         "sigblk": int(_status_field("SigBlk"), 16),
         "sigign": int(_status_field("SigIgn"), 16),
         "env": {k: v for k, v in os.environ.items() if k.startswith("OMHA_") and k != "OMHA_AGENT_CLASSES"},

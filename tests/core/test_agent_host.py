@@ -68,6 +68,7 @@ def test_an_action_is_made_as_a_started_one_is(tmp_path: Path, host_mode: str, m
             assert me["pid"] == entry["pid"]
             if host_mode == "auto":
                 assert host is not None and me["ppid"] == host  # forked by the host: no Python start
+                assert me["comm"] == "@probe respawn"  # what ps -e and top show
             else:
                 assert host is None and me["ppid"] == os.getpid()
             assert me["sid"] == me["pgid"] == me["pid"]  # a session and a process group of its own

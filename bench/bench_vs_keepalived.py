@@ -11,9 +11,10 @@ The same VIP 192.0.2.10/24 is served on each segment by one system at its defaul
 
 - ``keepalived``: Debian's keepalived 2.2 in each node namespace, one ``vrrp_instance`` (advert_int 1, equal
   priorities, no other option);
-- ``omha+test``: ``omha daemon`` in each node namespace at the default timings (heartbeat 0.5 s, dead_after
-  2 s), quorum policy ``ignore`` (two nodes), a ``command`` fence device that really powers the node off (link
-  down, SIGKILL of every process in its namespace) with a ``status_command`` read-back, and the group::
+- ``omha+test``: ``omha daemon`` in each node namespace (seeing the cgroup2 hierarchy, as on a real node:
+  ``omha_testing.netns.as_node``) at the default timings (heartbeat 0.5 s, dead_after 2 s), quorum policy
+  ``ignore`` (two nodes), a ``command`` fence device that really powers the node off (link down, SIGKILL of
+  every process in its namespace) with a ``status_command`` read-back, and the group::
 
       web:ipt:test:test:@vip 192.0.2.10/24
       web:ip:run:respawn:@vip 192.0.2.10/24

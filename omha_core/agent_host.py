@@ -21,10 +21,12 @@ What the init asks, and what it gets (one JSON document per message):
 - ``{"exit": PID, "status": STATUS}``, sent when a child exited: the host is its parent and reaps it at once
   (``STATUS`` as ``waitpid`` gives it).
 - ``{"ready": true}``, sent once, when the imports are done: the init asks nothing of a host before that (its
-  event loop waits for each answer, and must not wait for imports).
+  event loop waits for each answer, and must not wait for imports); or ``{"unfit": WHY}``, after which the host
+  exits: it must not fork (see below).
 
-The host is single-threaded (forking a threaded process is unsafe) and keeps no state between actions that
-an action could change: each child is a copy. When its socket closes (the init stopped, or the daemon died)
+The host is single-threaded (forking a threaded process is unsafe: an agent module whose import starts a thread
+makes the host exit :data:`EXIT_UNFIT`, and the init start every action instead) and keeps no state between
+actions that an action could change: each child is a copy. When its socket closes (the init stopped, or the daemon died)
 the host exits; children still running are not its to stop: each is in its own cgroup, which the init stops,
 and which the guard kills if the daemon dies.
 """
@@ -37,6 +39,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import traceback
 from typing import Any, NoReturn
 
@@ -46,6 +49,9 @@ from omha_core import agent
 EXIT_NO_CGROUP = 126
 #: the largest message the init sends (the environment is most of it)
 MAX_MESSAGE = 1 << 20
+#: the host's exit status when it must not fork (an agent's import started a thread; it says so first with an
+#: ``{"unfit": WHY}`` message, and the init then starts every action as a process of its own, and no host again)
+EXIT_UNFIT = 3
 
 
 def preload() -> None:
@@ -194,6 +200,15 @@ def main() -> int:
     os.dup2(null, 0)
     os.close(null)
     preload()
+    threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if threads:
+        # a fork copies one thread and every lock the others held: a forked action could hang on one of them
+        why = f"importing the agents started threads {threads}: not forking"
+        try:
+            sock.send(json.dumps({"unfit": why}).encode())
+        except OSError:
+            pass  # the init is gone
+        return EXIT_UNFIT
     try:
         sock.send(b'{"ready": true}')
         serve(sock)

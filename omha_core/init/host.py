@@ -13,10 +13,12 @@ action is started as a process of its own, as before.
 
 The daemon's event loop must not stall (its heartbeats stop while it does), so the init asks the host only
 once the host has said it is ready (its imports done), and waits at most :data:`ANSWER_TIMEOUT` for a fork.
-When the host fails (it died, or did not answer in time), the action is started as a process of its own
-instead, the host is killed, and a new one is started for later actions (at most once per
-:data:`RESTART_DELAY`). An action whose host died before reporting its exit is taken to have failed (status
-255, as for a child someone else reaped): a ``release`` is then not believed done.
+A host that finds threads after importing the agents (a plugin started one at import: forking then is unsafe)
+exits saying so, and the init starts every action itself from then on. When the host fails (it died, or did
+not answer in time), the action is started as a process of its own instead, the host is killed, and a new one
+is started for later actions (at most once per :data:`RESTART_DELAY`). An action whose host died before
+reporting its exit is taken to have failed (status 255, as for a child someone else reaped): a ``release`` is
+then not believed done.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ class AgentHost:
         self._child: Child | None = None
         self._started = float("-inf")
         self._closing = False
+        #: the host said it must not fork here (see :data:`~omha_core.agent_host.EXIT_UNFIT`)
+        self._unfit = False
 
     @property
     def pid(self) -> int | None:
@@ -161,7 +165,7 @@ class AgentHost:
     def usable(self) -> bool:
         """True when an action may be asked of the host now (starting a new host if the last one failed long
         enough ago; a host is used once it has said it is ready)."""
-        if self._closing:
+        if self._closing or self._unfit:
             return False
         if self._link is not None:
             return self._link.ready
@@ -232,27 +236,37 @@ class AgentHost:
                 self._broken("the agent host closed its socket")
                 return
             try:
-                link.received(json.loads(data))
+                message = json.loads(data)
+                if "unfit" in message:  # it would refuse again: no restarts
+                    self._unfit = True
+                    self._broken(None)
+                    self.logger.warning(
+                        "agent host: %s; every agent action starts a process of its own", message["unfit"]
+                    )
+                    return
+                link.received(message)
             except (ValueError, KeyError, TypeError):
                 self.logger.error("agent host: unexpected message %r", data[:200])
 
-    def _broken(self, why: str) -> None:
-        """Stop using the host: close its socket (it exits on that), kill it, fail every status still awaited."""
+    def _broken(self, why: str | None) -> None:
+        """Stop using the host: close its socket (it exits on that), kill it, fail every status still awaited;
+        say ``why`` (unless None, or the init is closing)."""
         link, self._link = self._link, None
         if link is not None:
-            if not self._closing:
+            if why is not None and not self._closing:
                 self.logger.warning("agent host: %s; agent actions start a process each for now", why)
             link.close()
         if self._child is not None and self._child.alive:
             self._child.signal(signal.SIGKILL)
 
     def _exited(self, child: Child) -> None:
-        if child is self._child:
-            self._broken(f"the agent host (pid {child.pid}) exited ({child.returncode})")
+        if child is not self._child:
+            return
+        self._broken(f"the agent host (pid {child.pid}) exited ({child.returncode})")
 
     async def close(self) -> None:
         """Stop the host (the init stops: its actions are over)."""
         self._closing = True
-        self._broken("closing")
+        self._broken(None)
         if self._child is not None:
             await self._child.terminate([(signal.SIGKILL, 0.0)])

@@ -295,3 +295,24 @@ def test_an_exit_status_is_handed_over_in_a_callback_of_its_own() -> None:
             theirs.close()
 
     run(scenario())
+
+
+def test_a_host_whose_agents_started_a_thread_does_not_fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forking a process with threads copies one thread and every lock the others held; the host refuses, says
+    why, and is not started again: every action is started as before."""
+    require_cgroup2()
+    monkeypatch.setattr(host_module, "RESTART_DELAY", 0.0)
+    # named, not imported: importing it here would start its thread in the test process
+    env = {**ENV, "OMHA_AGENT_CLASSES": "threaded=tests.core.threaded_agent:ThreadedAgent"}
+    cltab = f"g:a:run:wait:@threaded {tmp_path}/a\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=env) as (init, records):
+            why = "agent host: importing the agents started threads ['poller']: not forking"
+            await wait_until(lambda: records.has(why), what="the host to refuse")
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == DONE
+            assert _read(tmp_path / "a")["ppid"] == os.getpid()
+            assert init.agent_host_pid is None  # not started again
+
+    run(scenario())

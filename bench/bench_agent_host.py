@@ -7,9 +7,13 @@ group ``run`` and time until it is DONE (the ``acquire`` ran and exited 0), then
 (the ``release``). Agents: ``@file`` (the action's own work well under a millisecond: what is left is what the
 init adds) and, where resource-agents is installed, ``@ocf heartbeat:Dummy`` (a shell script's start and stop).
 
-Reports medians and p90 in milliseconds, the ratio, and the host's resident memory.
+Reports medians and p90 in milliseconds, the ratio, the host's resident memory, and how many actions the init
+started itself because the host failed it (each is logged as ``agent host: ...``; 0 expected). ``--stress``
+runs it all while ``stress-ng --cpu 2 --io 2 --hdd 1`` saturates the CPUs and the disk (installed as
+``make test`` installs its packages when missing), to see that the host keeps answering in time under load.
 
-Usage: ``.venv/bin/python bench/bench_agent_host.py [--trials 30]`` (as root: cgroup v2 cells are needed)
+Usage: ``.venv/bin/python bench/bench_agent_host.py [--trials 30] [--stress]`` (as root: cgroup v2 cells are
+needed)
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 
@@ -52,7 +59,8 @@ async def run(trials: int, tmp: str) -> None:
     if os.path.exists(DUMMY) and "ocf=" in env[CLASSES_ENV]:
         agents["ocf"] = f"@ocf heartbeat:Dummy state={tmp}/dummy-MODE.state"
     logger = logging.getLogger("bench")
-    logger.addHandler(logging.NullHandler())
+    fallbacks = Fallbacks()
+    logger.addHandler(fallbacks)
     logger.propagate = False
     inits: dict[str, LocalInit] = {}
     for mode in MODES:
@@ -86,17 +94,48 @@ async def run(trials: int, tmp: str) -> None:
                     f"{statistics.median(started):.1f} / {p90(started):.1f} | {ratio:.2f}x |"
                 )
         print(f"\nagent host RSS: {rss_mb(inits['auto'].agent_host_pid):.1f} MB; trials: {trials} per row, interleaved")
+        print(f"actions started by the init because the host failed them: {fallbacks.count} {fallbacks.lines[:3]}")
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         for init in inits.values():
             await init.shutdown()
 
 
+class Fallbacks(logging.Handler):
+    """Counts the init's warnings that the host failed an action (it then started the action itself)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("agent host:"):
+            self.count += 1
+            self.lines.append(message)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--stress", action="store_true", help="under stress-ng on both CPUs and the disk")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="omha-bench-host-") as tmp:
-        asyncio.run(run(args.trials, tmp))
+        stress = None
+        if args.stress:
+            if not shutil.which("stress-ng"):
+                root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                subprocess.run([os.path.join(root, "scripts", "install-system-packages"), "stress-ng"], check=True)
+            cmd = ["stress-ng", "--cpu", "2", "--io", "2", "--hdd", "1", "--hdd-bytes", "256M", "--temp-path", tmp]
+            stress = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(10)  # let the load build up
+        try:
+            asyncio.run(run(args.trials, tmp))
+        finally:
+            if stress is not None:
+                os.killpg(stress.pid, signal.SIGTERM)
+                stress.wait()
     return 0
 
 

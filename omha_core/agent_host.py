@@ -18,8 +18,9 @@ What the init asks, and what it gets (one JSON document per message):
   group and cell from the moment it knows the pid, and the pidfd names this very process even after it is
   reaped. A child that cannot enter its cgroup says why on its stderr and exits 126 without running the action,
   as the init's ``/bin/sh`` does.
-- ``{"exit": PID, "status": STATUS}``, sent when a child exited: the host is its parent and reaps it at once
-  (``STATUS`` as ``waitpid`` gives it).
+- ``{"exit": PID, "status": STATUS}``, sent when a child exited (``STATUS`` as ``waitpid`` gives it). The host
+  is its parent, but leaves it a zombie until the init answers ``{"reap": PID}`` once it has handled the exit:
+  until then the number stays taken, as a child the init started stays until the init reaps it.
 - ``{"ready": true}``, sent once, when the imports are done: the init asks nothing of a host before that (its
   event loop waits for each answer, and must not wait for imports); or ``{"unfit": WHY}``, after which the host
   exits: it must not fork (see below).
@@ -157,7 +158,8 @@ def serve(sock: socket.socket) -> None:
     """Answer the init on ``sock`` until it closes it."""
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
-    children: dict[int, int] = {}  # pidfd -> pid
+    children: dict[int, int] = {}  # pidfd -> pid, running
+    exited: dict[int, int] = {}  # pid -> pidfd, exited and reported, left a zombie until the init says "reap"
     while True:
         for key, _ in sel.select():
             if key.fileobj is sock:
@@ -169,6 +171,9 @@ def serve(sock: socket.socket) -> None:
                     return
                 try:
                     request = json.loads(data)
+                    if "reap" in request:
+                        _reap(int(request["reap"]), exited)
+                        continue
                     if len(fds) != 1:
                         raise ValueError("expected the output pipe with the request")
                     pid, pidfd = _fork(request, fds[0], [sock, sel])
@@ -183,13 +188,36 @@ def serve(sock: socket.socket) -> None:
                 sel.register(pidfd, selectors.EVENT_READ)
             else:
                 pidfd = int(key.fd)
-                pid, status = os.waitpid(children[pidfd], os.WNOHANG)
-                if pid == 0:
+                pid = children[pidfd]
+                status = _exit_status(pid)
+                if status is None:
                     continue
                 sel.unregister(pidfd)
-                os.close(pidfd)
                 del children[pidfd]
+                exited[pid] = pidfd
                 sock.send(json.dumps({"exit": pid, "status": status}).encode())
+
+
+def _exit_status(pid: int) -> int | None:
+    """The wait status of child ``pid`` if it has exited, without reaping it (None while it runs).
+
+    Not reaped: until the init has handled the exit, the number must stay this process's (a zombie), as it does
+    for a child the init started and reaps itself; a reaped number could be reused and signalled by mistake.
+    """
+    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if info is None or info.si_pid == 0:
+        return None
+    if info.si_code == os.CLD_EXITED:
+        return (info.si_status & 0xFF) << 8
+    return info.si_status | (0x80 if info.si_code == os.CLD_DUMPED else 0)
+
+
+def _reap(pid: int, exited: dict[int, int]) -> None:
+    """The init has handled child ``pid``'s exit: reap it, its number free again."""
+    pidfd = exited.pop(pid, None)
+    if pidfd is not None:
+        os.waitpid(pid, 0)
+        os.close(pidfd)
 
 
 def main() -> int:

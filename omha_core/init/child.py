@@ -42,9 +42,12 @@ class Registry(Protocol):
 
 
 class ExitReporter(Protocol):
-    """Who reports the exit status of a child the init did not start itself (the agent host's link)."""
+    """Who reports the exit status of a child the init did not start itself (the agent host's link), and reaps
+    it once told to."""
 
     def wait_status(self, pid: int, callback: Callable[[int | None], None]) -> None: ...
+
+    def reaped(self, pid: int) -> None: ...
 
 
 class Forker(Protocol):
@@ -214,13 +217,18 @@ class Child:
         self._ended(status)
 
     def _reported(self, status: int | None) -> None:
-        """The host's report of how this child ended (None: the host is gone without saying)."""
+        """The host's report of how this child ended (None: the host is gone without saying); the host reaps it
+        once the exit is handled here, as :meth:`_reap` does for the init's own children."""
         if status is None:
             self.logger.warning(
                 "%s: pid %d exited, but the agent host is gone: exit status unknown", self.label, self.pid
             )
             status = 255 << 8
-        self._ended(status)
+        try:
+            self._ended(status)
+        finally:
+            if self.host is not None:
+                self.host.reaped(self.pid)
 
     def _ended(self, status: int) -> None:
         self.returncode = os.waitstatus_to_exitcode(status)

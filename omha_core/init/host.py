@@ -83,6 +83,15 @@ class Link:
         else:
             self.waiters[pid] = callback
 
+    def reaped(self, pid: int) -> None:
+        """The init has handled child ``pid``'s exit: the host may reap it (its number free again)."""
+        if self.sock is None:
+            return  # the host is gone: its zombies went to init(1), which reaps them
+        try:
+            self.sock.send(json.dumps({"reap": pid}).encode())
+        except OSError:
+            pass  # the host is dying; the same
+
     def received(self, message: dict[str, int]) -> None:
         """A message the host sent outside an answer: it is ready, or a child exited."""
         if message.get("ready"):

@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +317,66 @@ def test_a_host_whose_agents_started_a_thread_does_not_fork(tmp_path: Path, monk
             assert init.agent_host_pid is None  # not started again
 
     run(scenario())
+
+
+def test_a_finished_action_keeps_its_number_until_the_init_has_handled_it(tmp_path: Path) -> None:
+    """The host reports an exit but reaps the child only when the init says so: until then the pid stays taken (a
+    zombie), as a child the init starts itself stays until the init reaps it, so the init never signals a
+    number that was reused meanwhile. The protocol, spoken to a real host."""
+    import socket as socket_module
+    import subprocess
+
+    from omha_core.init.cgroups import cgroup2_parent
+
+    require_cgroup2()
+    parent, _ = cgroup2_parent()
+    ours, theirs = socket_module.socketpair(socket_module.AF_UNIX, socket_module.SOCK_SEQPACKET)
+    env = {**os.environ, **ENV}
+    host = subprocess.Popen([sys.executable, "-m", "omha_core.agent_host"], stdin=theirs.fileno(), env=env, cwd=ROOT)
+    theirs.close()
+    ours.settimeout(30)
+    r, w = os.pipe()
+
+    def fork(*argv: str) -> int:
+        request = {"argv": list(argv), "env": env, "procs": f"{parent}/cgroup.procs", "cwd": str(tmp_path)}
+        socket_module.send_fds(ours, [json.dumps(request).encode()], [w])
+        data, fds, _flags, _addr = socket_module.recv_fds(ours, 65536, 1)
+        for fd in fds:
+            os.close(fd)
+        pid: int = json.loads(data)["pid"]
+        return pid
+
+    def state(pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return "gone"
+
+    try:
+        assert json.loads(ours.recv(65536)) == {"ready": True}
+        done = fork("probe", "check", f"{tmp_path}/x")  # exits 0 at once
+        assert json.loads(ours.recv(65536)) == {"exit": done, "status": 0}
+        failed = fork("probe", "check", f"{tmp_path}/missing/x")  # exits 1
+        assert json.loads(ours.recv(65536)) == {"exit": failed, "status": 1 << 8}
+        killed = fork("probe", "acquire", f"{tmp_path}/held sleep=60")
+        os.kill(killed, signal.SIGKILL)
+        assert json.loads(ours.recv(65536)) == {"exit": killed, "status": signal.SIGKILL}
+        time.sleep(0.2)
+        assert [state(p) for p in (done, failed, killed)] == ["Z", "Z", "Z"]  # reported, not yet reaped
+        for pid in (done, failed, killed):
+            ours.send(json.dumps({"reap": pid}).encode())
+        deadline = time.monotonic() + 10
+        while any(state(p) != "gone" for p in (done, failed, killed)):
+            assert time.monotonic() < deadline, "the host did not reap them when told"
+            time.sleep(0.01)
+    finally:
+        ours.close()  # the host exits on that
+        try:
+            host.wait(10)
+        finally:
+            if host.poll() is None:
+                host.kill()
+                host.wait()
+            os.close(r)
+            os.close(w)

@@ -5,7 +5,8 @@ with everything else if the daemon dies) and asks it to fork each agent action i
 What an action is to the rest of the init does not change (:class:`~omha_core.init.child.Child`): its own
 session and process group, its own cgroup, its output on a pipe the init reads, a pidfd the init watches, the
 same signals, time-outs and stop steps; the guard kills its cgroup and releases held entries if the daemon
-dies. What changes is who reaps it: the host, its parent, reports its exit status.
+dies. What changes is who reaps it: the host, its parent, reports its exit status and reaps it once the init
+says it has handled the exit (until then the pid stays taken, as for a child the init reaps itself).
 
 Only with cgroup cells: a cgroup holds a forked process whatever its parent is, but the environment marker
 (:mod:`omha_core.init.markers`) is read from ``/proc/PID/environ``, which a fork cannot set; with markers every

@@ -26,26 +26,18 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.bench_init_scale import rss_mb  # noqa: E402
+from bench.bench_vs_keepalived import p90  # noqa: E402
+
 DUMMY = "/usr/lib/ocf/resource.d/heartbeat/Dummy"
 MODES = ("auto", "off")
-
-
-def p90(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-
-
-def rss_mb(pid: int | None) -> float:
-    if pid is None:
-        return float("nan")
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def run(trials: int, tmp: str) -> None:
@@ -93,7 +85,9 @@ async def run(trials: int, tmp: str) -> None:
                     f"| @{name} | {action} | {statistics.median(hosted):.1f} / {p90(hosted):.1f} | "
                     f"{statistics.median(started):.1f} / {p90(started):.1f} | {ratio:.2f}x |"
                 )
-        print(f"\nagent host RSS: {rss_mb(inits['auto'].agent_host_pid):.1f} MB; trials: {trials} per row, interleaved")
+        host = inits["auto"].agent_host_pid
+        memory = f"{rss_mb(host):.1f} MB" if host else "(no host running)"
+        print(f"\nagent host RSS: {memory}; trials: {trials} per row, interleaved")
         print(f"actions started by the init because the host failed them: {fallbacks.count} {fallbacks.lines[:3]}")
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:

@@ -8,7 +8,7 @@ imported all that once; an action is a ``fork()`` of it that runs :func:`omha_co
 
 What the init asks, and what it gets (one JSON document per message):
 
-- ``{"argv": [NAME, ACTION, ARGS], "env": {...}, "procs": PATH, "cwd": DIR}`` with the write end of the entry's
+- ``{"argv": [NAME, ACTION, ARGS], "env": {...}, "procs": PATH, "cwd": DIR or null}`` with the write end of the
   output pipe attached (``SCM_RIGHTS``). The host forks; the child, before it runs anything, starts a new
   session (its process group is its own, as ``posix_spawn(setsid)`` gave it), moves itself into the entry's
   cgroup (writing to ``PATH``, the cell's ``cgroup.procs``: a cgroup holds a process whatever its parent is),
@@ -46,10 +46,11 @@ from typing import Any, NoReturn
 
 from omha_core import agent
 
-#: the exit status of a child that could not enter its cgroup (it ran nothing), as in :mod:`.init.cgroups`
-EXIT_NO_CGROUP = 126
 #: the largest message the init sends (the environment is most of it)
 MAX_MESSAGE = 1 << 20
+#: the exit status of a child that could not enter its cgroup (it ran nothing): :data:`.init.cgroups.EXIT_NO_CGROUP`,
+#: not imported from there (importing anything of ``omha_core.init`` loads the whole init, ~80 ms and its memory)
+EXIT_NO_CGROUP = 126
 #: the host's exit status when it must not fork (an agent's import started a thread; it says so first with an
 #: ``{"unfit": WHY}`` message, and the init then starts every action as a process of its own, and no host again)
 EXIT_UNFIT = 3
@@ -112,10 +113,12 @@ def _child(request: dict[str, Any], out: int, ready: int, keep_open: list[Any]) 
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         os.environ.clear()
         os.environ.update(request["env"])
-        try:
-            os.chdir(request.get("cwd", "/"))  # the daemon's, as a started process has it
-        except OSError:
-            pass  # removed meanwhile: a started process would run in it all the same; the host's will do
+        cwd = request.get("cwd")
+        if cwd is not None:  # None: the daemon's was removed; a started process would run in it all the same
+            try:
+                os.chdir(cwd)  # the daemon's, as a started process has it
+            except OSError:
+                pass  # removed meanwhile: the host's will do
         why = _enter(request["procs"])
         os.write(ready, b".")
         os.close(ready)

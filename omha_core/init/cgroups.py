@@ -12,7 +12,7 @@ import re
 import shlex
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from itertools import count
 
 from omha_core.init import guard, owners
@@ -108,18 +108,9 @@ class CgroupCells(Cells):
         their groups. Trees of live inits (sibling daemons in the same cgroup), trees a live guard still names,
         trees of another scope (another node's or cluster's init in the same cgroup) and trees holding processes
         of another pid namespace are left alone."""
-        try:
-            names = sorted(os.listdir(self.parent))
-        except OSError:
-            return
-        for name in names:
-            match = STALE_RE.match(name)
-            path = os.path.join(self.parent, name)
-            if match is None or path == self.root or match[1] != self.scope:
-                continue
-            if owners.owner_alive(int(match[2]), match[3]):
-                continue
-            self._sweep_tree(path, match[2], logger)
+        for path, owner in dead_trees(self.parent, {self.scope}):
+            if path != self.root:
+                self._sweep_tree(path, owner, logger)
 
     def _sweep_tree(self, path: str, owner: str, logger: logging.Logger) -> None:
         if guard.cgroup_populated(path):
@@ -156,6 +147,21 @@ class CgroupCells(Cells):
 STALE_RE = re.compile(rf"^omha-(?:({owners.SCOPE_PATTERN})-)?(\d+)-(?:(\d+)-)?[0-9a-f]+$")
 
 
+def dead_trees(parent: str, scopes: Collection[str | None]) -> list[tuple[str, str]]:
+    """The cgroup trees in ``parent`` made by inits of ``scopes`` that no longer run: their paths and their inits'
+    pids (see :mod:`omha_core.init.owners`)."""
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = STALE_RE.match(name)
+        if match is not None and match[1] in scopes and not owners.owner_alive(int(match[2]), match[3]):
+            found.append((os.path.join(parent, name), match[2]))
+    return found
+
+
 def remove_emptied_trees(scopes: set[str]) -> list[str]:
     """Remove the empty cgroup trees that inits of ``scopes`` left in this process's cgroup; return their paths.
 
@@ -165,21 +171,10 @@ def remove_emptied_trees(scopes: set[str]) -> list[str]:
     Trees still holding a process, and trees of live inits, are left alone.
     """
     parent, _ = cgroup2_parent()
-    removed: list[str] = []
     if parent is None:
-        return removed
-    try:
-        names = sorted(os.listdir(parent))
-    except OSError:
-        return removed
-    for name in names:
-        match = STALE_RE.match(name)
-        if match is None or match[1] not in scopes or owners.owner_alive(int(match[2]), match[3]):
-            continue
-        path = os.path.join(parent, name)
-        if not guard.cgroup_populated(path) and guard.remove_cgroup(path):
-            removed.append(path)
-    return removed
+        return []
+    trees = [path for path, _owner in dead_trees(parent, scopes) if not guard.cgroup_populated(path)]
+    return [path for path in trees if guard.remove_cgroup(path)]
 
 
 def cgroup2_parent() -> tuple[str | None, str]:

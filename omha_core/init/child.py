@@ -130,7 +130,7 @@ class Child:
         self.cell: Cell | None = None
         #: the link to the agent host that forked this child and reports its exit (None: the init's own child)
         self.host: ExitReporter | None = None
-        pidfd = -1
+        pidfd: int | None = None  # the host's pidfd of a forked child
         if cells is not None:
             self.cell = cells.new(label)
             hosted = None if host is None else self._from_host(host, cells, argv, env)
@@ -138,7 +138,7 @@ class Child:
                 self.pid, out, pidfd = hosted
             else:
                 argv, env = self.cell.prepare(argv, env)
-        if pidfd < 0:
+        if pidfd is None:
             try:
                 self.pid, out = _spawn(argv, env, stdin_fd)
             except BaseException:
@@ -157,19 +157,17 @@ class Child:
         if guard is not None:
             guard.add(self.pgid)
         self.output = LineLogger(out, label, logger, self.loop)
-        if pidfd >= 0:
-            self._pidfd = pidfd
-            self.loop.add_reader(self._pidfd, self._reap)
-            return
-        try:
-            self._pidfd = os.pidfd_open(self.pid)
-        except OSError:
-            # without a pidfd (Linux < 5.3) nothing would ever reap it: do not leave it running unsupervised
-            self._send(signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-            if self.cell is not None:
-                self.cell.remove()
-            raise
+        if pidfd is None:
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except OSError:
+                # without a pidfd (Linux < 5.3) nothing would ever reap it: do not leave it running unsupervised
+                self._send(signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                if self.cell is not None:
+                    self.cell.remove()
+                raise
+        self._pidfd = pidfd
         self.loop.add_reader(self._pidfd, self._reap)
 
     def _from_host(

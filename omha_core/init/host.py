@@ -204,7 +204,11 @@ class AgentHost:
         if link is None or link.sock is None:
             raise HostError("the agent host is not running")
         sock = link.sock
-        request = json.dumps({"argv": action, "env": dict(env), "procs": procs, "cwd": os.getcwd()}).encode()
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:
+            cwd = None  # the daemon's working directory was removed: the action runs where the host does
+        request = json.dumps({"argv": action, "env": dict(env), "procs": procs, "cwd": cwd}).encode()
         deadline = time.monotonic() + ANSWER_TIMEOUT
         poll = select.poll()  # not select(): a daemon with many entries has descriptors above FD_SETSIZE
         poll.register(sock, select.POLLIN)

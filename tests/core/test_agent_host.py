@@ -380,3 +380,34 @@ def test_a_finished_action_keeps_its_number_until_the_init_has_handled_it(tmp_pa
                 host.wait()
             os.close(r)
             os.close(w)
+
+
+def test_a_removed_working_directory_does_not_cost_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon whose working directory was removed cannot name it (``getcwd`` fails): the init must still ask the
+    host (it raised, and every action was started instead), and the action runs where the host does."""
+    require_cgroup2()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    cltab = f"g:a:run:wait:@probe {tmp_path}/a\n"
+
+    async def scenario() -> None:
+        async with running_init(cltab, env=ENV) as (init, records):
+            await host_ready(init)
+            where_the_host_started = os.getcwd()
+            monkeypatch.chdir(gone)
+            gone.rmdir()
+            init.tell("g", "run")
+            assert await init.wait_settled("g", 30) == DONE
+            me = _read(tmp_path / "a")
+            assert me["ppid"] == init.agent_host_pid, records.messages
+            assert me["cwd"] == where_the_host_started  # the host's
+
+    run(scenario())
+
+
+def test_the_host_says_no_cgroup_as_the_init_shell_does() -> None:
+    """The host keeps its own copy of the exit status (importing the init's module would load the whole init)."""
+    from omha_core import agent_host
+    from omha_core.init import cgroups
+
+    assert agent_host.EXIT_NO_CGROUP == cgroups.EXIT_NO_CGROUP
